@@ -1,0 +1,5 @@
+"""fim_model: a small block-diffusion language model for fill-in-the-middle code completion."""
+
+from .api import EMBEDDED_CHECKPOINT, Infill, InfillCancelled, InfillModel
+
+__all__ = ["EMBEDDED_CHECKPOINT", "Infill", "InfillCancelled", "InfillModel"]

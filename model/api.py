@@ -1,0 +1,134 @@
+"""The model as the server sees it: load a checkpoint folder, fill a middle."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .sampler import InfillCancelled, SamplerSettings, StopTokens, generate
+from .tokenizer import CodeTokenizer
+from .transformer import KVCache, ModelConfig, Transformer
+
+EMBEDDED_CHECKPOINT = Path(__file__).parent / "checkpoint"
+
+__all__ = ["EMBEDDED_CHECKPOINT", "Infill", "InfillCancelled", "InfillModel"]
+
+
+@dataclass(frozen=True)
+class Infill:
+    text: str
+    tokens: int
+    forward_passes: int
+    finished: bool  # the model wrote end-of-middle (rather than hitting a budget or newline)
+
+
+def save_checkpoint(folder: Path, model: Transformer, tok: CodeTokenizer) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.cfg.save(folder / "config.json")
+    state = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+    }
+    save_file(state, str(folder / "model.safetensors"))
+    tok.save(folder / "tokenizer.json")
+
+
+def load_transformer(folder: Path, device: str = "cpu") -> Transformer:
+    cfg = ModelConfig.load(folder / "config.json")
+    model = Transformer(cfg)
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.to(device).eval()
+
+
+class InfillModel:
+    """A block-diffusion FIM model with a key/value cache kept across requests.
+
+    Successive keystrokes share most of their context (suffix first, then a prefix that
+    grows at its end), so each request re-encodes only what changed. Calls are serialised
+    by a lock: the cache belongs to one sequence at a time.
+    """
+
+    def __init__(
+        self, model: Transformer, tokenizer: CodeTokenizer, settings: SamplerSettings
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings
+        dtype = next(model.parameters()).dtype
+        self._cache = KVCache(model.cfg, dtype, next(model.parameters()).device)
+        self._stops = StopTokens(tokenizer.special.end_of_middle, tokenizer.newline_ids)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        device: str = "cpu",
+        settings: SamplerSettings | None = None,
+    ) -> InfillModel:
+        folder = Path(path) if path is not None else EMBEDDED_CHECKPOINT
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"model folder {folder} has no {name}")
+        model = load_transformer(folder, device)
+        if device.startswith("cuda"):
+            model = model.to(torch.bfloat16)  # fp32 on CPU: bf16 there is far slower
+        return cls(
+            model, CodeTokenizer.load(folder / "tokenizer.json"), settings or SamplerSettings()
+        )
+
+    @property
+    def block_size(self) -> int:
+        return self.model.cfg.block_size
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    def context_ids(self, prefix: str, suffix: str, max_context: int) -> list[int]:
+        sp = self.tokenizer.special
+        prefix_ids = self.tokenizer.encode(prefix)
+        suffix_ids = self.tokenizer.encode(suffix)
+        room = max_context - 3
+        # The caller trims at line boundaries; this only guards the model's hard limit,
+        # keeping the text nearest the cursor.
+        suffix_ids = suffix_ids[: max(room - len(prefix_ids), room // 4)]
+        prefix_ids = prefix_ids[max(0, len(prefix_ids) - (room - len(suffix_ids))) :]
+        return [sp.fim_suffix, *suffix_ids, sp.fim_prefix, *prefix_ids, sp.fim_middle]
+
+    def infill(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        max_tokens: int,
+        single_line: bool = False,
+        should_cancel: Callable[[], bool] | None = None,
+        seed: int = 0,
+        use_cache: bool = True,
+    ) -> Infill:
+        cfg = self.model.cfg
+        max_tokens = max(1, min(max_tokens, cfg.max_seq_len // 4))
+        context = self.context_ids(prefix, suffix, cfg.max_seq_len - max_tokens - cfg.block_size)
+        with self._lock:
+            gen = generate(
+                self.model,
+                context,
+                self.tokenizer.special,
+                self._stops,
+                max_tokens=max_tokens,
+                single_line=single_line,
+                settings=self.settings,
+                cache=self._cache if use_cache else None,
+                should_cancel=should_cancel,
+                seed=seed,
+            )
+        text = self.tokenizer.decode(gen.tokens)
+        # A budget can cut a multi-byte character in half; never hand out the fragment.
+        text = text.rstrip("\ufffd")
+        return Infill(text, len(gen.tokens), gen.forward_passes, gen.finished)
