@@ -92,6 +92,11 @@ def generate(
         )
     generator = torch.Generator(device=device).manual_seed(seed) if settings.temperature else None
     stop_ids = {stops.end_of_middle} | (set(stops.newlines) if single_line else set())
+    # Context markers, <mask> and <pad> are never content: a middle ends only with <eom>.
+    banned = torch.tensor(
+        [special.mask, special.pad, special.fim_suffix, special.fim_prefix, special.fim_middle],
+        device=device,
+    )
 
     if cache is not None:
         cache.truncate(cache.common_prefix(context))
@@ -138,6 +143,7 @@ def generate(
                     group_mask(groups, groups).to(device),
                 )[0, -B:]
             passes += 1
+            logits[:, banned] = float("-inf")
             confidence, predicted = _pick(logits, settings, generator)
             open_positions = torch.tensor([not c for c in committed], device=device)
             confidence = torch.where(open_positions, confidence, torch.tensor(-1.0, device=device))
@@ -158,5 +164,4 @@ def generate(
         middle.extend(block)
         if cache is not None:
             pending, pending_groups = block, [0] * B
-    middle = [t for t in middle if t not in (special.pad, special.mask)][:max_tokens]
-    return Generation(tokens=middle, forward_passes=passes, finished=finished)
+    return Generation(tokens=middle[:max_tokens], forward_passes=passes, finished=finished)

@@ -1,0 +1,208 @@
+"""Unit tests of the diffusion model: tokenizer, attention layout, loss, sampler, cache."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from fim_model import EMBEDDED_CHECKPOINT, InfillCancelled
+from fim_model.data import ExampleShape, FimSpan, make_example, sample_span
+from fim_model.diffusion import FimExample, diffusion_loss, make_batch
+from fim_model.masks import group_mask, token_groups, two_copy_mask
+from fim_model.sampler import SamplerSettings, StopTokens, generate
+from fim_model.tokenizer import CodeTokenizer, SpecialIds
+from fim_model.transformer import KVCache, ModelConfig, Transformer
+
+SPECIAL = SpecialIds(pad=0, mask=1, fim_suffix=2, fim_prefix=3, fim_middle=4, end_of_middle=5)
+
+
+@pytest.fixture(scope="module")
+def shipped_tokenizer() -> CodeTokenizer:
+    return CodeTokenizer.load(EMBEDDED_CHECKPOINT / "tokenizer.json")
+
+
+def tiny_model(block_size: int = 4, vocab: int = 40, seed: int = 0) -> Transformer:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        vocab_size=vocab, dim=32, n_layers=2, n_heads=2, ffn_dim=64,
+        max_seq_len=128, block_size=block_size,
+    )  # fmt: skip
+    return Transformer(cfg).double().eval()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "def héllo(x):\n\treturn 'naïve' + \"日本語\"  # ✓ tabs\tand spaces  \n",
+        "if a:\r\n\t\tb = '<mask>' + '<fim_middle>'\n",
+        "\t\t\n  \n\x0c\n",
+    ],
+)
+def test_tokenizer_round_trips_code_exactly(shipped_tokenizer: CodeTokenizer, text: str) -> None:
+    ids = shipped_tokenizer.encode(text)
+    assert shipped_tokenizer.decode(ids) == text
+    # Special-token names typed by a user stay plain text.
+    assert not any(shipped_tokenizer.is_special(i) for i in ids)
+
+
+def test_group_mask_is_causal_across_blocks_and_bidirectional_inside() -> None:
+    groups = token_groups(n_context=3, n_middle=8, block_size=4)
+    mask = group_mask(groups, groups)
+    # context: causal
+    assert mask[1, 0] and not mask[0, 1] and not mask[1, 2]
+    # every middle token sees all context
+    assert mask[3:, :3].all()
+    # inside block 0 (tokens 3..6): all pairs, both ways
+    assert mask[3:7, 3:7].all()
+    # across blocks: block 1 sees block 0, never the reverse
+    assert mask[7:11, 3:7].all() and not mask[3:7, 7:11].any()
+    # context never sees the middle
+    assert not mask[:3, 3:].any()
+
+
+def test_noisy_copy_never_sees_clean_tokens_of_its_own_block() -> None:
+    n_ctx, n_mid, block = 5, 8, 4
+    seq_len = n_ctx + 2 * n_mid + 3
+    mask = two_copy_mask(n_ctx, n_mid, block, seq_len)
+    clean = slice(n_ctx, n_ctx + n_mid)
+    noisy0 = n_ctx + n_mid
+    for k in range(n_mid // block):
+        rows = slice(noisy0 + k * block, noisy0 + (k + 1) * block)
+        own_clean = slice(n_ctx + k * block, n_ctx + (k + 1) * block)
+        assert not mask[rows, own_clean].any()
+        assert not mask[rows, n_ctx + (k + 1) * block : clean.stop].any()  # later clean
+        assert mask[rows, n_ctx : n_ctx + k * block].all()  # earlier clean
+        assert mask[rows, rows].all()
+        assert not mask[rows, noisy0 : noisy0 + k * block].any()  # other noisy blocks
+
+    # And the network agrees: changing clean block 1 leaves noisy block 1's logits alone,
+    # which then equal those of the inference layout [context, clean block 0, block 1].
+    model = tiny_model(block)
+    ids = torch.randint(6, 40, (1, seq_len))
+    positions = torch.cat(
+        (torch.arange(n_ctx + n_mid), torch.arange(n_ctx, n_ctx + n_mid), torch.zeros(3).long())
+    ).unsqueeze(0)
+    out = model(ids, positions, mask[None, None])
+    changed = ids.clone()
+    changed[0, n_ctx + 4 : n_ctx + 8] = (changed[0, n_ctx + 4 : n_ctx + 8] + 1) % 40
+    out2 = model(changed, positions, mask[None, None])
+    noisy1 = slice(noisy0 + 4, noisy0 + 8)
+    assert torch.allclose(out[0, noisy1], out2[0, noisy1])
+    inference_ids = torch.cat((ids[0, : n_ctx + 4], ids[0, noisy1])).unsqueeze(0)
+    g = token_groups(n_ctx, 8, block)
+    inference = model(inference_ids, torch.arange(n_ctx + 8).unsqueeze(0), group_mask(g, g)[None, None])
+    assert torch.allclose(inference[0, -4:], out[0, noisy1])
+
+
+def _generate(model, context, cache, **kw):
+    return generate(
+        model,
+        context,
+        SPECIAL,
+        StopTokens(SPECIAL.end_of_middle, frozenset({7})),
+        max_tokens=kw.pop("max_tokens", 20),
+        cache=cache,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("settings", [SamplerSettings(0.9, 0.0), SamplerSettings(0.3, 1.0)])
+def test_cached_sampling_matches_full_recompute_token_for_token(settings) -> None:
+    model = tiny_model(block_size=4)
+    rng = random.Random(1)
+    cache = KVCache(model.cfg, torch.float64, torch.device("cpu"))
+    prefix = [rng.randrange(8, 40) for _ in range(12)]
+    suffix = [rng.randrange(8, 40) for _ in range(6)]
+    # Successive "keystrokes": the prefix grows, the cache is reused between calls.
+    for extra in range(3):
+        prefix.append(rng.randrange(8, 40))
+        context = [SPECIAL.fim_suffix, *suffix, SPECIAL.fim_prefix, *prefix, SPECIAL.fim_middle]
+        cached = _generate(model, context, cache, settings=settings, seed=extra)
+        full = _generate(model, context, None, settings=settings, seed=extra)
+        assert cached.tokens == full.tokens
+        assert len(cached.tokens) > 0
+        assert cached.forward_passes == full.forward_passes
+        again = _generate(model, context, cache, settings=settings, seed=extra)
+        assert again.tokens == cached.tokens  # same seed, same output
+
+
+def test_sampler_commits_several_tokens_per_pass_when_confident() -> None:
+    model = tiny_model(block_size=4)
+    context = [SPECIAL.fim_suffix, 9, SPECIAL.fim_prefix, 10, 11, SPECIAL.fim_middle]
+    strict = _generate(model, context, None, settings=SamplerSettings(threshold=1.1))
+    loose = _generate(model, context, None, settings=SamplerSettings(threshold=0.0))
+    assert strict.forward_passes == len(strict.tokens)  # one token per pass
+    assert loose.forward_passes < strict.forward_passes  # a whole block per pass
+
+
+def test_sampler_stops_when_cancelled() -> None:
+    model = tiny_model()
+    calls = itertools.count()
+    with pytest.raises(InfillCancelled):
+        _generate(model, [2, 9, 3, 10, 4], None, should_cancel=lambda: next(calls) >= 2)
+
+
+def test_training_steps_lower_the_loss_on_one_batch() -> None:
+    model = tiny_model(block_size=4).float().train()
+    rng = random.Random(0)
+    examples = [
+        FimExample(
+            context=[2, *[rng.randrange(8, 40) for _ in range(10)], 3, 4],
+            middle=[rng.randrange(8, 40) for _ in range(7)] + [5],
+        )
+        for _ in range(4)
+    ]
+    batch = make_batch(examples, 4, 40, SPECIAL, torch.Generator().manual_seed(0))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    first = diffusion_loss(model, batch).item()
+    for _ in range(30):
+        loss = diffusion_loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert diffusion_loss(model, batch).item() < 0.5 * first
+
+
+def test_fim_spans_reassemble_the_document() -> None:
+    text = "import os\n\n\ndef f(x):\n    if x:\n        return os.sep\n    return None\n"
+    rng = random.Random(0)
+    for kind in ("rest_of_line", "lines", "span", "left_to_right"):
+        for _ in range(20):
+            span = sample_span(text, rng, kind)
+            assert span.prefix + span.middle + span.suffix == text
+            if kind == "rest_of_line":
+                assert "\n" not in span.middle
+            if kind == "left_to_right":
+                assert span.suffix == ""
+
+
+def test_fim_example_layout_is_suffix_prefix_middle(shipped_tokenizer: CodeTokenizer) -> None:
+    span = FimSpan(prefix="def f(x):\n    return ", middle="x + 1", suffix="\n\nprint(f(2))\n", kind="")
+    ex = make_example(shipped_tokenizer, span, ExampleShape(256, 32, 16), random.Random(0))
+    sp = shipped_tokenizer.special
+    assert ex.context[0] == sp.fim_suffix and ex.context[-1] == sp.fim_middle
+    i = ex.context.index(sp.fim_prefix)
+    assert shipped_tokenizer.decode(ex.context[1:i]) == span.suffix
+    assert shipped_tokenizer.decode(ex.context[i + 1 : -1]) == span.prefix
+    assert len(ex.middle) % 16 == 0
+    end = ex.middle.index(sp.end_of_middle)
+    assert shipped_tokenizer.decode(ex.middle[:end]) == span.middle
+    assert set(ex.middle[end + 1 :]) <= {sp.pad}
+
+
+def test_shipped_model_infill_reuses_its_cache_exactly() -> None:
+    from fim_model import InfillModel
+
+    model = InfillModel.load()
+    prefix = "def add(a, b):\n    return "
+    suffix = "\n\n\nprint(add(1, 2))\n"
+    first = model.infill(prefix, suffix, max_tokens=16, single_line=True)
+    assert first.tokens > 0 and first.forward_passes > 0
+    # The next keystroke extends the prefix: the cached answer equals a fresh computation.
+    typed = prefix + first.text[:1]
+    cached = model.infill(typed, suffix, max_tokens=16, single_line=True)
+    fresh = model.infill(typed, suffix, max_tokens=16, single_line=True, use_cache=False)
+    assert cached == fresh
