@@ -1,0 +1,170 @@
+"""Command line: `fim-server [--stdio | --tcp HOST:PORT]` runs the language server,
+`fim-server complete FILE:LINE:COL` prints one completion."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from .context import ContextSettings
+from .engine import Engine, EngineSettings
+
+EXIT_USAGE = 2  # bad file or position, like argparse's own usage errors
+EXIT_MODEL = 1
+
+
+class UsageError(Exception):
+    pass
+
+
+def _add_common(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    # The subcommand repeats these options so they may come after it too; there they
+    # must not default, or they would reset values given before the subcommand.
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--model",
+        metavar="PATH",
+        default=default(None),
+        help="checkpoint folder (default: embedded)",
+    )
+    parser.add_argument("--device", default=default("cpu"), help="torch device: cpu, cuda, ...")
+    parser.add_argument(
+        "--log-level",
+        default=default("WARNING"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level of the messages written to stderr",
+    )
+    parser.add_argument(
+        "--cache-size",
+        type=int,
+        default=default(256),
+        help="completions kept in the LRU cache; 0 turns it off",
+    )
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="fim-server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(parser, defaults=True)
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="LSP over stdio (default)")
+    transport.add_argument("--tcp", metavar="HOST:PORT", help="LSP over TCP")
+    commands = parser.add_subparsers(dest="command")
+    complete = commands.add_parser("complete", help="print the completion at FILE:LINE:COL")
+    _add_common(complete, defaults=False)
+    complete.add_argument(
+        "location", metavar="FILE:LINE:COL", help="LINE and COL 1-based, COL in characters"
+    )
+    return parser.parse_args(argv)
+
+
+def _settings(args: argparse.Namespace) -> EngineSettings:
+    if args.cache_size < 0:
+        raise UsageError("--cache-size must be 0 or more")
+    return EngineSettings(
+        model_path=args.model,
+        device=args.device,
+        context=ContextSettings(),
+        cache_size=args.cache_size,
+    )
+
+
+def parse_location(location: str) -> tuple[Path, int, int]:
+    parts = location.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        raise UsageError(f"expected FILE:LINE:COL with numbers for LINE and COL, got {location!r}")
+    return Path(parts[0]), int(parts[1]), int(parts[2])
+
+
+def offset_of(text: str, line: int, col: int) -> int:
+    """Code-point offset of a 1-based line and column (column in characters)."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        raise UsageError(f"line {line} is outside the file (1-{len(lines)})")
+    content = lines[line - 1].removesuffix("\r")
+    if not 1 <= col <= len(content) + 1:
+        raise UsageError(f"column {col} is outside line {line} (1-{len(content) + 1})")
+    return sum(len(x) + 1 for x in lines[: line - 1]) + col - 1
+
+
+def run_complete(args: argparse.Namespace) -> int:
+    path, line, col = parse_location(args.location)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    offset = offset_of(text, line, col)
+    engine = Engine(_settings(args))
+    try:
+        completion = engine.complete_blocking(text, offset)
+    finally:
+        engine.close()
+    if engine.load_error is not None:
+        print(f"fim-server: could not load the model: {engine.load_error}", file=sys.stderr)
+        return EXIT_MODEL
+    if completion.text:
+        sys.stdout.write(completion.text + "\n")
+    print(
+        f"mode={completion.mode} tokens={completion.tokens} "
+        f"forward_passes={completion.forward_passes} model_ms={completion.model_ms:.1f} "
+        f"total_ms={completion.latency_ms:.1f} ({completion.reason})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _claim_stdout() -> BinaryIO:
+    """Keep the real stdout for LSP messages and point fd 1 at stderr, so a stray print
+    from any library cannot corrupt the protocol stream."""
+    sys.stdout.flush()
+    lsp_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return lsp_out
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from .server import create_server  # pygls is only needed for the server
+
+    host, port = "", 0
+    if args.tcp:
+        host, _, port_text = args.tcp.rpartition(":")
+        if not host or not port_text.isdigit():
+            raise UsageError(f"--tcp expects HOST:PORT, got {args.tcp!r}")
+        port = int(port_text)
+    engine = Engine(_settings(args))
+    engine.start_loading()  # overlaps the load with the client's handshake
+    server = create_server(engine)
+    try:
+        if args.tcp:
+            server.start_tcp(host, port)
+        else:
+            server.start_io(sys.stdin.buffer, _claim_stdout())
+    finally:
+        engine.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "complete":
+            return run_complete(args)
+        return run_server(args)
+    except UsageError as exc:
+        print(f"fim-server: {exc}", file=sys.stderr)
+        return EXIT_USAGE

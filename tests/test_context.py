@@ -1,0 +1,174 @@
+"""Context windows and completion modes, with a whitespace tokenizer (no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fim_server.context import (
+    ContextSettings,
+    Mode,
+    build_context,
+    decide_mode,
+    trim_prefix,
+    trim_suffix,
+)
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def at_cursor(marked: str) -> tuple[str, int]:
+    """Document text and cursor offset from a string with one `|` marking the cursor."""
+    assert marked.count("|") == 1
+    return marked.replace("|", ""), marked.index("|")
+
+
+# -- windows -------------------------------------------------------------------------
+
+PREFIX = "a b\nc d\ne f\ng h\npartial line here"  # 2 words a line, then 3 on the cursor line
+
+
+def test_prefix_keeps_last_whole_lines_within_budget() -> None:
+    kept = trim_prefix(PREFIX, budget=7, count_tokens=count_words)
+    assert kept == "e f\ng h\npartial line here"
+    assert count_words(kept) <= 7
+
+
+def test_prefix_within_budget_is_untouched() -> None:
+    assert trim_prefix(PREFIX, budget=100, count_tokens=count_words) == PREFIX
+
+
+def test_prefix_keeps_the_cursor_line_whole_even_over_budget() -> None:
+    assert trim_prefix(PREFIX, budget=1, count_tokens=count_words) == "partial line here"
+
+
+def test_prefix_cut_falls_on_a_line_start() -> None:
+    for budget in range(3, 12):
+        kept = trim_prefix(PREFIX, budget, count_words)
+        assert PREFIX.endswith(kept)
+        start = len(PREFIX) - len(kept)
+        assert start == 0 or PREFIX[start - 1] == "\n"
+
+
+SUFFIX = "rest of line\na b\nc d\ne f\n"
+
+
+def test_suffix_keeps_first_whole_lines_within_budget() -> None:
+    kept = trim_suffix(SUFFIX, budget=7, count_tokens=count_words)
+    assert kept == "rest of line\na b\nc d\n"
+
+
+def test_suffix_keeps_the_rest_of_the_cursor_line_even_over_budget() -> None:
+    assert trim_suffix(SUFFIX, budget=0, count_tokens=count_words) == "rest of line\n"
+
+
+def test_suffix_without_line_break() -> None:
+    assert trim_suffix("x)", budget=0, count_tokens=count_words) == "x)"
+
+
+def test_build_context_splits_at_cursor_and_trims() -> None:
+    lines = [f"x{i} = {i}" for i in range(100)]
+    text = "\n".join(lines[:50]) + "\ny = foo(\n" + "\n".join(lines[50:])
+    offset = text.index("foo(") + 4
+    settings = ContextSettings(prefix_tokens=30, suffix_tokens=12)
+    ctx = build_context(text, offset, count_words, settings)
+    assert ctx.prefix.endswith("\ny = foo(")
+    assert ctx.suffix.startswith("\nx50 = 50\n")
+    assert text[:offset].endswith(ctx.prefix) and text[offset:].startswith(ctx.suffix)
+    assert count_words(ctx.prefix) <= 30
+    assert count_words(ctx.suffix) <= 12
+    assert ctx.line_prefix == "y = foo("
+    assert ctx.mode is Mode.SINGLE_LINE
+    assert ctx.max_tokens == settings.single_line_tokens
+
+
+def test_build_context_rejects_offsets_outside_the_text() -> None:
+    with pytest.raises(ValueError):
+        build_context("abc", 4, count_words)
+
+
+# -- modes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "marked",
+    [
+        "x = fo|o()\n",  # inside an identifier
+        "value = |other\n",  # right before an identifier
+        "def f(x):|\n    return x\n",  # a colon whose block already has a body
+    ],
+)
+def test_none(marked: str) -> None:
+    decision = decide_mode(*at_cursor(marked))
+    assert decision.mode is Mode.NONE, decision.reason
+
+
+@pytest.mark.parametrize(
+    "marked",
+    [
+        "x = foo(|)\n",
+        "total = a +|\n",
+        "d = {'a':|}\n",  # a colon that opens no block
+        "def f(x):\n    y = 1\n    |\n",  # a new line after a statement
+        "def f(x):\n    |\n    return x\n",  # a new first line of a non-empty body
+        "x = 1  # comm|\n",
+        "",
+    ],
+)
+def test_single_line(marked: str) -> None:
+    text, offset = at_cursor(marked) if marked else ("", 0)
+    decision = decide_mode(text, offset)
+    assert decision.mode is Mode.SINGLE_LINE, decision.reason
+
+
+@pytest.mark.parametrize(
+    ("marked", "indent"),
+    [
+        ("def f(x):\n    |\n", 4),
+        ("def f(x):\n    |", 4),
+        ("def f(x):|\n", 1),  # end of the opener line itself
+        ("def f(x):\n|\n", 1),  # column 0: the body must still be indented
+        ("class A:\n    '''Doc.'''\n    |\n", 4),
+        ("def f(x):\n    if x:\n        |\n    return 1\n", 8),
+        ("for i in range(3):\n    |\n\nprint(i)\n", 4),
+        ("while True:\n    |\n", 4),
+        ("with open(p) as f:\n    |\n", 4),
+        ("try:\n    |\nexcept E:\n    pass\n", 4),
+        ("def f(\n    a,\n    b,\n) -> int:\n    |\n", 4),
+        ("def f(x):\n    # explain\n    |\n\ndef g():\n    pass\n", 4),
+        ("class A:\n    def m(self):\n        '''Doc.'''\n        |\n", 8),
+    ],
+)
+def test_multi_line(marked: str, indent: int) -> None:
+    decision = decide_mode(*at_cursor(marked))
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    assert decision.block_indent == indent
+
+
+def test_docstring_followed_by_code_is_not_an_empty_body() -> None:
+    decision = decide_mode(*at_cursor("def f():\n    '''Doc.'''\n    |\n    return 1\n"))
+    assert decision.mode is Mode.SINGLE_LINE
+
+
+def test_text_after_cursor_prevents_multi_line() -> None:
+    decision = decide_mode(*at_cursor("def f(x):\n    |pass_through = 1\n"))
+    assert decision.mode is Mode.NONE
+    decision = decide_mode(*at_cursor("def f(x):\n    |)\n"))
+    assert decision.mode is Mode.SINGLE_LINE
+
+
+def test_non_ascii_text_before_the_cursor() -> None:
+    text, offset = at_cursor("name = 'héllo 😀'\ndef f(x):\n    |\n")
+    ctx = build_context(text, offset, count_words)
+    assert ctx.mode is Mode.MULTI_LINE
+    assert ctx.prefix == text[:offset]
+    assert ctx.line_prefix == "    "
+
+
+def test_mode_sets_the_token_budget() -> None:
+    settings = ContextSettings(single_line_tokens=7, multi_line_tokens=70)
+    multi = build_context(*at_cursor("def f():\n    |\n"), count_words, settings)
+    single = build_context(*at_cursor("x = (|)\n"), count_words, settings)
+    none = build_context(*at_cursor("x = a|b\n"), count_words, settings)
+    assert (multi.max_tokens, single.max_tokens, none.max_tokens) == (70, 7, 0)
