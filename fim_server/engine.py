@@ -54,8 +54,10 @@ class EngineStats:
     model_ms: float = 0.0
     last_latency_ms: float = 0.0
     cache_hits: int = 0
-    cancelled: int = 0
+    cancelled: int = 0  # requests cancelled by the caller, queued or running
+    interrupted: int = 0  # model runs stopped mid-way by a cancellation
     errors: int = 0
+    busy: bool = False  # the worker is running a request right now
     model_ready: bool = False
     model_error: str | None = None
     load_ms: float = 0.0
@@ -138,7 +140,9 @@ class Engine:
         try:
             return await asyncio.wrap_future(job)
         except asyncio.CancelledError:
-            cancel.set()
+            cancel.set()  # the worker sees it at the model's next step
+            with self._stats_lock:
+                self._stats.cancelled += 1
             raise
 
     def complete_blocking(self, text: str, offset: int) -> Completion:
@@ -173,18 +177,23 @@ class Engine:
         model = self._model
         assert model is not None, "requests are only submitted once the model is ready"
         if cancel.is_set():
-            self._count_cancelled()
             raise InfillCancelled("cancelled while queued")
+        with self._stats_lock:
+            self._stats.busy = True
         try:
             ctx = build_context(text, offset, model.count_tokens, self.settings.context)
             result = self._infill(model, ctx, cancel)
         except InfillCancelled:
-            self._count_cancelled()
+            with self._stats_lock:
+                self._stats.interrupted += 1
             raise
         except Exception:
             with self._stats_lock:
                 self._stats.errors += 1
             raise
+        finally:
+            with self._stats_lock:
+                self._stats.busy = False
         result = replace(
             result,
             text=_document_newlines(result.text, text),
@@ -236,10 +245,6 @@ class Engine:
         return Completion(
             text, ctx.mode, reason, infill.tokens, infill.forward_passes, model_ms=model_ms
         )
-
-    def _count_cancelled(self) -> None:
-        with self._stats_lock:
-            self._stats.cancelled += 1
 
     def stats(self) -> EngineStats:
         with self._stats_lock:

@@ -1,0 +1,70 @@
+"""`fim-server complete FILE:LINE:COL` as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fim_server.cli import UsageError, offset_of, parse_location
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fim_server", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "area.py"
+    path.write_text(
+        'def circle_area(radius):\n    """Area of a circle."""\n    \n', encoding="utf-8"
+    )
+    return path
+
+
+def test_offset_of_is_one_based_in_characters() -> None:
+    text = "é = 1\nx = (\n"
+    assert offset_of(text, 2, 6) == text.index("(") + 1
+    assert offset_of(text, 1, 1) == 0
+    assert offset_of(text, 3, 1) == len(text)
+    for line, col in [(0, 1), (4, 1), (1, 0), (1, 7)]:
+        with pytest.raises(UsageError):
+            offset_of(text, line, col)
+
+
+def test_parse_location_keeps_colons_in_the_path() -> None:
+    assert parse_location("C:/src/a.py:3:7") == (Path("C:/src/a.py"), 3, 7)
+    with pytest.raises(UsageError):
+        parse_location("a.py:3")
+
+
+@pytest.mark.parametrize("location", ["{}:9:1", "{}:3:99", "{}:x:1", "/no/such/file.py:1:1"])
+def test_bad_file_or_position_exits_2_with_a_message(source: Path, location: str) -> None:
+    result = run("complete", location.format(source))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("fim-server: ")
+
+
+def test_complete_prints_the_completion_and_a_summary(source: Path) -> None:
+    result = run("complete", f"{source}:3:5")
+    assert result.returncode == 0, result.stderr
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith("mode=multi_line ")
+    assert "forward_passes=" in summary
+    # What is printed is exactly what would be inserted (plus one line break).
+    if result.stdout:
+        assert result.stdout.endswith("\n") and result.stdout.strip()
+
+
+def test_missing_model_exits_1(source: Path) -> None:
+    result = run("complete", f"{source}:3:5", "--model", "/nonexistent/model")
+    assert result.returncode == 1
+    assert "could not load the model" in result.stderr

@@ -1,0 +1,352 @@
+"""End to end: a real LSP client drives `python -m fim_server --stdio` with the shipped model."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import sys
+import time
+import uuid
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams, JsonRpcRequestCancelled
+from pygls.workspace import TextDocument
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from fim_server.server import InvalidRequest, cursor_offset
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SERVER = [sys.executable, "-m", "fim_server", "--stdio", "--log-level", "INFO"]
+MODEL_LOAD_TIMEOUT_S = 180.0
+CAPABILITIES = types.ClientCapabilities(
+    window=types.WindowClientCapabilities(work_done_progress=True),
+    text_document=types.TextDocumentClientCapabilities(
+        inline_completion=types.InlineCompletionClientCapabilities(),
+        completion=types.CompletionClientCapabilities(),
+    ),
+)
+
+
+async def get_stats(client: LanguageClient) -> dict[str, Any]:
+    return (await client.protocol.send_request_async("fim/stats", None))._asdict()
+
+
+async def wait_for(client: LanguageClient, check, timeout: float, what: str) -> dict[str, Any]:
+    """Poll fim/stats until `check(stats)` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = await get_stats(client)
+        if check(stats):
+            return stats
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; stats: {stats}")
+        await asyncio.sleep(0.01)
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), scope="module")
+async def client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=CAPABILITIES))
+    stats = await wait_for(
+        lsp_client,
+        lambda s: s["modelReady"] or s["modelError"],
+        MODEL_LOAD_TIMEOUT_S,
+        "the model to load",
+    )
+    assert stats["modelReady"], f"the shipped model failed to load: {stats['modelError']}"
+    yield
+    await lsp_client.shutdown_session()
+
+
+def open_document(client: LanguageClient, text: str) -> str:
+    uri = f"file:///tmp/fim-test/{uuid.uuid4().hex}.py"
+    item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
+    return uri
+
+
+def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Automatic
+        ),
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+    )
+
+
+async def inline(client: LanguageClient, uri: str, line: int, character: int) -> str | None:
+    """The inline completion's text, or None for an empty list."""
+    result = await client.text_document_inline_completion_async(inline_params(uri, line, character))
+    assert result is not None and len(result.items) <= 1
+    if not result.items:
+        return None
+    item = result.items[0]
+    position = types.Position(line=line, character=character)
+    assert item.range == types.Range(start=position, end=position)
+    assert isinstance(item.insert_text, str) and item.insert_text
+    return item.insert_text
+
+
+def insert(text: str, line: int, character: int, completion: str) -> str:
+    """`text` with `completion` inserted at an LSP position (code points = UTF-16 units
+    for the BMP text used with it)."""
+    lines = text.split("\n")
+    offset = sum(len(x) + 1 for x in lines[:line]) + character
+    return text[:offset] + completion + text[offset:]
+
+
+def assert_parses(source: str) -> None:
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        pytest.fail(f"completion leaves the file unparseable ({exc}):\n{source}")
+
+
+AREA = (
+    "import math\n"
+    "\n"
+    "\n"
+    "def circle_area(radius):\n"
+    '    """Return the area of a circle with the given radius."""\n'
+    "    \n"
+    "\n"
+    "def main():\n"
+    "    print(circle_area(2.0))\n"
+)
+
+
+async def test_inline_completion_fills_an_empty_body(client: LanguageClient) -> None:
+    uri = open_document(client, AREA)
+    completion = await inline(client, uri, 5, 4)
+    assert completion is not None, "no completion for an empty function body"
+    assert_parses(insert(AREA, 5, 4, completion))
+
+
+async def test_completion_fallback_returns_the_inline_text(client: LanguageClient) -> None:
+    text = "def mean(values):\n    total = sum(values)\n    return total / len(\n"
+    uri = open_document(client, text)
+    expected = await inline(client, uri, 2, 27)
+    result = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=2, character=27),
+        )
+    )
+    assert isinstance(result, types.CompletionList)
+    if expected is None:
+        assert result.items == []
+        return
+    (item,) = result.items
+    assert isinstance(item.text_edit, types.TextEdit)
+    assert item.text_edit.new_text == expected
+    position = types.Position(line=2, character=27)
+    assert item.text_edit.range == types.Range(start=position, end=position)
+
+
+async def test_non_ascii_before_the_cursor(client: LanguageClient) -> None:
+    text = 'def greet(name):\n    """Say hello — 👋 — to name."""\n    \n'
+    uri = open_document(client, text)
+    completion = await inline(client, uri, 2, 4)
+    assert completion is not None
+    assert_parses(text[: text.rindex("    ") + 4] + completion + "\n")
+
+
+async def test_incremental_edit_is_applied_before_completing(client: LanguageClient) -> None:
+    text = "def double(a):\n    return a\n\n\nprint(double(4))\n"
+    uri = open_document(client, text)
+    # "return" follows the cursor: no completion is offered inside a word.
+    assert await inline(client, uri, 1, 4) is None
+
+    # Delete "return a": the body is now empty and wants one.
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=1, character=4),
+                        end=types.Position(line=1, character=12),
+                    ),
+                    text="",
+                )
+            ],
+        )
+    )
+    edited = "def double(a):\n    \n\n\nprint(double(4))\n"
+    completion = await inline(client, uri, 1, 4)
+    assert completion is not None, "no completion after the edit emptied the body"
+    assert_parses(insert(edited, 1, 4, completion))
+
+
+def send_inline(
+    client: LanguageClient, uri: str, line: int, character: int
+) -> tuple[str, Future[Any]]:
+    msg_id = f"inline-{uuid.uuid4().hex}"
+    future = client.protocol.send_request(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, character), msg_id=msg_id
+    )
+    return msg_id, future
+
+
+def cancel(client: LanguageClient, msg_id: str) -> None:
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+
+
+# Many empty bodies: every request below is at a fresh position, so none is cached.
+MANY_BODIES = (
+    "".join(f"def step_{i}(state, rate):\n    \n\n\n" for i in range(12)) + "print(step_0(1, 2))\n"
+)
+
+
+async def test_cancel_stops_the_model_and_the_server_keeps_serving(
+    client: LanguageClient,
+) -> None:
+    uri = open_document(client, MANY_BODIES)
+    bodies = iter(range(1, 4 * 12, 4))  # the blank body line of each function
+    before = await get_stats(client)
+    interrupted_one = False
+    for line in bodies:
+        running_id, running = send_inline(client, uri, line, 4)
+        stats = await wait_for(
+            client,
+            lambda s, running=running: s["busy"] or running.done(),
+            30,
+            "the worker to start",
+        )
+        if not stats["busy"] or running.done():
+            continue  # too fast to catch mid-run; try the next body
+        # One request waits behind the running one; cancel it, then the running one.
+        queued_id, queued = send_inline(client, uri, line + 4, 4)
+        cancel(client, queued_id)
+        cancel(client, running_id)
+        started = time.monotonic()
+        with pytest.raises(JsonRpcRequestCancelled):
+            await asyncio.wait_for(asyncio.wrap_future(queued), 5)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(running), 5)
+        except JsonRpcRequestCancelled:
+            interrupted_one = True
+        assert time.monotonic() - started < 5
+        if interrupted_one:
+            break
+    assert interrupted_one, "the model always finished before its cancellation arrived"
+    # The worker itself stopped mid-run (should_cancel was seen), not only the response.
+    after = await wait_for(
+        client,
+        lambda s: s["interrupted"] > before["interrupted"] and not s["busy"],
+        30,
+        "the model run to stop",
+    )
+    assert after["cancelled"] >= before["cancelled"] + 2
+    # The next request is served normally.
+    result = await client.text_document_inline_completion_async(inline_params(uri, 45, 4))
+    assert result is not None
+
+
+async def test_bad_requests_get_errors_and_the_server_keeps_running(
+    client: LanguageClient,
+) -> None:
+    with pytest.raises(JsonRpcInvalidParams, match="not open"):
+        await client.text_document_inline_completion_async(
+            inline_params("file:///never/opened.py", 0, 0)
+        )
+    uri = open_document(client, "x = 1\n")
+    with pytest.raises(JsonRpcInvalidParams, match="past the end"):
+        await client.text_document_inline_completion_async(inline_params(uri, 7, 0))
+    # A character past the end of a line means the end of the line (LSP spec).
+    result = await client.text_document_inline_completion_async(inline_params(uri, 0, 99))
+    assert result is not None
+    stats = await get_stats(client)
+    assert stats["modelReady"]
+
+
+async def test_stats_count_the_work(client: LanguageClient) -> None:
+    uri = open_document(client, "def square(n):\n    \n")
+    before = await get_stats(client)
+    await inline(client, uri, 1, 4)
+    after = await get_stats(client)
+    assert after["requests"] == before["requests"] + 1
+    # The model ran (it may stop at once, so tokens can stay the same).
+    assert after["forwardPasses"] > before["forwardPasses"]
+    assert after["tokensGenerated"] >= before["tokensGenerated"]
+    assert after["modelMs"] > before["modelMs"]
+    assert after["lastLatencyMs"] > 0
+    # The same request again is answered from the cache.
+    await inline(client, uri, 1, 4)
+    cached = await get_stats(client)
+    assert cached["cacheHits"] == after["cacheHits"] + 1
+    assert cached["forwardPasses"] == after["forwardPasses"]
+
+
+async def test_model_load_was_reported(client: LanguageClient) -> None:
+    messages = [m.message for m in client.log_messages]
+    assert any("model ready" in m for m in messages), messages
+    for reports in client.progress_reports.values():
+        kinds = [r.kind for r in reports]
+        assert kinds[0] == "begin" and kinds[-1] == "end", kinds
+
+
+# -- a server whose model cannot load -------------------------------------------------
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(server_command=[*SERVER, "--model", "/nonexistent/model"]),
+    loop_scope="module",
+)
+async def broken_client(lsp_client: LanguageClient):
+    yield  # each test initializes the session itself
+    await lsp_client.shutdown_session()
+
+
+async def test_capabilities_and_a_failed_model_load(broken_client: LanguageClient) -> None:
+    result = await broken_client.initialize_session(
+        types.InitializeParams(capabilities=CAPABILITIES)
+    )
+    caps = result.capabilities
+    assert caps.inline_completion_provider is not None
+    assert caps.completion_provider is not None
+    assert isinstance(caps.text_document_sync, types.TextDocumentSyncOptions)
+    assert caps.text_document_sync.change == types.TextDocumentSyncKind.Incremental
+
+    stats = await wait_for(broken_client, lambda s: s["modelError"], 60, "the load to fail")
+    assert not stats["modelReady"]
+    deadline = time.monotonic() + 10
+    while not broken_client.messages and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert any(
+        m.type == types.MessageType.Error and "could not load" in m.message
+        for m in broken_client.messages
+    ), broken_client.messages
+
+    # Requests still get an answer: an empty one.
+    uri = open_document(broken_client, "def f():\n    \n")
+    assert await inline(broken_client, uri, 1, 4) is None
+
+
+# -- positions (no server needed) -----------------------------------------------------
+
+
+def test_cursor_offset_counts_utf16_units() -> None:
+    line = 'label = "😀é" + str('
+    document = TextDocument("file:///x.py", f"{line}x)\nsecond\n")
+    utf16_column = len(line.encode("utf-16-le")) // 2
+    assert utf16_column == len(line) + 1  # the emoji is two UTF-16 units
+    offset = cursor_offset(document, types.Position(line=0, character=utf16_column))
+    assert document.source[:offset] == line
+
+
+def test_cursor_offset_bounds() -> None:
+    document = TextDocument("file:///x.py", "ab\ncd\n")
+    assert cursor_offset(document, types.Position(line=1, character=99)) == 5  # end of "cd"
+    assert cursor_offset(document, types.Position(line=2, character=0)) == 6  # after last \n
+    with pytest.raises(InvalidRequest):
+        cursor_offset(document, types.Position(line=3, character=0))
+    no_final_break = TextDocument("file:///y.py", "ab\ncd")
+    with pytest.raises(InvalidRequest):
+        cursor_offset(no_final_break, types.Position(line=2, character=0))
+    assert cursor_offset(TextDocument("file:///z.py", ""), types.Position(0, 0)) == 0
