@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .context import CompletionContext, Mode
+import tree_sitter
+
+from .context import PYTHON, CompletionContext, Mode
 
 # Stop markers end the useful text; anything after them is the model wandering on.
 _END_MARKERS = re.compile(r"<eom>|<eos>|<\|endoftext\|>|<\|im_end\|>|<\|eot_id\|>")
@@ -20,6 +22,8 @@ _SPECIAL_TOKENS = re.compile(
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {v: k for k, v in _OPENERS.items()}
 _QUOTES = "'\""
+# Empty blocks parse fine in tree-sitter but not in Python: `if x:` with nothing after it.
+_PROBLEMS = tree_sitter.Query(PYTHON, "(ERROR) @error (MISSING) @missing (block) @block")
 
 
 def strip_special_tokens(text: str) -> str:
@@ -118,6 +122,40 @@ def strip_trailing_blank(text: str) -> str:
     return text.rstrip()
 
 
+def syntax_problem_rows(source: str) -> list[int]:
+    """Rows where syntax errors, missing tokens and empty blocks start in `source`."""
+    tree = tree_sitter.Parser(PYTHON).parse(source.encode("utf-8"))
+    captures = tree_sitter.QueryCursor(_PROBLEMS).captures(tree.root_node)
+    return sorted(
+        node.start_point.row
+        for name, nodes in captures.items()
+        for node in nodes
+        if name != "block" or node.child_count == 0
+    )
+
+
+def keep_valid_syntax(text: str, ctx: CompletionContext) -> str:
+    """`text` if inserting it leaves no syntax problem starting on the lines it spans; for
+    multi-line, otherwise its longest leading run of lines that does; else "".
+
+    Only problems that start where the completion lands count, so an unrelated error
+    elsewhere in the window (the user is mid-edit) does not block every completion. The
+    check runs on the context window, not the whole document, to bound its cost.
+    """
+    first_row = ctx.prefix.count("\n")
+    lines = text.split("\n")
+    sizes = [len(lines)] if ctx.mode is Mode.SINGLE_LINE else range(len(lines), 0, -1)
+    for size in sizes:
+        candidate = "\n".join(lines[:size]).rstrip()
+        if not candidate.strip():
+            continue
+        last_row = first_row + candidate.count("\n")
+        rows = syntax_problem_rows(ctx.prefix + candidate + ctx.suffix)
+        if not any(first_row <= row <= last_row for row in rows):
+            return candidate if size < len(lines) else text
+    return ""
+
+
 def clean_completion(raw: str, ctx: CompletionContext) -> str:
     """Apply the rules for `ctx.mode`; "" when nothing useful remains."""
     if ctx.mode is Mode.NONE:
@@ -135,4 +173,4 @@ def clean_completion(raw: str, ctx: CompletionContext) -> str:
         first = text.split("\n", 1)[0]
         if first.strip() and _first_line_indent(ctx.line_prefix, first) < ctx.block_indent:
             return ""  # a first line left of the block would not belong to it
-    return text if text.strip() else ""
+    return keep_valid_syntax(text, ctx) if text.strip() else ""

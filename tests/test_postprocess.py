@@ -13,6 +13,7 @@ from fim_server.postprocess import (
     cut_at_newline,
     drop_repeated_suffix_lines,
     drop_suffix_overlap,
+    keep_valid_syntax,
     strip_special_tokens,
     strip_trailing_blank,
 )
@@ -97,6 +98,31 @@ def test_repeated_suffix_lines_need_every_later_line_to_match() -> None:
 
 def test_strip_trailing_blank() -> None:
     assert strip_trailing_blank("return x\n    \n\n") == "return x"
+
+
+# -- syntax --------------------------------------------------------------------------
+
+
+def test_single_line_that_breaks_the_syntax_is_dropped() -> None:
+    ctx = context_at("def f(values):\n    total = |\n    return total\n")
+    assert keep_valid_syntax("sum(values)", ctx) == "sum(values)"
+    assert keep_valid_syntax(",,,,", ctx) == ""
+    assert keep_valid_syntax("sum(values", ctx) == ""  # leaves a bracket open
+
+
+def test_multi_line_keeps_its_longest_valid_leading_lines() -> None:
+    ctx = context_at("def f(xs):\n    |\n\n\nprint(f([1]))\n")
+    good = "total = 0\n    for x in xs:\n        total += x\n    return total"
+    assert keep_valid_syntax(good, ctx) == good
+    assert keep_valid_syntax("total = 0\n    return total +", ctx) == "total = 0"
+    # A block opener with nothing in it is not valid Python, though tree-sitter takes it.
+    assert keep_valid_syntax("total = 0\n    for x in xs:", ctx) == "total = 0"
+    assert keep_valid_syntax(",,,,\n    return 1", ctx) == ""
+
+
+def test_errors_elsewhere_in_the_window_do_not_block_completions() -> None:
+    ctx = context_at("broken = (1,\n\n\ndef f(xs):\n    |\n")
+    assert keep_valid_syntax("return len(xs)", ctx) == "return len(xs)"
 
 
 # -- the chain -----------------------------------------------------------------------
