@@ -19,7 +19,8 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from fim_server.server import InvalidRequest, cursor_offset
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# The model loads once per module: the client fixture and its tests share one event loop.
+module_loop = pytest.mark.asyncio(loop_scope="module")
 
 SERVER = [sys.executable, "-m", "fim_server", "--stdio", "--log-level", "INFO"]
 MODEL_LOAD_TIMEOUT_S = 180.0
@@ -120,6 +121,7 @@ AREA = (
 )
 
 
+@module_loop
 async def test_inline_completion_fills_an_empty_body(client: LanguageClient) -> None:
     uri = open_document(client, AREA)
     completion = await inline(client, uri, 5, 4)
@@ -127,6 +129,7 @@ async def test_inline_completion_fills_an_empty_body(client: LanguageClient) -> 
     assert_parses(insert(AREA, 5, 4, completion))
 
 
+@module_loop
 async def test_completion_fallback_returns_the_inline_text(client: LanguageClient) -> None:
     text = "def mean(values):\n    total = sum(values)\n    return total / len(\n"
     uri = open_document(client, text)
@@ -148,6 +151,7 @@ async def test_completion_fallback_returns_the_inline_text(client: LanguageClien
     assert item.text_edit.range == types.Range(start=position, end=position)
 
 
+@module_loop
 async def test_non_ascii_before_the_cursor(client: LanguageClient) -> None:
     text = 'def greet(name):\n    """Say hello — 👋 — to name."""\n    \n'
     uri = open_document(client, text)
@@ -156,6 +160,7 @@ async def test_non_ascii_before_the_cursor(client: LanguageClient) -> None:
     assert_parses(text[: text.rindex("    ") + 4] + completion + "\n")
 
 
+@module_loop
 async def test_incremental_edit_is_applied_before_completing(client: LanguageClient) -> None:
     text = "def double(a):\n    return a\n\n\nprint(double(4))\n"
     uri = open_document(client, text)
@@ -203,6 +208,7 @@ MANY_BODIES = (
 )
 
 
+@module_loop
 async def test_cancel_stops_the_model_and_the_server_keeps_serving(
     client: LanguageClient,
 ) -> None:
@@ -248,6 +254,7 @@ async def test_cancel_stops_the_model_and_the_server_keeps_serving(
     assert result is not None
 
 
+@module_loop
 async def test_bad_requests_get_errors_and_the_server_keeps_running(
     client: LanguageClient,
 ) -> None:
@@ -265,6 +272,7 @@ async def test_bad_requests_get_errors_and_the_server_keeps_running(
     assert stats["modelReady"]
 
 
+@module_loop
 async def test_stats_count_the_work(client: LanguageClient) -> None:
     uri = open_document(client, "def square(n):\n    \n")
     before = await get_stats(client)
@@ -283,6 +291,7 @@ async def test_stats_count_the_work(client: LanguageClient) -> None:
     assert cached["forwardPasses"] == after["forwardPasses"]
 
 
+@module_loop
 async def test_model_load_was_reported(client: LanguageClient) -> None:
     messages = [m.message for m in client.log_messages]
     assert any("model ready" in m for m in messages), messages
@@ -303,6 +312,7 @@ async def broken_client(lsp_client: LanguageClient):
     await lsp_client.shutdown_session()
 
 
+@module_loop
 async def test_capabilities_and_a_failed_model_load(broken_client: LanguageClient) -> None:
     result = await broken_client.initialize_session(
         types.InitializeParams(capabilities=CAPABILITIES)
