@@ -69,6 +69,16 @@ class _Cached:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Shown:
+    """The last completion handed out, so that typing its first characters is answered
+    with the rest of it instead of a new model run."""
+
+    before: str  # the document before the cursor
+    after: str  # the document after the cursor
+    completion: Completion
+
+
 def _document_newlines(text: str, document: str) -> str:
     # Postprocessing works on "\n"; hand back the document's own line breaks.
     return text.replace("\n", "\r\n") if "\r\n" in document else text
@@ -82,6 +92,7 @@ class Engine:
         self._load_future: Future[None] | None = None
         self._load_error: BaseException | None = None
         self._cache: OrderedDict[tuple[str, str, Mode], _Cached] = OrderedDict()
+        self._shown: _Shown | None = None  # worker thread only, like the cache
         self._stats = EngineStats()
         self._stats_lock = threading.Lock()
         # Cancel flags of submitted requests, so that close() can stop a running infill.
@@ -181,8 +192,11 @@ class Engine:
         with self._stats_lock:
             self._stats.busy = True
         try:
-            ctx = build_context(text, offset, model.count_tokens, self.settings.context)
-            result = self._infill(model, ctx, cancel)
+            result = self._typed_through(text, offset)
+            if result is None:
+                ctx = build_context(text, offset, model.count_tokens, self.settings.context)
+                result = self._infill(model, ctx, cancel)
+                result = replace(result, text=_document_newlines(result.text, text))
         except InfillCancelled:
             with self._stats_lock:
                 self._stats.interrupted += 1
@@ -194,11 +208,9 @@ class Engine:
         finally:
             with self._stats_lock:
                 self._stats.busy = False
-        result = replace(
-            result,
-            text=_document_newlines(result.text, text),
-            latency_ms=(time.perf_counter() - submitted) * 1000,
-        )
+        result = replace(result, latency_ms=(time.perf_counter() - submitted) * 1000)
+        if result.text and self.settings.cache_size > 0:
+            self._shown = _Shown(text[:offset], text[offset:], result)
         with self._stats_lock:
             self._stats.last_latency_ms = result.latency_ms
             self._stats.completions += bool(result.text)
@@ -216,6 +228,25 @@ class Engine:
             " (cached)" if result.cached else "",
         )
         return result
+
+    def _typed_through(self, text: str, offset: int) -> Completion | None:
+        """The rest of the last completion if the user has since typed its beginning."""
+        shown = self._shown
+        if shown is None or self.settings.cache_size == 0:
+            return None
+        before = text[:offset]
+        if not before.startswith(shown.before) or text[offset:] != shown.after:
+            return None
+        typed = before[len(shown.before) :]
+        full = shown.completion.text
+        if not typed or len(typed) >= len(full) or not full.startswith(typed):
+            return None
+        rest = full[len(typed) :]
+        if not rest.strip():
+            return None
+        return Completion(
+            rest, shown.completion.mode, "typed through the previous completion", cached=True
+        )
 
     def _infill(
         self, model: InfillModel, ctx: CompletionContext, cancel: threading.Event

@@ -188,6 +188,33 @@ async def test_incremental_edit_is_applied_before_completing(client: LanguageCli
     assert_parses(insert(edited, 1, 4, completion))
 
 
+@module_loop
+async def test_typing_the_completion_is_answered_from_it(client: LanguageClient) -> None:
+    text = "import math\n\n\ndef hypotenuse(a, b):\n    \n"
+    uri = open_document(client, text)
+    first = await inline(client, uri, 4, 4)
+    assert first is not None and len(first) >= 2 and first[0] not in "\r\n"
+    before = await get_stats(client)
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=4, character=4),
+                        end=types.Position(line=4, character=4),
+                    ),
+                    text=first[0],
+                )
+            ],
+        )
+    )
+    assert await inline(client, uri, 4, 5) == first[1:]
+    after = await get_stats(client)
+    assert after["cacheHits"] == before["cacheHits"] + 1
+    assert after["forwardPasses"] == before["forwardPasses"]
+
+
 def send_inline(
     client: LanguageClient, uri: str, line: int, character: int
 ) -> tuple[str, Future[Any]]:
