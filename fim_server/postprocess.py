@@ -122,15 +122,15 @@ def strip_trailing_blank(text: str) -> str:
     return text.rstrip()
 
 
-def syntax_problem_rows(source: str) -> list[int]:
-    """Rows where syntax errors, missing tokens and empty blocks start in `source`."""
+def syntax_problem_rows(source: str, *, empty_blocks: bool) -> list[int]:
+    """Rows where syntax errors, missing tokens and (optionally) empty blocks start."""
     tree = tree_sitter.Parser(PYTHON).parse(source.encode("utf-8"))
     captures = tree_sitter.QueryCursor(_PROBLEMS).captures(tree.root_node)
     return sorted(
         node.start_point.row
         for name, nodes in captures.items()
         for node in nodes
-        if name != "block" or node.child_count == 0
+        if name != "block" or (empty_blocks and node.child_count == 0)
     )
 
 
@@ -140,7 +140,9 @@ def keep_valid_syntax(text: str, ctx: CompletionContext) -> str:
 
     Only problems that start where the completion lands count, so an unrelated error
     elsewhere in the window (the user is mid-edit) does not block every completion. The
-    check runs on the context window, not the whole document, to bound its cost.
+    check runs on the context window, not the whole document, to bound its cost. A block
+    opener is fine at the end of a single line (`for x in xs:`: the body comes next), not
+    at the end of a block the completion was meant to write.
     """
     first_row = ctx.prefix.count("\n")
     lines = text.split("\n")
@@ -150,7 +152,9 @@ def keep_valid_syntax(text: str, ctx: CompletionContext) -> str:
         if not candidate.strip():
             continue
         last_row = first_row + candidate.count("\n")
-        rows = syntax_problem_rows(ctx.prefix + candidate + ctx.suffix)
+        rows = syntax_problem_rows(
+            ctx.prefix + candidate + ctx.suffix, empty_blocks=ctx.mode is Mode.MULTI_LINE
+        )
         if not any(first_row <= row <= last_row for row in rows):
             return candidate if size < len(lines) else text
     return ""

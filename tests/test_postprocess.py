@@ -110,6 +110,11 @@ def test_single_line_that_breaks_the_syntax_is_dropped() -> None:
     assert keep_valid_syntax("sum(values", ctx) == ""  # leaves a bracket open
 
 
+def test_single_line_may_open_a_block() -> None:
+    ctx = context_at("def f(values):\n    for v in |\n    return values\n")
+    assert keep_valid_syntax("values:", ctx) == "values:"
+
+
 def test_multi_line_keeps_its_longest_valid_leading_lines() -> None:
     ctx = context_at("def f(xs):\n    |\n\n\nprint(f([1]))\n")
     good = "total = 0\n    for x in xs:\n        total += x\n    return total"
