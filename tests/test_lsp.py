@@ -275,7 +275,8 @@ async def test_cancel_stops_the_model_and_the_server_keeps_serving(
         30,
         "the model run to stop",
     )
-    assert after["cancelled"] >= before["cancelled"] + 2
+    # At least the running one; the queued one may be cancelled before its handler starts.
+    assert after["cancelled"] >= before["cancelled"] + 1
     # The next request is served normally.
     result = await client.text_document_inline_completion_async(inline_params(uri, 45, 4))
     assert result is not None
