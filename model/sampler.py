@@ -44,7 +44,9 @@ class StopTokens:
 
 
 def _pick(logits: torch.Tensor, settings: SamplerSettings, generator: torch.Generator | None):
-    probs = torch.softmax(logits.float() / max(settings.temperature, 1e-6), dim=-1)
+    # Confidence is the model's own probability: greedy decoding must not sharpen it.
+    scale = settings.temperature if settings.temperature > 0 else 1.0
+    probs = torch.softmax(logits.float() / scale, dim=-1)
     if settings.temperature > 0:
         tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         confidence = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, default=None, help="checkpoint folder to write at the end")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument(
+        "--init-from", type=Path, default=None, help="start from this checkpoint folder's weights"
+    )
+    ap.add_argument(
+        "--context-loss-weight", type=float, default=1.0, help="next-token loss on context"
+    )
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--heads", type=int, default=4)
@@ -108,7 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         ffn_dim=args.ffn,
         block_size=args.block_size,
     )
-    model = Transformer(cfg).to(args.device)
+    model = Transformer(cfg)
+    if args.init_from is not None:
+        from .api import load_transformer
+
+        model = load_transformer(args.init_from)
+        if model.cfg != cfg:
+            ap.error(f"--init-from {args.init_from} has another shape: {model.cfg}")
+        print(f"weights from {args.init_from}")
+    model = model.to(args.device).train()
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -161,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     def evaluate() -> float:
         model.eval()
         with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=use_bf16):
-            losses = [diffusion_loss(model, b).item() for b in heldout_batches]
+            losses = [diffusion_loss(model, b).nelbo.item() for b in heldout_batches]
         model.train()
         return sum(losses) / len(losses)
 
@@ -200,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             gen,
         )
         with torch.autocast("cuda", torch.bfloat16, enabled=use_bf16):
-            loss = diffusion_loss(model, batch)
+            parts = diffusion_loss(model, batch)
+            loss = parts.total(args.context_loss_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -212,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             rate = tokens_window / (now - t_window)
             row = {
                 "step": step + 1,
-                "loss": loss.item(),
+                "loss": parts.nelbo.item(),
+                "context_ce": parts.context_ce.item(),
                 "lr": lr,
                 "grad_norm": float(grad_norm),
                 "tok_per_s": rate,
@@ -220,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             log.append(row)
             print(
-                f"step {step + 1:6d}/{args.steps} loss {row['loss']:.3f} lr {lr:.2e} "
+                f"step {step + 1:6d}/{args.steps} nelbo {row['loss']:.3f} "
+                f"ctx {row['context_ce']:.3f} lr {lr:.2e} "
                 f"|g| {row['grad_norm']:.2f} {rate:7.0f} tok/s {row['elapsed_s'] / 60:6.1f} min",
                 flush=True,
             )
