@@ -41,6 +41,12 @@ def _add_common(parser: argparse.ArgumentParser, defaults: bool) -> None:
         help="log level of the messages written to stderr",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=default(1),
+        help="torch CPU threads for the model (default 1; 0: torch's default)",
+    )
+    parser.add_argument(
         "--cache-size",
         type=int,
         default=default(256),
@@ -70,11 +76,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _settings(args: argparse.Namespace) -> EngineSettings:
     if args.cache_size < 0:
         raise UsageError("--cache-size must be 0 or more")
+    if args.threads < 0:
+        raise UsageError("--threads must be 0 or more")
     return EngineSettings(
         model_path=args.model,
         device=args.device,
         context=ContextSettings(),
         cache_size=args.cache_size,
+        threads=args.threads or None,
     )
 
 
