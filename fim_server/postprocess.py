@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import zlib
 
 import tree_sitter
 
@@ -117,6 +118,17 @@ def drop_repeated_suffix_lines(text: str, suffix: str) -> str:
     return text
 
 
+def is_degenerate(text: str, min_bytes: int = 48, max_ratio: float = 0.25) -> bool:
+    """Whether `text` is a model stuck in a loop (`_self_self_self...`).
+
+    Measured by how well it compresses: looping output shrinks to a small fraction of its
+    size, while even repetitive real code (a run of `self.x = x` lines, an if-chain) keeps
+    over a third of it.
+    """
+    data = text.encode("utf-8")
+    return len(data) >= min_bytes and len(zlib.compress(data, 9)) < max_ratio * len(data)
+
+
 def strip_trailing_blank(text: str) -> str:
     """Drop trailing whitespace-only lines and trailing spaces of the last line."""
     return text.rstrip()
@@ -177,4 +189,6 @@ def clean_completion(raw: str, ctx: CompletionContext) -> str:
         first = text.split("\n", 1)[0]
         if first.strip() and _first_line_indent(ctx.line_prefix, first) < ctx.block_indent:
             return ""  # a first line left of the block would not belong to it
-    return keep_valid_syntax(text, ctx) if text.strip() else ""
+    if not text.strip() or is_degenerate(text):
+        return ""
+    return keep_valid_syntax(text, ctx)

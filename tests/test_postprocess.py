@@ -13,6 +13,7 @@ from fim_server.postprocess import (
     cut_at_newline,
     drop_repeated_suffix_lines,
     drop_suffix_overlap,
+    is_degenerate,
     keep_valid_syntax,
     strip_special_tokens,
     strip_trailing_blank,
@@ -94,6 +95,19 @@ def test_repeated_suffix_lines_are_dropped() -> None:
 def test_repeated_suffix_lines_need_every_later_line_to_match() -> None:
     text = "return y\n    z = 1"
     assert drop_repeated_suffix_lines(text, "\n    return y\n    w = 2\n") == text
+
+
+def test_looping_output_is_degenerate() -> None:
+    assert is_degenerate("_self_selfself_self" * 8)
+    assert is_degenerate("x" * 60)
+    assert not is_degenerate("return sum(item.price * item.quantity for item in self.items)")
+    lines = [f"self.{name} = {name}" for name in ("name", "price", "quantity", "tags", "owner")]
+    assert not is_degenerate("\n        ".join(lines))
+    assert not is_degenerate("_self" * 4)  # too short to judge
+
+
+def test_degenerate_completions_are_dropped() -> None:
+    assert clean_completion("_self" * 20, context_at("total = |\n")) == ""
 
 
 def test_strip_trailing_blank() -> None:
