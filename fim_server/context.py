@@ -23,8 +23,10 @@ class Mode(StrEnum):
 
 @dataclass(frozen=True)
 class ContextSettings:
-    prefix_tokens: int = 1024
-    suffix_tokens: int = 256
+    # The embedded model trained on sequences of 512 tokens (context + two copies of the
+    # middle): a longer window puts positions it has never seen in front of it.
+    prefix_tokens: int = 320
+    suffix_tokens: int = 128
     single_line_tokens: int = 48
     multi_line_tokens: int = 160
 
