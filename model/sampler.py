@@ -28,6 +28,9 @@ class InfillCancelled(Exception):
 class SamplerSettings:
     threshold: float = 0.9
     temperature: float = 0.0  # 0 = greedy; otherwise sampled with the seeded generator
+    # When no position clears the threshold: "confidence" commits the most confident one,
+    # "left_to_right" the leftmost open one (steadier for weak models).
+    fallback: str = "confidence"
 
 
 @dataclass(frozen=True)
@@ -93,11 +96,14 @@ def generate(
             f"context ({n_ctx}) + budget ({max_tokens}) exceeds the model's {cfg.max_seq_len}"
         )
     generator = torch.Generator(device=device).manual_seed(seed) if settings.temperature else None
-    stop_ids = {stops.end_of_middle} | (set(stops.newlines) if single_line else set())
-    # Context markers, <mask> and <pad> are never content: a middle ends only with <eom>.
+    # Training pads the block after <eom> with <pad>, so a committed <pad> also says the
+    # middle has ended; banning it would force junk into those slots, which the rest of the
+    # block then conditions on.
+    end_ids = {stops.end_of_middle, special.pad}
+    stop_ids = end_ids | (set(stops.newlines) if single_line else set())
+    # Context markers and <mask> are never content.
     banned = torch.tensor(
-        [special.mask, special.pad, special.fim_suffix, special.fim_prefix, special.fim_middle],
-        device=device,
+        [special.mask, special.fim_suffix, special.fim_prefix, special.fim_middle], device=device
     )
 
     if cache is not None:
@@ -151,7 +157,10 @@ def generate(
             confidence = torch.where(open_positions, confidence, torch.tensor(-1.0, device=device))
             chosen = (confidence > settings.threshold) & open_positions
             if not chosen.any():
-                chosen[int(confidence.argmax())] = True
+                if settings.fallback == "left_to_right":
+                    chosen[int(open_positions.nonzero()[0])] = True
+                else:
+                    chosen[int(confidence.argmax())] = True
             for i in chosen.nonzero().flatten().tolist():
                 block[i] = int(predicted[i])
                 committed[i] = True
@@ -159,7 +168,7 @@ def generate(
             if stop_at >= 0:
                 break
         if stop_at >= 0:
-            finished = block[stop_at] == stops.end_of_middle
+            finished = block[stop_at] in end_ids
             # Keep a newline token (single-line mode cuts its text later); drop <eom>.
             middle.extend(block[: stop_at + (0 if finished else 1)])
             break

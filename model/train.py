@@ -105,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    tok = CodeTokenizer.load(args.corpus / "tokenizer.json")
+    # Weights are tied to the tokenizer they were trained with: a rebuilt corpus may carry
+    # a retrained one whose ids differ.
+    tok_path = args.corpus / "tokenizer.json"
+    if args.init_from is not None and (args.init_from / "tokenizer.json").exists():
+        tok_path = args.init_from / "tokenizer.json"
+    tok = CodeTokenizer.load(tok_path)
+    print(f"tokenizer {tok_path}")
     cfg = ModelConfig(
         vocab_size=tok.vocab_size,
         dim=args.dim,
