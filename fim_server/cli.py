@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from .context import ContextSettings
 from .engine import Engine, EngineSettings
 
 EXIT_USAGE = 2  # bad file or position, like argparse's own usage errors
@@ -81,7 +80,6 @@ def _settings(args: argparse.Namespace) -> EngineSettings:
     return EngineSettings(
         model_path=args.model,
         device=args.device,
-        context=ContextSettings(),
         cache_size=args.cache_size,
         threads=args.threads or None,
     )

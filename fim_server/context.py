@@ -23,12 +23,19 @@ class Mode(StrEnum):
 
 @dataclass(frozen=True)
 class ContextSettings:
-    # The embedded model trained on sequences of 512 tokens (context + two copies of the
-    # middle): a longer window puts positions it has never seen in front of it.
+    # A window longer than the contexts the model trained on puts positions it has never
+    # seen in front of it: `sized_for` fits the window to the model.
     prefix_tokens: int = 320
     suffix_tokens: int = 128
     single_line_tokens: int = 48
     multi_line_tokens: int = 160
+
+    @classmethod
+    def sized_for(cls, context_tokens: int, **kw: int) -> ContextSettings:
+        """Split a model's trained context length: 3/4 prefix, 1/4 suffix (the cursor's
+        own line and what leads to it matter most)."""
+        prefix = context_tokens * 3 // 4
+        return cls(prefix_tokens=prefix, suffix_tokens=context_tokens - prefix, **kw)
 
     def max_tokens(self, mode: Mode) -> int:
         if mode is Mode.MULTI_LINE:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 class EngineSettings:
     model_path: str | None = None  # None: the checkpoint shipped inside fim_model
     device: str = "cpu"
-    context: ContextSettings = field(default_factory=ContextSettings)
+    context: ContextSettings | None = None  # None: a window sized for the loaded model
     cache_size: int = 256  # 0 disables the cache (benchmarks)
     seed: int = 0
     # Torch intra-op threads. The embedded model's matrices are small, so extra threads
@@ -91,11 +91,17 @@ def _document_newlines(text: str, document: str) -> str:
     return text.replace("\n", "\r\n") if "\r\n" in document else text
 
 
+def _context_for(model: InfillModel) -> ContextSettings:
+    trained = model.model.cfg.context_tokens
+    return ContextSettings.sized_for(trained) if trained else ContextSettings()
+
+
 class Engine:
     def __init__(self, settings: EngineSettings | None = None) -> None:
         self.settings = settings or EngineSettings()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fim-model")
         self._model: InfillModel | None = None
+        self._context = self.settings.context or ContextSettings()
         self._load_future: Future[None] | None = None
         self._load_error: BaseException | None = None
         self._cache: OrderedDict[tuple[str, str, Mode], _Cached] = OrderedDict()
@@ -130,6 +136,7 @@ class Engine:
                 self._stats.model_error = f"{type(exc).__name__}: {exc}"
             return
         load_ms = (time.perf_counter() - started) * 1000
+        self._context = self.settings.context or _context_for(model)
         self._model = model
         with self._stats_lock:
             self._stats.model_ready = True
@@ -203,7 +210,7 @@ class Engine:
         try:
             result = self._typed_through(text, offset)
             if result is None:
-                ctx = build_context(text, offset, model.count_tokens, self.settings.context)
+                ctx = build_context(text, offset, model.count_tokens, self._context)
                 result = self._infill(model, ctx, cancel)
                 result = replace(result, text=_document_newlines(result.text, text))
         except InfillCancelled:

@@ -16,7 +16,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -119,12 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         n_heads=args.heads,
         ffn_dim=args.ffn,
         block_size=args.block_size,
+        # A one-block middle leaves the most room: see data.make_example.
+        context_tokens=args.seq_len - 2 * args.block_size - 3,
     )
     model = Transformer(cfg)
     if args.init_from is not None:
         from .api import load_transformer
 
         model = load_transformer(args.init_from)
+        model.cfg = replace(model.cfg, context_tokens=cfg.context_tokens)
         if model.cfg != cfg:
             ap.error(f"--init-from {args.init_from} has another shape: {model.cfg}")
         print(f"weights from {args.init_from}")

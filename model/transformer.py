@@ -28,6 +28,8 @@ class ModelConfig:
     block_size: int = 16  # B: tokens denoised together; 1 makes an autoregressive model
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    # Longest context (suffix + prefix tokens) training showed the model; 0 = unknown.
+    context_tokens: int = 0
 
     @property
     def head_dim(self) -> int:

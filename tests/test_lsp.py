@@ -124,12 +124,15 @@ AREA = (
 # The shipped skeleton model is too weak to write a completion that survives
 # post-processing at these positions (see model/checkpoint/README.md). These tests pin
 # what a user needs; strict, so they fail loudly once a trained model makes them pass.
-needs_a_useful_model = pytest.mark.xfail(
-    strict=True, reason="embedded skeleton model is too weak: completions are rejected"
+# The embedded 1.8M-parameter model completes lines but cannot yet write a function body
+# that survives post-processing (issue 3 trains the model that should). Strict: when a
+# better model ships, this test starts passing and the marker must go.
+needs_a_body_writing_model = pytest.mark.xfail(
+    strict=True, reason="the embedded model's function bodies are rejected by post-processing"
 )
 
 
-@needs_a_useful_model
+@needs_a_body_writing_model
 @module_loop
 async def test_inline_completion_fills_an_empty_body(client: LanguageClient) -> None:
     uri = open_document(client, AREA)
@@ -138,10 +141,23 @@ async def test_inline_completion_fills_an_empty_body(client: LanguageClient) -> 
     assert_parses(insert(AREA, 5, 4, completion))
 
 
-@needs_a_useful_model
+MEAN = "def mean(values):\n    total = sum(values)\n    return total / len(\n"
+
+
+@module_loop
+async def test_inline_completion_completes_the_line_and_the_file_parses(
+    client: LanguageClient,
+) -> None:
+    uri = open_document(client, MEAN)
+    completion = await inline(client, uri, 2, 27)
+    assert completion, "no completion at the end of an unfinished line"
+    assert "\n" not in completion
+    assert_parses(insert(MEAN, 2, 27, completion))
+
+
 @module_loop
 async def test_completion_fallback_returns_the_inline_text(client: LanguageClient) -> None:
-    text = "def mean(values):\n    total = sum(values)\n    return total / len(\n"
+    text = MEAN
     uri = open_document(client, text)
     expected = await inline(client, uri, 2, 27)
     result = await client.text_document_completion_async(
@@ -159,14 +175,13 @@ async def test_completion_fallback_returns_the_inline_text(client: LanguageClien
     assert item.text_edit.range == types.Range(start=position, end=position)
 
 
-@needs_a_useful_model
 @module_loop
 async def test_non_ascii_before_the_cursor(client: LanguageClient) -> None:
-    text = 'def greet(name):\n    """Say hello — 👋 — to name."""\n    \n'
+    text = 'def mean(values):\n    """Mean — 👋 — of «values»."""\n' + MEAN.split("\n", 1)[1]
     uri = open_document(client, text)
-    completion = await inline(client, uri, 2, 4)
-    assert completion is not None
-    assert_parses(text[: text.rindex("    ") + 4] + completion + "\n")
+    completion = await inline(client, uri, 3, 27)
+    assert completion
+    assert_parses(insert(text, 3, 27, completion))
 
 
 @module_loop
@@ -203,12 +218,10 @@ async def test_incremental_edit_is_applied_before_completing(client: LanguageCli
         assert_parses(insert(edited, 1, 4, completion))
 
 
-@needs_a_useful_model
 @module_loop
 async def test_typing_the_completion_is_answered_from_it(client: LanguageClient) -> None:
-    text = "import math\n\n\ndef hypotenuse(a, b):\n    \n"
-    uri = open_document(client, text)
-    first = await inline(client, uri, 4, 4)
+    uri = open_document(client, MEAN)
+    first = await inline(client, uri, 2, 27)
     assert first is not None and len(first) >= 2 and first[0] not in "\r\n"
     before = await get_stats(client)
     client.text_document_did_change(
@@ -217,15 +230,15 @@ async def test_typing_the_completion_is_answered_from_it(client: LanguageClient)
             content_changes=[
                 types.TextDocumentContentChangePartial(
                     range=types.Range(
-                        start=types.Position(line=4, character=4),
-                        end=types.Position(line=4, character=4),
+                        start=types.Position(line=2, character=27),
+                        end=types.Position(line=2, character=27),
                     ),
                     text=first[0],
                 )
             ],
         )
     )
-    assert await inline(client, uri, 4, 5) == first[1:]
+    assert await inline(client, uri, 2, 28) == first[1:]
     after = await get_stats(client)
     assert after["cacheHits"] == before["cacheHits"] + 1
     assert after["forwardPasses"] == before["forwardPasses"]
