@@ -28,7 +28,9 @@ class ContextSettings:
     prefix_tokens: int = 320
     suffix_tokens: int = 128
     single_line_tokens: int = 48
-    multi_line_tokens: int = 160
+    # Four blocks: a few statements, within a second on one CPU thread at ~1 token per
+    # forward pass; the embedded model trained on middles of up to 48 tokens.
+    multi_line_tokens: int = 64
 
     @classmethod
     def sized_for(cls, context_tokens: int, **kw: int) -> ContextSettings:
