@@ -134,7 +134,7 @@ def generate(
                 )
                 positions = torch.arange(past, past + len(ids))
                 assert past + len(pending) == block_start
-                logits = model(
+                hidden = model.hidden_states(
                     torch.tensor([ids], device=device),
                     positions.unsqueeze(0).to(device),
                     mask.to(device),
@@ -145,25 +145,25 @@ def generate(
             else:
                 ids = context + middle + block
                 groups = token_groups(n_ctx, len(middle) + B, B)
-                logits = model(
+                hidden = model.hidden_states(
                     torch.tensor([ids], device=device),
                     torch.arange(len(ids), device=device).unsqueeze(0),
                     group_mask(groups, groups).to(device),
                 )[0, -B:]
             passes += 1
+            # The vocabulary projection is the costliest matmul of a pass: only still-masked
+            # positions need it.
+            open_at = [i for i, done in enumerate(committed) if not done]
+            logits = model.logits(hidden[open_at])
             logits[:, banned] = float("-inf")
             confidence, predicted = _pick(logits, settings, generator)
-            open_positions = torch.tensor([not c for c in committed], device=device)
-            confidence = torch.where(open_positions, confidence, torch.tensor(-1.0, device=device))
-            chosen = (confidence > settings.threshold) & open_positions
+            chosen = confidence > settings.threshold
             if not chosen.any():
-                if settings.fallback == "left_to_right":
-                    chosen[int(open_positions.nonzero()[0])] = True
-                else:
-                    chosen[int(confidence.argmax())] = True
-            for i in chosen.nonzero().flatten().tolist():
-                block[i] = int(predicted[i])
-                committed[i] = True
+                fallback = 0 if settings.fallback == "left_to_right" else int(confidence.argmax())
+                chosen[fallback] = True
+            for j in chosen.nonzero().flatten().tolist():
+                block[open_at[j]] = int(predicted[j])
+                committed[open_at[j]] = True
             stop_at = _stop_index(block, committed, stop_ids)
             if stop_at >= 0:
                 break
