@@ -13,7 +13,6 @@ tokenizer for the loss columns to be comparable; the script refuses otherwise.
 from __future__ import annotations
 
 import argparse
-import itertools
 import random
 import time
 from pathlib import Path
@@ -21,8 +20,8 @@ from pathlib import Path
 import torch
 
 from fim_model.api import InfillModel
-from fim_model.data import ExampleShape, ExampleStream, load_corpus, sample_span
-from fim_model.diffusion import diffusion_loss, make_batch
+from fim_model.data import ExampleShape, heldout_batches, load_corpus, sample_span
+from fim_model.diffusion import diffusion_loss
 from fim_model.sampler import SamplerSettings
 
 
@@ -56,20 +55,13 @@ def main() -> int:
         infill = InfillModel.load(folder, settings=SamplerSettings(fallback=args.fallback))
         model, tok = infill.model.eval(), infill.tokenizer
         shape = ExampleShape(args.seq_len, args.max_middle, model.cfg.block_size)
-        nelbo, ctx = [], []
         with torch.no_grad():
-            for i in range(args.batches):
-                stream = iter(ExampleStream(files, tok, shape, seed=10_000 + i))
-                batch = make_batch(
-                    list(itertools.islice(stream, 16)),
-                    model.cfg.block_size,
-                    args.seq_len,
-                    tok.special,
-                    torch.Generator().manual_seed(i),
-                )
-                parts = diffusion_loss(model, batch)
-                nelbo.append(parts.nelbo.item())
-                ctx.append(parts.context_ce.item())
+            losses = [
+                diffusion_loss(model, batch)
+                for batch in heldout_batches(files, tok, shape, args.batches, 16)
+            ]
+        nelbo = [parts.nelbo.item() for parts in losses]
+        ctx = [parts.context_ce.item() for parts in losses]
         started = time.perf_counter()
         exact = passes = tokens = 0
         for span in spans:

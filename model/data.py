@@ -8,6 +8,7 @@ Spans are drawn the way an editor asks for completions: the rest of a line, whol
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -16,7 +17,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .diffusion import FimExample, pad_middle
+import torch
+
+from .diffusion import DiffusionBatch, FimExample, make_batch, pad_middle
 from .tokenizer import CodeTokenizer
 
 MAX_FILE_BYTES = 256_000
@@ -227,3 +230,20 @@ class ExampleStream:
             if not span.middle:
                 continue
             yield make_example(self.tok, span, self.shape, self.rng)
+
+
+def heldout_batches(
+    files: list[SourceFile], tok: CodeTokenizer, shape: ExampleShape, n: int, batch_size: int
+) -> list[DiffusionBatch]:
+    """The same `n` masked batches for every call: training's evaluations and comparisons
+    between checkpoints score identical examples and masks."""
+    return [
+        make_batch(
+            list(itertools.islice(ExampleStream(files, tok, shape, seed=10_000 + i), batch_size)),
+            shape.block_size,
+            shape.seq_len,
+            tok.special,
+            torch.Generator().manual_seed(i),
+        )
+        for i in range(n)
+    ]

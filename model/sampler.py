@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -30,7 +31,7 @@ class SamplerSettings:
     temperature: float = 0.0  # 0 = greedy; otherwise sampled with the seeded generator
     # When no position clears the threshold: "confidence" commits the most confident one,
     # "left_to_right" the leftmost open one (steadier for weak models).
-    fallback: str = "confidence"
+    fallback: Literal["confidence", "left_to_right"] = "confidence"
 
 
 @dataclass(frozen=True)

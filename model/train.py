@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .api import save_checkpoint
-from .data import ExampleShape, ExampleStream, load_corpus
+from .data import ExampleShape, ExampleStream, heldout_batches, load_corpus
 from .diffusion import diffusion_loss, make_batch
 from .tokenizer import CodeTokenizer
 from .transformer import ModelConfig, Transformer
@@ -160,20 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     # A resumed run continues with fresh data rather than replaying the batches it has seen.
     stream = iter(ExampleStream(train_files, tok, shape, seed=args.seed * 1000 + start_step))
     gen = torch.Generator().manual_seed(args.seed * 1000 + start_step)
-    heldout_batches = [
-        make_batch(
-            list(
-                itertools.islice(
-                    iter(ExampleStream(heldout_files, tok, shape, seed=10_000 + i)), args.batch_size
-                )
-            ),
-            cfg.block_size,
-            args.seq_len,
-            tok.special,
-            torch.Generator().manual_seed(i),
-        )
-        for i in range(args.eval_batches)
-    ]
+    evaluation_batches = heldout_batches(
+        heldout_files, tok, shape, args.eval_batches, args.batch_size
+    )
     use_bf16 = args.device.startswith("cuda")
     print(
         f"model {model.num_parameters() / 1e6:.2f}M params, B={cfg.block_size}, "
@@ -184,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     def evaluate() -> float:
         model.eval()
         with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=use_bf16):
-            losses = [diffusion_loss(model, b).nelbo.item() for b in heldout_batches]
+            losses = [diffusion_loss(model, b).nelbo.item() for b in evaluation_batches]
         model.train()
         return sum(losses) / len(losses)
 
