@@ -1,55 +1,82 @@
-"""Build the training corpus and the tokenizer from Python sources on this machine.
+"""Build the training corpus and the tokenizer from the code on this machine.
 
     python -m fim_model.corpus --out data/corpus
 
-writes train.jsonl / heldout.jsonl (split by top-level package), stats.json and
-tokenizer.json. Default roots: this interpreter's stdlib and site-packages.
+Sources (see fim_model.sources.default_roots): Python's stdlib and site-packages, the
+JDK's src.zip, Go's and Rust's standard libraries (Debian: `apt-get install
+golang-1.19-src rust-src`), /usr/include, JavaScript under node's global modules, shell
+and Lua scripts under /usr/share. Exact duplicates, generated or minified files, huge
+files and non-UTF-8 files are dropped. Writes train.jsonl / heldout.jsonl (held out by
+package), tokenizer.json, and stats.json + stats.md (files, bytes, tokens per language).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
-import sys
-import sysconfig
 import time
 from pathlib import Path
 
-from .data import collect_python_sources, load_corpus, write_corpus
-from .tokenizer import train_tokenizer
+from .data import load_corpus, write_corpus
+from .sources import LANGUAGE_OF_SUFFIX, SourceRoot, collect_sources, default_roots
+from .tokenizer import CodeTokenizer, train_tokenizer
 
 
-def default_roots() -> list[Path]:
-    paths = sysconfig.get_paths()
-    base = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix})
-    roots = [paths["stdlib"], paths["purelib"], base["purelib"]]
-    unique: list[Path] = []
-    for r in map(Path, roots):
-        if r.is_dir() and r.resolve() not in {u.resolve() for u in unique}:
-            unique.append(r)
-    return unique
+def _refuse_benchmarks(roots: list[SourceRoot]) -> None:
+    for r in roots:
+        if "benchmarks" in r.location.resolve().parts:
+            raise SystemExit(f"refusing to build a corpus from a benchmark folder: {r.location}")
+
+
+def estimate_tokens(tok: CodeTokenizer, texts: list[str], sample_chars: int = 2_000_000) -> int:
+    """Tokens in `texts`, from the chars-per-token ratio of an evenly spread sample (exact
+    when the texts are smaller than the sample): counting 300 MB exactly takes minutes."""
+    total = sum(map(len, texts))
+    step = max(1, round(total / sample_chars))
+    sample = texts[::step]
+    tokens = sum(map(len, tok.encode_batch(sample)))
+    return round(tokens * total / max(1, sum(map(len, sample))))
+
+
+def stats_table(stats: dict[str, dict[str, dict[str, int]]]) -> str:
+    lines = [
+        "| split | language | files | MB | tokens (M, estimated) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for split, per_language in stats.items():
+        for language, row in sorted(per_language.items(), key=lambda kv: -kv[1]["bytes"]):
+            lines.append(
+                f"| {split} | {language} | {row['files']} | {row['bytes'] / 1e6:.1f} "
+                f"| {row.get('tokens', 0) / 1e6:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("data/corpus"))
     ap.add_argument(
-        "--root", type=Path, action="append", help="source roots (default: stdlib + site-packages)"
+        "--root",
+        type=Path,
+        action="append",
+        help="extra source folders, every known language (default: this machine's code)",
     )
+    ap.add_argument("--only-roots", action="store_true", help="use just the --root folders")
     ap.add_argument("--vocab-size", type=int, default=8192)
     ap.add_argument("--tokenizer-sample-mb", type=float, default=24.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    roots = args.root or default_roots()
-    for r in roots:
-        if "benchmarks" in r.parts:
-            ap.error(f"refusing to build a corpus from a benchmark folder: {r}")
+    every_language = frozenset(LANGUAGE_OF_SUFFIX.values())
+    extra = [SourceRoot(p.name, p, every_language) for p in args.root or []]
+    roots = extra if args.only_roots else default_roots() + extra
+    _refuse_benchmarks(roots)
     t0 = time.time()
-    stats = write_corpus(collect_python_sources(roots), args.out)
-    print(f"corpus from {[str(r) for r in roots]} in {time.time() - t0:.0f}s")
-    for split, s in stats.items():
-        print(f"  {split:8s} {s['files']:7d} files {s['bytes'] / 1e6:8.1f} MB")
+    stats = write_corpus(collect_sources(roots), args.out)
+    print(f"corpus in {time.time() - t0:.0f}s from:")
+    for r in roots:
+        print(f"  {r.label:20s} {r.location}")
 
     files = load_corpus(args.out / "train.jsonl")
     random.Random(args.seed).shuffle(files)
@@ -62,13 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     tok = train_tokenizer(sample, args.vocab_size)
     tok.save(args.out / "tokenizer.json")
-    heldout = [f.text for f in load_corpus(args.out / "heldout.jsonl")[:200]]
-    n_chars = sum(map(len, heldout))
-    n_tokens = sum(map(len, tok.encode_batch(heldout)))
-    print(
-        f"tokenizer: {tok.vocab_size} tokens in {time.time() - t0:.0f}s, "
-        f"{n_chars / max(n_tokens, 1):.2f} chars/token on held-out files"
-    )
+    print(f"tokenizer: {tok.vocab_size} tokens in {time.time() - t0:.0f}s")
+
+    t0 = time.time()
+    for split in ("train", "heldout"):
+        by_language: dict[str, list[str]] = {}
+        for f in load_corpus(args.out / f"{split}.jsonl"):
+            by_language.setdefault(f.language, []).append(f.text)
+        for language, texts in by_language.items():
+            stats[split][language]["tokens"] = estimate_tokens(tok, texts)
+    (args.out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    table = stats_table(stats)
+    (args.out / "stats.md").write_text(table)
+    print(f"tokens estimated in {time.time() - t0:.0f}s\n{table}")
     return 0
 
 

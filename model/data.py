@@ -1,13 +1,13 @@
-"""Training data: a corpus of local Python sources and FIM examples sampled like requests.
+"""Training data: a corpus of local sources and FIM examples sampled like requests.
 
 Spans are drawn the way an editor asks for completions: the rest of a line, whole lines
-(a body after a block opener), random character spans, and plain left-to-right text
+(a body after a block opener), a syntax node (statement, block, expression, argument
+list, found with tree-sitter), random character spans, and plain left-to-right text
 (empty suffix). Documents are laid out suffix-prefix-middle.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -15,73 +15,30 @@ import random
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 
 from .diffusion import DiffusionBatch, FimExample, make_batch, pad_middle
+from .sources import SourceFile
+from .syntax import parser_for
 from .tokenizer import CodeTokenizer
 
-MAX_FILE_BYTES = 256_000
-MIN_FILE_BYTES = 200
-MAX_LINE_CHARS = 1_000
 HELD_OUT_PERCENT = 4
 
 
-@dataclass(frozen=True)
-class SourceFile:
-    path: str  # relative to its root, e.g. "asyncio/tasks.py"
-    text: str
+def is_held_out(path: str) -> bool:
+    """Held-out split by folder, so no file of a held-out folder (a package, a module's
+    directory) is trained on."""
+    return zlib.crc32(str(PurePosixPath(path).parent).encode()) % 100 < HELD_OUT_PERCENT
 
 
-def _package_of(relpath: Path) -> str:
-    return relpath.parts[0] if len(relpath.parts) > 1 else relpath.stem
-
-
-def is_held_out(relpath: str) -> bool:
-    """Held-out split by top-level package, so no file of a held-out package is trained on."""
-    return zlib.crc32(_package_of(Path(relpath)).encode()) % 100 < HELD_OUT_PERCENT
-
-
-def read_source(path: Path) -> str | None:
-    """The file's text, or None when it is not UTF-8, generated-looking, or too big/small."""
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return None
-    if not MIN_FILE_BYTES <= len(raw) <= MAX_FILE_BYTES:
-        return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if "\x00" in text or max(map(len, text.splitlines()), default=0) > MAX_LINE_CHARS:
-        return None
-    return text
-
-
-def collect_python_sources(roots: Iterable[Path]) -> Iterator[SourceFile]:
-    """Every usable .py file under `roots`, exact duplicates removed."""
-    seen: set[bytes] = set()
-    for root in roots:
-        for path in sorted(root.rglob("*.py")):
-            # The stdlib folder holds site-packages; that is its own root, not a package.
-            inner = path.relative_to(root).parts[:-1]
-            if not path.is_file() or {"site-packages", "dist-packages"} & set(inner):
-                continue
-            text = read_source(path)
-            if text is None:
-                continue
-            digest = hashlib.sha1(text.encode()).digest()
-            if digest in seen:
-                continue
-            seen.add(digest)
-            yield SourceFile(str(path.relative_to(root)), text)
-
-
-def write_corpus(files: Iterable[SourceFile], out_dir: Path) -> dict[str, dict[str, int]]:
+def write_corpus(
+    files: Iterable[SourceFile], out_dir: Path
+) -> dict[str, dict[str, dict[str, int]]]:
+    """train.jsonl / heldout.jsonl; returns files and bytes per split and language."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stats = {split: {"files": 0, "bytes": 0} for split in ("train", "heldout")}
+    stats: dict[str, dict[str, dict[str, int]]] = {"train": {}, "heldout": {}}
     with (
         (out_dir / "train.jsonl").open("w") as train,
         (out_dir / "heldout.jsonl").open("w") as heldout,
@@ -89,11 +46,11 @@ def write_corpus(files: Iterable[SourceFile], out_dir: Path) -> dict[str, dict[s
         for f in files:
             split = "heldout" if is_held_out(f.path) else "train"
             (heldout if split == "heldout" else train).write(
-                json.dumps({"path": f.path, "text": f.text}) + "\n"
+                json.dumps({"path": f.path, "language": f.language, "text": f.text}) + "\n"
             )
-            stats[split]["files"] += 1
-            stats[split]["bytes"] += len(f.text.encode())
-    (out_dir / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+            row = stats[split].setdefault(f.language, {"files": 0, "bytes": 0})
+            row["files"] += 1
+            row["bytes"] += len(f.text.encode())
     return stats
 
 
@@ -104,8 +61,15 @@ def load_corpus(path: Path) -> list[SourceFile]:
 
 # --- FIM spans -------------------------------------------------------------------------
 
-SPAN_KINDS = ("rest_of_line", "lines", "span", "left_to_right")
-SPAN_WEIGHTS = (0.25, 0.35, 0.2, 0.2)
+SPAN_KINDS = ("rest_of_line", "lines", "node", "span", "left_to_right")
+SPAN_WEIGHTS = (0.2, 0.25, 0.25, 0.15, 0.15)
+MAX_NODE_CHARS = 600
+
+NODE_CATEGORIES = ("statement", "block", "expression", "arguments")
+_ARGUMENT_TYPES = frozenset(
+    {"argument_list", "arguments", "parameters", "formal_parameters", "parameter_list"}
+)
+_BLOCK_TYPES = frozenset({"compound_statement", "statement_block", "declaration_list"})
 
 
 @dataclass(frozen=True)
@@ -129,8 +93,59 @@ def _indent_end(text: str, start: int) -> int:
     return i
 
 
-def sample_span(text: str, rng: random.Random, kind: str | None = None) -> FimSpan:
+def node_category(node_type: str) -> str | None:
+    """Which kind of completion request a syntax node stands for, across grammars."""
+    if node_type in _ARGUMENT_TYPES:
+        return "arguments"
+    if node_type in _BLOCK_TYPES or "block" in node_type or node_type.endswith("body"):
+        return "block"
+    if node_type.endswith(("statement", "declaration", "definition")):
+        return "statement"
+    if "expression" in node_type or node_type in ("call", "binary_operator", "attribute"):
+        return "expression"
+    return None
+
+
+def syntax_nodes(text: str, language: str) -> dict[str, list[tuple[int, int]]]:
+    """Character spans of the error-free nodes of `text` per category (empty when no grammar)."""
+    parser = parser_for(language)
+    if parser is None:
+        return {}
+    source = text.encode()
+    if len(source) != len(text):
+        return {}  # byte offsets would need mapping; ASCII covers nearly all code
+    found: dict[str, list[tuple[int, int]]] = {}
+    stack = [parser.parse(source).root_node]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.named_children)
+        category = node_category(node.type)
+        if (
+            category
+            and not node.has_error
+            and 0 < node.end_byte - node.start_byte <= MAX_NODE_CHARS
+        ):
+            found.setdefault(category, []).append((node.start_byte, node.end_byte))
+    return found
+
+
+def sample_span(
+    text: str, rng: random.Random, kind: str | None = None, language: str = "python"
+) -> FimSpan:
     kind = kind or rng.choices(SPAN_KINDS, SPAN_WEIGHTS)[0]
+    if kind == "node":
+        nodes = syntax_nodes(text, language)
+        if nodes:
+            start, end = rng.choice(nodes[rng.choice(sorted(nodes))])
+            if (
+                text[start] == "{"
+                and text[end - 1] == "}"
+                and end - start > 2
+                and rng.random() < 0.7
+            ):
+                start, end = start + 1, end - 1  # the inside of a braced block
+            return FimSpan(text[:start], text[start:end], text[end:], kind)
+        kind = "lines"
     starts = _line_starts(text)
     n_lines = len(starts)
 
@@ -205,14 +220,31 @@ def make_example(
 
 
 class ExampleStream:
-    """Endless FIM examples from a corpus; files drawn in proportion to their size (capped)."""
+    """Endless FIM examples from a corpus. Files are drawn in proportion to their size
+    (capped); `language_weights` instead fixes each language's share of the examples
+    (languages it leaves out are not drawn)."""
 
     def __init__(
-        self, files: list[SourceFile], tok: CodeTokenizer, shape: ExampleShape, seed: int
+        self,
+        files: list[SourceFile],
+        tok: CodeTokenizer,
+        shape: ExampleShape,
+        seed: int,
+        language_weights: dict[str, float] | None = None,
     ) -> None:
         self.files, self.tok, self.shape = files, tok, shape
         self.rng = random.Random(seed)
         self._weights = [min(len(f.text), 20_000) for f in files]
+        if language_weights:
+            totals: dict[str, float] = {}
+            for f, w in zip(files, self._weights, strict=True):
+                totals[f.language] = totals.get(f.language, 0) + w
+            self._weights = [
+                w * language_weights.get(f.language, 0.0) / totals[f.language]
+                for f, w in zip(files, self._weights, strict=True)
+            ]
+            if not any(self._weights):
+                raise ValueError(f"no files in the weighted languages {sorted(language_weights)}")
 
     def window(self, text: str) -> str:
         """A random slice of a long file, cut at line starts, so spans cover whole files."""
@@ -226,7 +258,7 @@ class ExampleStream:
     def __iter__(self) -> Iterator[FimExample]:
         while True:
             f = self.rng.choices(self.files, self._weights)[0]
-            span = sample_span(self.window(f.text), self.rng)
+            span = sample_span(self.window(f.text), self.rng, language=f.language)
             if not span.middle:
                 continue
             yield make_example(self.tok, span, self.shape, self.rng)

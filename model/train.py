@@ -36,6 +36,17 @@ def lr_at(step: int, progress: float, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def parse_language_weights(spec: str) -> dict[str, float]:
+    weights = {}
+    for item in spec.split(","):
+        language, _, weight = item.partition("=")
+        try:
+            weights[language.strip()] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected LANGUAGE=WEIGHT, got {item!r}") from None
+    return weights
+
+
 def plot_losses(log: list[dict], path: Path) -> None:
     try:
         import matplotlib
@@ -100,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--language-weights",
+        type=parse_language_weights,
+        default=None,
+        help="share of examples per language, e.g. python=4,java=1 (default: by bytes)",
+    )
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -158,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     train_files = load_corpus(args.corpus / "train.jsonl")
     heldout_files = load_corpus(args.corpus / "heldout.jsonl")
     # A resumed run continues with fresh data rather than replaying the batches it has seen.
-    stream = iter(ExampleStream(train_files, tok, shape, seed=args.seed * 1000 + start_step))
+    stream = iter(
+        ExampleStream(train_files, tok, shape, args.seed * 1000 + start_step, args.language_weights)
+    )
     gen = torch.Generator().manual_seed(args.seed * 1000 + start_step)
     evaluation_batches = heldout_batches(
         heldout_files, tok, shape, args.eval_batches, args.batch_size

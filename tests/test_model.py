@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from fim_model import EMBEDDED_CHECKPOINT, InfillCancelled
-from fim_model.data import ExampleShape, FimSpan, make_example, sample_span
+from fim_model.data import (
+    SPAN_KINDS,
+    ExampleShape,
+    FimSpan,
+    make_example,
+    sample_span,
+    syntax_nodes,
+)
 from fim_model.diffusion import FimExample, diffusion_loss, make_batch
 from fim_model.masks import group_mask, token_groups, two_copy_mask
 from fim_model.sampler import SamplerSettings, StopTokens, generate
@@ -206,7 +213,7 @@ def test_training_steps_lower_the_loss_on_one_batch() -> None:
 def test_fim_spans_reassemble_the_document() -> None:
     text = "import os\n\n\ndef f(x):\n    if x:\n        return os.sep\n    return None\n"
     rng = random.Random(0)
-    for kind in ("rest_of_line", "lines", "span", "left_to_right"):
+    for kind in SPAN_KINDS:
         for _ in range(20):
             span = sample_span(text, rng, kind)
             assert span.prefix + span.middle + span.suffix == text
@@ -214,6 +221,44 @@ def test_fim_spans_reassemble_the_document() -> None:
                 assert "\n" not in span.middle
             if kind == "left_to_right":
                 assert span.suffix == ""
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "expected"),
+    [
+        (
+            "python",
+            "def f(x):\n    return g(x, 1) + 2\n",
+            {"g(x, 1) + 2", "(x, 1)", "return g(x, 1) + 2"},
+        ),
+        (
+            "go",
+            "package m\n\nfunc f(x int) int {\n\treturn g(x, 1) + 2\n}\n",
+            {"g(x, 1) + 2", "(x, 1)", "return g(x, 1) + 2"},
+        ),
+        ("rust", "fn f(x: i32) -> i32 {\n    g(x, 1) + 2\n}\n", {"g(x, 1) + 2", "(x, 1)"}),
+        (
+            "java",
+            "class A {\n  int f(int x) {\n    return g(x, 1) + 2;\n  }\n}\n",
+            {"g(x, 1) + 2", "(x, 1)", "return g(x, 1) + 2;"},
+        ),
+    ],
+)
+def test_node_spans_are_whole_syntax_nodes(language: str, text: str, expected: set[str]) -> None:
+    nodes = syntax_nodes(text, language)
+    assert set(nodes) >= {"expression", "arguments", "block"}
+    found = {text[a:b] for spans in nodes.values() for a, b in spans}
+    assert expected <= found
+    rng = random.Random(1)
+    for _ in range(30):
+        span = sample_span(text, rng, "node", language)
+        assert span.prefix + span.middle + span.suffix == text
+        assert span.middle.strip()
+
+
+def test_node_spans_fall_back_to_lines_without_a_grammar() -> None:
+    span = sample_span("a b c\nd e f\n", random.Random(0), "node", "cobol")
+    assert span.kind == "lines"
 
 
 def test_fim_example_layout_is_suffix_prefix_middle(shipped_tokenizer: CodeTokenizer) -> None:
