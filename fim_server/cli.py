@@ -1,16 +1,21 @@
 """Command line: `fim-server [--stdio | --tcp HOST:PORT]` runs the language server,
-`fim-server complete FILE:LINE:COL` prints one completion."""
+`fim-server complete FILE:LINE:COL` prints one completion, `fim-server eval` scores the
+pipeline on the infilling benchmarks."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 from .engine import Engine, EngineSettings
+from .eval_tasks import SUITES, load_suite, spread
+from .sandbox import SandboxLimits
 
 EXIT_USAGE = 2  # bad file or position, like argparse's own usage errors
 EXIT_MODEL = 1
@@ -68,6 +73,33 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     _add_common(complete, defaults=False)
     complete.add_argument(
         "location", metavar="FILE:LINE:COL", help="LINE and COL 1-based, COL in characters"
+    )
+    evaluate = commands.add_parser(
+        "eval", help="score the pipeline on HumanEval-Infilling and SAFIM (Python)"
+    )
+    _add_common(evaluate, defaults=False)
+    evaluate.add_argument(
+        "--suite",
+        action="append",
+        choices=list(SUITES),
+        help="repeatable (default: every suite)",
+    )
+    evaluate.add_argument(
+        "--limit", type=int, help="at most N tasks per suite, evenly spread over the suite"
+    )
+    evaluate.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=None,
+        help="the benchmarks folder (default: $FIM_BENCHMARKS, else ../shared/benchmarks)",
+    )
+    evaluate.add_argument("--out", type=Path, help="write per-task results and summary as JSON")
+    evaluate.add_argument("--markdown", type=Path, help="write the summary table as markdown")
+    evaluate.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per test program (default 10)"
+    )
+    evaluate.add_argument(
+        "--workers", type=int, default=2, help="test programs run at once (default 2)"
     )
     return parser.parse_args(argv)
 
@@ -129,6 +161,57 @@ def run_complete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmarks_folder(given: Path | None) -> Path:
+    if given is not None:
+        folder = given
+    elif os.environ.get("FIM_BENCHMARKS"):
+        folder = Path(os.environ["FIM_BENCHMARKS"])
+    else:
+        folder = Path("../shared/benchmarks")
+    if not folder.is_dir():
+        raise UsageError(f"benchmarks folder {folder} not found: pass --benchmarks DIR")
+    return folder
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, markdown_table, summarise, write_results
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be 1 or more")
+    if args.workers < 1 or args.timeout <= 0:
+        raise UsageError("--workers must be 1 or more and --timeout positive")
+    folder = _benchmarks_folder(args.benchmarks)
+    suites = args.suite or list(SUITES)
+    try:
+        tasks = {suite: spread(load_suite(folder, suite), args.limit) for suite in suites}
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"cannot read the benchmarks: {exc}") from exc
+    # Every task is a different file: the completion cache would only cost memory.
+    engine = Engine(replace(_settings(args), cache_size=0))
+    limits = SandboxLimits(wall_s=args.timeout, cpu_s=max(1, math.ceil(args.timeout)))
+    results, summaries = {}, {}
+    try:
+        engine.start_loading().result()
+        if engine.load_error is not None:
+            print(f"fim-server: could not load the model: {engine.load_error}", file=sys.stderr)
+            return EXIT_MODEL
+        for suite, suite_tasks in tasks.items():
+            results[suite] = evaluate(engine, suite_tasks, limits, args.workers)
+            summaries[suite] = summarise(results[suite])
+    except KeyboardInterrupt:
+        print("\ninterrupted: scoring the suites finished so far", file=sys.stderr)
+    finally:
+        engine.close()
+    model = args.model or "embedded"
+    table = markdown_table(summaries, model)
+    sys.stdout.write(table)
+    if args.markdown:
+        args.markdown.write_text(table)
+    if args.out:
+        write_results(args.out, model, summaries, results)
+    return 0
+
+
 def _claim_stdout() -> BinaryIO:
     """Keep the real stdout for LSP messages and point fd 1 at stderr, so a stray print
     from any library cannot corrupt the protocol stream."""
@@ -173,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "complete":
             return run_complete(args)
+        if args.command == "eval":
+            return run_eval(args)
         return run_server(args)
     except UsageError as exc:
         print(f"fim-server: {exc}", file=sys.stderr)
