@@ -119,8 +119,9 @@ def _generate(model, context, cache, **kw):
 
 
 @pytest.mark.parametrize("settings", [SamplerSettings(0.9, 0.0), SamplerSettings(0.3, 1.0)])
-def test_cached_sampling_matches_full_recompute_token_for_token(settings) -> None:
-    model = tiny_model(block_size=4)
+@pytest.mark.parametrize("block_size", [4, 1])  # B = 1: the autoregressive twin
+def test_cached_sampling_matches_full_recompute_token_for_token(settings, block_size) -> None:
+    model = tiny_model(block_size=block_size)
     rng = random.Random(1)
     cache = KVCache(model.cfg, torch.float64, torch.device("cpu"))
     prefix = [rng.randrange(8, 40) for _ in range(12)]
