@@ -112,7 +112,7 @@ def run_complete(args: argparse.Namespace) -> int:
     offset = offset_of(text, line, col)
     engine = Engine(_settings(args))
     try:
-        completion = engine.complete_blocking(text, offset)
+        completion = engine.complete_blocking(text, offset, path=str(path))
     finally:
         engine.close()
     if engine.load_error is not None:
