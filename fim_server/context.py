@@ -99,9 +99,11 @@ def detect_indent_unit(text: str) -> str:
     steps: Counter[int] = Counter()
     previous = 0
     for line in text.split("\n"):
-        if not line.strip():
-            continue
+        # Whitespace-only lines count: the cursor's own line often shows the editor's
+        # indentation before any code does.
         lead = line[: len(line) - len(line.lstrip(" \t"))]
+        if not lead and not line.strip():
+            continue
         if lead.startswith("\t"):
             tabs += 1
         elif lead:

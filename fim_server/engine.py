@@ -378,9 +378,7 @@ class Engine:
         with self._stats_lock:
             self._pending.discard(cancel)
 
-    def _run(
-        self, request: _ModelRequest, cancel: threading.Event, submitted: float
-    ) -> Completion:
+    def _run(self, request: _ModelRequest, cancel: threading.Event, submitted: float) -> Completion:
         model = self._model
         assert model is not None, "requests are only submitted once the model is ready"
         if cancel.is_set():

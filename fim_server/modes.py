@@ -120,7 +120,11 @@ def _literal_at(root: tree_sitter.Node, source: bytes, cursor: int) -> Literal:
             closed = source[node.end_byte - 2 : node.end_byte] in (b"*/", b"]]", b"-}")
             inside = cursor < node.end_byte or not closed
             return Literal.COMMENT if inside and node.start_byte < cursor else Literal.NONE
-        if _is_string(node) and node.start_byte < cursor:
+        if _is_string(node):
+            while node.parent is not None and _is_string(node.parent):
+                node = node.parent  # string content -> the whole literal, quotes included
+            if node.start_byte >= cursor:
+                return Literal.NONE
             if cursor < node.end_byte or node.has_error or _ends_missing(node):
                 return Literal.STRING
             return Literal.NONE
