@@ -63,7 +63,7 @@ def identifiers(text: str) -> frozenset[str]:
 def display_path(uri: str) -> str:
     """The last two parts of a file's path: enough to tell files apart, short to read."""
     path = unquote(urlparse(uri).path) if "://" in uri else uri
-    parts = PurePosixPath(path.replace("\\", "/")).parts
+    parts = [p for p in PurePosixPath(path.replace("\\", "/")).parts if p != "/"]
     return "/".join(parts[-2:]) if parts else uri
 
 
