@@ -81,6 +81,8 @@ class EngineStats:
     superseded: int = 0  # requests dropped because a newer one came
     interrupted: int = 0  # model runs stopped mid-way by a cancellation
     errors: int = 0
+    last_mode: str | None = None  # the completion mode of the last request, for clients
+    last_language: str | None = None  # and the language it was read as (None: plain text)
     busy: bool = False  # the worker is running a request right now
     model_ready: bool = False
     model_error: str | None = None
@@ -208,8 +210,11 @@ class Engine:
             with self._stats_lock:
                 self._stats.model_error = f"{type(exc).__name__}: {exc}"
             return
+        self._install(model, model.model.cfg.context_tokens, started)
+
+    def _install(self, model: InfillModel, trained_context: int | None, started: float) -> None:
         load_ms = (time.perf_counter() - started) * 1000
-        self._trained_context = model.model.cfg.context_tokens
+        self._trained_context = trained_context
         self._context = self._context_settings()
         self._count_tokens = LineTokenCounter(model.count_tokens)
         self._model = model
@@ -217,6 +222,15 @@ class Engine:
             self._stats.model_ready = True
             self._stats.load_ms = load_ms
         logger.info("model ready in %.0f ms", load_ms)
+
+    def use_model(self, model: InfillModel, trained_context: int | None = None) -> None:
+        """Serve with a model the caller already holds (evaluation, tests) instead of
+        loading one; call before any request."""
+        if self._load_future is not None:
+            raise RuntimeError("the engine is already loading or serving a model")
+        self._install(model, trained_context, time.perf_counter())
+        self._load_future = Future()
+        self._load_future.set_result(None)
 
     @property
     def ready(self) -> bool:
@@ -352,6 +366,9 @@ class Engine:
             neighbours=neighbours,
             index=self._cross_file if neighbours else None,
         )
+        with self._stats_lock:
+            self._stats.last_mode = str(ctx.mode)
+            self._stats.last_language = ctx.language
         if ctx.mode is Mode.NONE:
             return Completion("", ctx.mode, ctx.reason)
         key = (uri, ctx.language, ctx.extra, ctx.prefix, ctx.suffix, ctx.mode, ctx.max_tokens)
