@@ -55,28 +55,37 @@ def units_to_chars(line: str, units: int, encoding: str) -> int:
     return len(line)
 
 
-def _line_start(text: str, line: int) -> int:
-    start = 0
-    for _ in range(line):
+@dataclass(frozen=True)
+class _Located:
+    offset: int  # code-point offset into the text
+    row: int
+    line_start: int  # code-point offset of the row's start
+
+
+def _line_start(text: str, line: int, hint: tuple[int, int]) -> int:
+    """Offset of the start of `line`, walking from `hint` (a row and its start offset):
+    successive edits are close to each other, so this is short."""
+    row, start = hint
+    while row < line:
         newline = text.find("\n", start)
         if newline < 0:
             return len(text)
-        start = newline + 1
+        start, row = newline + 1, row + 1
+    while row > line:
+        start, row = text.rfind("\n", 0, start - 1) + 1, row - 1
     return start
 
 
-def _offset(text: str, position: Position, encoding: str) -> int:
-    start = _line_start(text, position.line)
+def _locate(text: str, position: Position, encoding: str, hint: tuple[int, int]) -> _Located:
+    start = _line_start(text, position.line, hint)
     end = text.find("\n", start)
     line = text[start : len(text) if end < 0 else end].removesuffix("\r")
-    return start + units_to_chars(line, position.character, encoding)
+    row = min(position.line, text.count("\n")) if start == len(text) else position.line
+    return _Located(start + units_to_chars(line, position.character, encoding), row, start)
 
 
-def _point(text: str, offset: int) -> tuple[int, int]:
-    """(row, byte column) of a code-point offset, as tree-sitter counts them."""
-    row = text.count("\n", 0, offset)
-    line_start = text.rfind("\n", 0, offset) + 1
-    return row, len(text[line_start:offset].encode("utf-8"))
+def _byte_column(text: str, at: _Located) -> int:
+    return len(text[at.line_start : at.offset].encode("utf-8"))
 
 
 @dataclass
@@ -89,6 +98,7 @@ class Document:
     last_used: float = field(default_factory=time.monotonic)
     _tree: tree_sitter.Tree | None = field(default=None, repr=False)
     _tree_current: bool = field(default=False, repr=False)
+    _hint: tuple[int, int] = field(default=(0, 0), repr=False)  # a row and its start
     full_parses: int = 0  # parses from scratch, for tests and benchmarks
     incremental_parses: int = 0
 
@@ -111,26 +121,30 @@ class Document:
             self.text = change.text
             self._tree = None  # nothing to reuse
             self._tree_current = False
+            self._hint = (0, 0)
             return
         text = self.text
-        start = _offset(text, change.start, encoding)
-        end = max(start, _offset(text, change.end, encoding))
+        start = _locate(text, change.start, encoding, self._hint)
+        end = _locate(text, change.end, encoding, (start.row, start.line_start))
+        if end.offset < start.offset:
+            end = start
         if self._tree is not None:
-            start_byte = len(text[:start].encode("utf-8"))
-            old_end_byte = start_byte + len(text[start:end].encode("utf-8"))
+            start_byte = len(text[: start.line_start].encode("utf-8")) + _byte_column(text, start)
+            old_end_byte = start_byte + len(text[start.offset : end.offset].encode("utf-8"))
             new_end_byte = start_byte + len(change.text.encode("utf-8"))
-            start_point = _point(text, start)
-            old_end_point = _point(text, end)
+            start_point = (start.row, _byte_column(text, start))
+            old_end_point = (end.row, _byte_column(text, end))
             if "\n" in change.text:
                 last = change.text[change.text.rfind("\n") + 1 :]
-                new_end_point = (start_point[0] + change.text.count("\n"), len(last.encode()))
+                new_end_point = (start.row + change.text.count("\n"), len(last.encode()))
             else:
-                new_end_point = (start_point[0], start_point[1] + len(change.text.encode()))
+                new_end_point = (start.row, start_point[1] + len(change.text.encode()))
             self._tree.edit(
                 start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point
             )
-        self.text = text[:start] + change.text + text[end:]
+        self.text = text[: start.offset] + change.text + text[end.offset :]
         self._tree_current = False
+        self._hint = (start.row, start.line_start)  # still right: the edit starts there
 
 
 class DocumentStore:
