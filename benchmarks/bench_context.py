@@ -101,7 +101,7 @@ def bench_context(path: str, text: str, positions: int, seed: int) -> None:
         with_edit.append((done - started) * 1000)
         context_only.append((done - edited) * 1000)
         modes[ctx.mode] = modes.get(ctx.mode, 0) + 1
-    print(f"file: {path} ({len(lines)} lines, {len(text.encode()) // 1024} KiB)")
+    print(f"file: {path} ({text.count(chr(10))} lines, {len(text.encode()) // 1024} KiB)")
     print(f"full parse (for scale): {full_parse_ms:.1f} ms")
     print(
         f"edit + incremental re-parse + context: p50 {statistics.median(with_edit):.2f} ms, "

@@ -190,7 +190,7 @@ def _node_indent(source: bytes, node: tree_sitter.Node) -> int:
 
 
 def _python_block(
-    text: str, source: bytes, token: tree_sitter.Node, line_prefix: str, can_open_block: bool
+    source: bytes, token: tree_sitter.Node, line_prefix: str, can_open_block: bool
 ) -> ModeDecision | None:
     block = _block_after_colon(token)
     if block is not None and block.parent is not None:
@@ -291,7 +291,7 @@ def decide_mode(
     # A block is worth writing only from a cursor with nothing after it on its line.
     can_open_block = not line_suffix.strip()
     if spec.indented_blocks:
-        decision = _python_block(text, source, token, line_prefix, can_open_block)
+        decision = _python_block(source, token, line_prefix, can_open_block)
     elif can_open_block:
         decision = _delimited_block(spec, text, offset, source, token, line_prefix)
     else:
