@@ -144,7 +144,7 @@ def run_complete(args: argparse.Namespace) -> int:
     offset = offset_of(text, line, col)
     engine = Engine(_settings(args))
     try:
-        completion = engine.complete_blocking(text, offset)
+        completion = engine.complete_blocking(text, offset, path=str(path))
     finally:
         engine.close()
     if engine.load_error is not None:
@@ -152,8 +152,11 @@ def run_complete(args: argparse.Namespace) -> int:
         return EXIT_MODEL
     if completion.text:
         sys.stdout.write(completion.text + "\n")
+    # A completion may replace the closing brackets after the cursor (replace_chars of
+    # them): what is printed is the text that takes their place.
     print(
-        f"mode={completion.mode} tokens={completion.tokens} "
+        f"mode={completion.mode} replace_chars={completion.replace_chars} "
+        f"tokens={completion.tokens} "
         f"forward_passes={completion.forward_passes} model_ms={completion.model_ms:.1f} "
         f"total_ms={completion.latency_ms:.1f} ({completion.reason})",
         file=sys.stderr,

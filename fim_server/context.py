@@ -1,24 +1,37 @@
-"""What the model sees: the text around the cursor, trimmed to a token budget, and the
-kind of completion the syntax at the cursor calls for."""
+"""What the model sees: the window around the cursor (window.py), the kind of completion
+the syntax at the cursor calls for (modes.py) and chunks of other files (crossfile.py),
+put together within one token budget."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
 import tree_sitter
-import tree_sitter_python
 
-PYTHON = tree_sitter.Language(tree_sitter_python.language())
+from .crossfile import CrossFileIndex, Source, format_snippets, query_text
+from .languages import LANGUAGES, parse
+from .modes import LanguageArg, Literal, Mode, ModeDecision, decide_mode, spec_of
+from .window import CountTokens, build_window, trim_prefix, trim_suffix
 
-CountTokens = Callable[[str], int]
+# The Python grammar, for callers that parse Python themselves (benchmarks/bench_lsp.py).
+PYTHON = LANGUAGES["python"].tree_sitter_language
 
-
-class Mode(StrEnum):
-    NONE = "none"  # no completion offered here
-    SINGLE_LINE = "single_line"  # the rest of the current line
-    MULTI_LINE = "multi_line"  # a block body
+__all__ = [
+    "PYTHON",
+    "CompletionContext",
+    "ContextSettings",
+    "CountTokens",
+    "Literal",
+    "Mode",
+    "ModeDecision",
+    "build_context",
+    "decide_mode",
+    "detect_indent_unit",
+    "trim_prefix",
+    "trim_suffix",
+]
 
 
 @dataclass(frozen=True)
@@ -31,18 +44,26 @@ class ContextSettings:
     # Four blocks: a few statements, within a second on one CPU thread at ~1 token per
     # forward pass; the embedded model trained on middles of up to 48 tokens.
     multi_line_tokens: int = 64
+    # Inside comments and strings: prose, where a long guess is rarely what the user
+    # meant to write.
+    literal_tokens: int = 24
+    # At most this many of the prefix's tokens go to chunks of other files.
+    cross_file_tokens: int = 112
 
     @classmethod
     def sized_for(cls, context_tokens: int, **kw: int) -> ContextSettings:
         """Split a model's trained context length: 3/4 prefix, 1/4 suffix (the cursor's
-        own line and what leads to it matter most)."""
+        own line and what leads to it matter most), a quarter of it for other files."""
         prefix = context_tokens * 3 // 4
+        kw.setdefault("cross_file_tokens", context_tokens // 4)
         return cls(prefix_tokens=prefix, suffix_tokens=context_tokens - prefix, **kw)
 
-    def max_tokens(self, mode: Mode) -> int:
+    def max_tokens(self, mode: Mode, literal: Literal = Literal.NONE) -> int:
         if mode is Mode.MULTI_LINE:
             return self.multi_line_tokens
-        if mode is Mode.SINGLE_LINE:
+        if mode.is_line:
+            if literal is not Literal.NONE:
+                return min(self.literal_tokens, self.single_line_tokens)
             return self.single_line_tokens
         return 0
 
@@ -59,160 +80,41 @@ class CompletionContext:
     # have left the block being written.
     block_indent: int
     reason: str  # why this mode, for logs
+    language: str | None = "python"  # a name from languages.LANGUAGES; None: plain text
+    # Chunks of other files the model sees before `prefix` (not part of this document:
+    # post-processing never parses them).
+    extra: str = ""
+    indent_unit: str = "    "  # one level of indentation as this file writes it
+    literal: Literal = Literal.NONE
+
+    @property
+    def model_prefix(self) -> str:
+        return self.extra + self.prefix
 
 
-def trim_prefix(prefix: str, budget: int, count_tokens: CountTokens) -> str:
-    """Keep the last whole lines of `prefix` that fit in `budget` tokens.
-
-    The partial line before the cursor is always kept whole, even over budget: cutting it
-    would hide the very statement being completed. Lines are counted one by one, which
-    slightly over-counts merges across line breaks; the model guards its hard limit.
-    """
-    pos = prefix.rfind("\n") + 1
-    used = count_tokens(prefix[pos:])
-    while pos > 0:
-        start = prefix.rfind("\n", 0, pos - 1) + 1
-        cost = count_tokens(prefix[start:pos])
-        if used + cost > budget:
-            break
-        used += cost
-        pos = start
-    return prefix[pos:]
-
-
-def trim_suffix(suffix: str, budget: int, count_tokens: CountTokens) -> str:
-    """Keep the first whole lines of `suffix` that fit in `budget` tokens; the rest of the
-    cursor line is always kept whole."""
-    pos = suffix.find("\n") + 1 or len(suffix)
-    used = count_tokens(suffix[:pos])
-    while pos < len(suffix):
-        end = suffix.find("\n", pos) + 1 or len(suffix)
-        cost = count_tokens(suffix[pos:end])
-        if used + cost > budget:
-            break
-        used += cost
-        pos = end
-    return suffix[:pos]
-
-
-@dataclass(frozen=True)
-class ModeDecision:
-    mode: Mode
-    block_indent: int
-    reason: str
-
-
-def _indent_width(line: str) -> int:
-    return len(line) - len(line.lstrip(" \t"))
-
-
-def _is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
-def _statements(block: tree_sitter.Node) -> list[tree_sitter.Node]:
-    return [c for c in block.named_children if c.type != "comment"]
-
-
-def _last_token_before(root: tree_sitter.Node, source: bytes, end: int) -> tree_sitter.Node | None:
-    """The syntax leaf holding the last non-blank byte before `end`, skipping comments."""
-    while True:
-        stripped = source[:end].rstrip()
-        if not stripped:
-            return None
-        last = len(stripped) - 1
-        node = root.descendant_for_byte_range(last, last + 1)
-        if node is None:
-            return None
-        if node.type != "comment":
-            return node
-        end = node.start_byte
-
-
-def _in_comment(root: tree_sitter.Node, source: bytes, cursor: int) -> bool:
-    line_start = source.rfind(b"\n", 0, cursor) + 1
-    typed = source[line_start:cursor].rstrip()
-    if not typed:
-        return False
-    last = line_start + len(typed) - 1
-    node = root.descendant_for_byte_range(last, last + 1)
-    return node is not None and node.type == "comment"
-
-
-def _block_after_colon(node: tree_sitter.Node) -> tree_sitter.Node | None:
-    """The body opened by `node` if it is the colon of a compound statement."""
-    if node.type != ":" or node.parent is None:
-        return None
-    # Not next_sibling: tree-sitter skips the zero-width block of an empty body there.
-    after = [c for c in node.parent.children if c.start_byte >= node.end_byte]
-    after = [c for c in after if c.type != "comment"]
-    return after[0] if after and after[0].type == "block" else None
-
-
-def _docstring_block(node: tree_sitter.Node) -> tree_sitter.Node | None:
-    """The block whose only statement is the docstring that `node` ends, if any."""
-    string = node
-    while string is not None and string.type != "string":
-        if string.type not in ("string_end", "string_content", "string_start"):
-            return None
-        string = string.parent
-    if string is None or string.parent is None or string.parent.type != "expression_statement":
-        return None
-    statement = string.parent
-    if statement.named_child_count != 1:
-        return None
-    block = statement.parent
-    if block is None or block.type != "block" or _statements(block) != [statement]:
-        return None
-    return block
-
-
-def _line_indent(lines: list[bytes], row: int) -> int:
-    line = lines[row] if row < len(lines) else b""
-    return len(line) - len(line.lstrip(b" \t"))
-
-
-def decide_mode(text: str, offset: int) -> ModeDecision:
-    """Choose how much to complete at `offset` (a code-point index into `text`)."""
-    line_start = text.rfind("\n", 0, offset) + 1
-    line_end = text.find("\n", offset)
-    line_prefix = text[line_start:offset]
-    line_suffix = text[offset : len(text) if line_end < 0 else line_end].rstrip("\r")
-
-    if offset < len(text) and _is_word_char(text[offset]):
-        return ModeDecision(Mode.NONE, 0, "word characters right after the cursor")
-
-    source = text.encode("utf-8")
-    cursor = len(text[:offset].encode("utf-8"))
-    tree = tree_sitter.Parser(PYTHON).parse(source)
-    token = _last_token_before(tree.root_node, source, cursor)
-    if token is None:
-        return ModeDecision(Mode.SINGLE_LINE, 0, "start of file")
-
-    # A block is worth writing only from a cursor with nothing after it on its line, and
-    # not while the user is typing a comment.
-    can_open_block = not line_suffix.strip() and not _in_comment(tree.root_node, source, cursor)
-    lines = source.split(b"\n")
-
-    block = _block_after_colon(token)
-    if block is not None and block.parent is not None:
-        if _statements(block):
-            if not line_prefix.strip():
-                return ModeDecision(Mode.SINGLE_LINE, 0, "new line at the top of a block")
-            # Text after the colon would turn the existing body into an invalid suite.
-            return ModeDecision(Mode.NONE, 0, "block opener that already has a body")
-        if can_open_block:
-            opener_indent = _line_indent(lines, block.parent.start_point.row)
-            here = len(line_prefix) if not line_prefix.strip() else 0
-            indent = here if here > opener_indent else opener_indent + 1
-            return ModeDecision(Mode.MULTI_LINE, indent, "empty block after an opener")
-
-    block = _docstring_block(token)
-    if block is not None and can_open_block and not line_prefix.strip():
-        indent = _line_indent(lines, block.start_point.row)
-        return ModeDecision(Mode.MULTI_LINE, indent, "block with only a docstring")
-
-    return ModeDecision(Mode.SINGLE_LINE, 0, "inside a statement")
+def detect_indent_unit(text: str) -> str:
+    """One indentation level as `text` writes it: a tab, or the most common step between
+    the indentation of consecutive lines."""
+    tabs = spaces = 0
+    steps: Counter[int] = Counter()
+    previous = 0
+    for line in text.split("\n"):
+        # Whitespace-only lines count: the cursor's own line often shows the editor's
+        # indentation before any code does.
+        lead = line[: len(line) - len(line.lstrip(" \t"))]
+        if not lead and not line.strip():
+            continue
+        if lead.startswith("\t"):
+            tabs += 1
+        elif lead:
+            spaces += 1
+            if len(lead) > previous:
+                steps[len(lead) - previous] += 1
+        previous = len(lead) if not lead.startswith("\t") else previous
+    if tabs > spaces:
+        return "\t"
+    common = [step for step, _ in steps.most_common() if step in (2, 3, 4, 8)]
+    return " " * (common[0] if common else 4)
 
 
 def build_context(
@@ -220,27 +122,63 @@ def build_context(
     offset: int,
     count_tokens: CountTokens,
     settings: ContextSettings | None = None,
+    *,
+    language: LanguageArg = "python",
+    tree: tree_sitter.Tree | None = None,
+    neighbours: Iterable[Source] = (),
+    index: CrossFileIndex | None = None,
 ) -> CompletionContext:
-    """Everything the engine needs to ask for a completion at `offset` in `text`."""
+    """Everything the engine needs to ask for a completion at `offset` in `text`.
+
+    `language`: a name from languages.LANGUAGES (or its spec), None for plain text.
+    `tree`: the current parse of `text` if the caller keeps one. `neighbours`: other
+    documents to draw cross-file chunks from (`index` caches their chunks).
+    """
     if not 0 <= offset <= len(text):
         raise ValueError(f"offset {offset} is outside the document (length {len(text)})")
     settings = settings or ContextSettings()
-    decision = decide_mode(text, offset)
+    spec = spec_of(language)
+    source = text.encode("utf-8") if spec is not None else None
+    if spec is not None and tree is None:
+        tree = parse(spec, source or b"")
+    decision = decide_mode(text, offset, language=spec, tree=tree, source=source)
     line_start = text.rfind("\n", 0, offset) + 1
     line_end = text.find("\n", offset)
     line_suffix = text[offset : len(text) if line_end < 0 else line_end].rstrip("\r")
-    if decision.mode is Mode.NONE:
-        prefix = suffix = ""  # nothing will be asked; skip the tokenizer work
-    else:
-        prefix = trim_prefix(text[:offset], settings.prefix_tokens, count_tokens)
-        suffix = trim_suffix(text[offset:], settings.suffix_tokens, count_tokens)
+    prefix = suffix = extra = ""
+    if decision.mode is not Mode.NONE:  # otherwise nothing is asked: skip the token work
+        budget = settings.prefix_tokens
+        if index is not None and settings.cross_file_tokens > 0:
+            snippets = index.retrieve(
+                query_text(text, offset),
+                neighbours,
+                min(settings.cross_file_tokens, settings.prefix_tokens // 2),
+                count_tokens,
+            )
+            extra = format_snippets(snippets, spec.line_comment if spec else "#")
+            budget -= sum(count_tokens(s.text) + 8 for s in snippets)
+        window = build_window(
+            text,
+            offset,
+            count_tokens,
+            prefix_tokens=max(budget, 0),
+            suffix_tokens=settings.suffix_tokens,
+            tree=tree,
+            source=source,
+            spec=spec,
+        )
+        prefix, suffix = window.prefix, window.suffix
     return CompletionContext(
         prefix=prefix,
         suffix=suffix,
         mode=decision.mode,
-        max_tokens=settings.max_tokens(decision.mode),
+        max_tokens=settings.max_tokens(decision.mode, decision.literal),
         line_prefix=text[line_start:offset],
         line_suffix=line_suffix,
         block_indent=decision.block_indent,
         reason=decision.reason,
+        language=spec.name if spec is not None else None,
+        extra=extra,
+        indent_unit=detect_indent_unit(prefix + suffix),
+        literal=decision.literal,
     )

@@ -1,9 +1,14 @@
 """The completion pipeline: context -> model -> postprocess, with a cache and statistics.
 
 The model keeps a key/value cache across calls and is not thread-safe, so everything that
-touches it (loading included) runs on one worker thread, one request at a time. Callers on
-the event loop await `Engine.complete`; cancelling that await stops the model at its next
-denoising step.
+touches it (loading included) runs on one worker thread, one request at a time. Context
+building, the completion cache and typing-through run in the caller (the server's event
+loop): an answer that needs no model never waits behind a running one.
+
+Callers on the event loop await `Engine.complete`; cancelling that await stops the model
+at its next denoising step, and so does a newer `complete` call (the older one answers
+empty: the user has moved on). Model runs start after a short debounce, so a burst of
+keystrokes runs the model once, for the last one.
 """
 
 from __future__ import annotations
@@ -14,16 +19,24 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from fim_model import InfillCancelled, InfillModel
 
 from .context import CompletionContext, ContextSettings, Mode, build_context
-from .postprocess import clean_completion
+from .crossfile import CrossFileIndex, Source
+from .documents import DocumentStore
+from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_language
+from .postprocess import clean_edit
+from .settings import UserSettings
+from .window import LineTokenCounter
 
 logger = logging.getLogger(__name__)
+
+# Other documents searched for cross-file context, most recently used first.
+CROSS_FILE_DOCUMENTS = 10
 
 
 @dataclass(frozen=True)
@@ -31,7 +44,7 @@ class EngineSettings:
     model_path: str | None = None  # None: the checkpoint shipped inside fim_model
     device: str = "cpu"
     context: ContextSettings | None = None  # None: a window sized for the loaded model
-    cache_size: int = 256  # 0 disables the cache (benchmarks)
+    cache_size: int = 256  # 0 disables the cache and typing-through (benchmarks)
     seed: int = 0
     # Torch intra-op threads. The embedded model's matrices are small, so extra threads
     # mostly add synchronisation, and under load from other processes (the editor, a
@@ -43,13 +56,16 @@ class EngineSettings:
 @dataclass(frozen=True)
 class Completion:
     text: str  # what to insert at the cursor; "" when there is nothing to offer
-    mode: Mode | None  # None when no context was built (model not ready)
+    mode: Mode | None  # None when no context was built (model not ready, disabled)
     reason: str
     tokens: int = 0
     forward_passes: int = 0
     model_ms: float = 0.0
     latency_ms: float = 0.0
     cached: bool = False
+    # Characters right after the cursor, on its line, that `text` replaces: the closing
+    # brackets and quotes that a balanced completion already ends with.
+    replace_chars: int = 0
 
 
 @dataclass
@@ -60,10 +76,13 @@ class EngineStats:
     forward_passes: int = 0
     model_ms: float = 0.0
     last_latency_ms: float = 0.0
-    cache_hits: int = 0
+    cache_hits: int = 0  # answered from the cache or by typing-through, without the model
     cancelled: int = 0  # requests cancelled by the caller, queued or running
+    superseded: int = 0  # requests dropped because a newer one came
     interrupted: int = 0  # model runs stopped mid-way by a cancellation
     errors: int = 0
+    last_mode: str | None = None  # the completion mode of the last request, for clients
+    last_language: str | None = None  # and the language it was read as (None: plain text)
     busy: bool = False  # the worker is running a request right now
     model_ready: bool = False
     model_error: str | None = None
@@ -74,6 +93,7 @@ class EngineStats:
 class _Cached:
     text: str
     reason: str
+    replace_chars: int
 
 
 @dataclass(frozen=True)
@@ -81,9 +101,29 @@ class _Shown:
     """The last completion handed out, so that typing its first characters is answered
     with the rest of it instead of a new model run."""
 
+    uri: str | None
     before: str  # the document before the cursor
     after: str  # the document after the cursor
     completion: Completion
+
+
+@dataclass(frozen=True)
+class _ModelRequest:
+    text: str
+    ctx: CompletionContext
+    key: tuple[object, ...]
+
+
+@dataclass
+class _Call:
+    """One `complete` call on the event loop, which a newer call supersedes."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    superseded: bool = False
+
+    def supersede(self) -> None:
+        self.superseded = True
+        self.cancel.set()  # a running model stops at its next step
 
 
 def _document_newlines(text: str, document: str) -> str:
@@ -91,25 +131,60 @@ def _document_newlines(text: str, document: str) -> str:
     return text.replace("\n", "\r\n") if "\r\n" in document else text
 
 
-def _context_for(model: InfillModel) -> ContextSettings:
-    trained = model.model.cfg.context_tokens
-    return ContextSettings.sized_for(trained) if trained else ContextSettings()
-
-
 class Engine:
     def __init__(self, settings: EngineSettings | None = None) -> None:
         self.settings = settings or EngineSettings()
+        self.documents = DocumentStore()
+        self._cross_file = CrossFileIndex()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fim-model")
         self._model: InfillModel | None = None
+        self._count_tokens: LineTokenCounter | None = None
+        self._trained_context: int | None = None
+        self._user: UserSettings | None = None  # None until a client configures us
         self._context = self.settings.context or ContextSettings()
         self._load_future: Future[None] | None = None
         self._load_error: BaseException | None = None
-        self._cache: OrderedDict[tuple[str, str, Mode], _Cached] = OrderedDict()
-        self._shown: _Shown | None = None  # worker thread only, like the cache
+        # Cache and last shown completion: read by callers, written by callers and the
+        # worker.
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[object, ...], _Cached] = OrderedDict()
+        self._shown: _Shown | None = None
+        self._latest: _Call | None = None  # event loop only
         self._stats = EngineStats()
         self._stats_lock = threading.Lock()
         # Cancel flags of submitted requests, so that close() can stop a running infill.
         self._pending: set[threading.Event] = set()
+
+    # -- settings --------------------------------------------------------------------
+
+    @property
+    def user_settings(self) -> UserSettings:
+        return self._user or UserSettings()
+
+    def configure(self, user: UserSettings) -> None:
+        """Apply the client's settings (token budgets take effect at the next request)."""
+        self._user = user
+        self._context = self._context_settings()
+
+    def _context_settings(self) -> ContextSettings:
+        user = self._user
+        if user is not None and user.context_tokens is not None:
+            base = ContextSettings.sized_for(user.context_tokens)
+        elif self.settings.context is not None:
+            base = self.settings.context
+        elif self._trained_context:
+            base = ContextSettings.sized_for(self._trained_context)
+        else:
+            base = ContextSettings()
+        if user is not None:
+            base = replace(
+                base, single_line_tokens=user.line_tokens, multi_line_tokens=user.block_tokens
+            )
+        return base
+
+    @property
+    def context_settings(self) -> ContextSettings:
+        return self._context
 
     # -- model loading ---------------------------------------------------------------
 
@@ -135,13 +210,27 @@ class Engine:
             with self._stats_lock:
                 self._stats.model_error = f"{type(exc).__name__}: {exc}"
             return
+        self._install(model, model.model.cfg.context_tokens, started)
+
+    def _install(self, model: InfillModel, trained_context: int | None, started: float) -> None:
         load_ms = (time.perf_counter() - started) * 1000
-        self._context = self.settings.context or _context_for(model)
+        self._trained_context = trained_context
+        self._context = self._context_settings()
+        self._count_tokens = LineTokenCounter(model.count_tokens)
         self._model = model
         with self._stats_lock:
             self._stats.model_ready = True
             self._stats.load_ms = load_ms
         logger.info("model ready in %.0f ms", load_ms)
+
+    def use_model(self, model: InfillModel, trained_context: int | None = None) -> None:
+        """Serve with a model the caller already holds (evaluation, tests) instead of
+        loading one; call before any request."""
+        if self._load_future is not None:
+            raise RuntimeError("the engine is already loading or serving a model")
+        self._install(model, trained_context, time.perf_counter())
+        self._load_future = Future()
+        self._load_future.set_result(None)
 
     @property
     def ready(self) -> bool:
@@ -157,42 +246,148 @@ class Engine:
 
     # -- completions -----------------------------------------------------------------
 
-    async def complete(self, text: str, offset: int) -> Completion:
-        """Complete `text` at `offset` (a code-point index). Cancelling the awaiting task
-        stops the model at its next step."""
-        if not self.ready:
-            return self._not_ready()
-        cancel = threading.Event()
-        job = self._submit(text, offset, cancel)
+    async def complete(
+        self,
+        text: str,
+        offset: int,
+        *,
+        language: str | None = None,
+        uri: str | None = None,
+        path: str | None = None,
+    ) -> Completion:
+        """Complete `text` at `offset` (a code-point index).
+
+        `language`: an LSP languageId (or a name from languages.LANGUAGES); `uri` names an
+        open document of `documents` (its parse tree is reused, its language known, other
+        documents give cross-file context); `path`: a file name, for its extension. With
+        none of them the text is Python. Cancelling the awaiting task stops the model at
+        its next step; a newer call supersedes this one, which then answers empty.
+        """
+        started = time.perf_counter()
+        call = _Call()
+        previous, self._latest = self._latest, call
+        if previous is not None:
+            previous.supersede()
         try:
-            return await asyncio.wrap_future(job)
+            prepared = self._prepare(text, offset, language, uri, path)
+            if isinstance(prepared, Completion):
+                return self._answered(prepared, text, offset, uri, started)
+            debounce_ms = self.user_settings.debounce_ms
+            if debounce_ms > 0:
+                await asyncio.sleep(debounce_ms / 1000)
+            if call.superseded:
+                return self._superseded(prepared.ctx)
+            job = self._submit(prepared, call.cancel, started)
+            try:
+                result = await asyncio.wrap_future(job)
+            except InfillCancelled:
+                if call.superseded:
+                    return self._superseded(prepared.ctx)
+                raise
+            return self._answered(result, text, offset, uri, started)
         except asyncio.CancelledError:
-            cancel.set()  # the worker sees it at the model's next step
+            call.cancel.set()  # the worker sees it at the model's next step
             with self._stats_lock:
                 self._stats.cancelled += 1
             raise
+        finally:
+            if self._latest is call:
+                self._latest = None
 
-    def complete_blocking(self, text: str, offset: int) -> Completion:
-        """`complete` for callers without an event loop (the command line); waits for the
-        model load first."""
+    def complete_blocking(
+        self,
+        text: str,
+        offset: int,
+        *,
+        language: str | None = None,
+        uri: str | None = None,
+        path: str | None = None,
+    ) -> Completion:
+        """`complete` for callers without an event loop (the command line, evaluation);
+        waits for the model load first; no debounce, nothing superseded."""
         self.start_loading().result()
-        if not self.ready:
-            return self._not_ready()
-        return self._submit(text, offset, threading.Event()).result()
+        started = time.perf_counter()
+        prepared = self._prepare(text, offset, language, uri, path)
+        if not isinstance(prepared, Completion):
+            prepared = self._submit(prepared, threading.Event(), started).result()
+        return self._answered(prepared, text, offset, uri, started)
 
-    def _not_ready(self) -> Completion:
+    def _superseded(self, ctx: CompletionContext) -> Completion:
+        with self._stats_lock:
+            self._stats.superseded += 1
+        return Completion("", ctx.mode, "superseded by a newer request")
+
+    def _language(
+        self, language: str | None, uri: str | None, path: str | None
+    ) -> LanguageSpec | None:
+        if language is None and uri is None and path is None:
+            return LANGUAGES["python"]  # the original two-argument contract
+        if language:
+            return resolve_language(language, path or uri)
+        document = self.documents.get(uri) if uri else None
+        if document is not None:
+            return document.language
+        return language_from_path(path or uri or "")
+
+    def _prepare(
+        self, text: str, offset: int, language: str | None, uri: str | None, path: str | None
+    ) -> Completion | _ModelRequest:
+        """An immediate answer, or the context to run the model on."""
         with self._stats_lock:
             self._stats.requests += 1
-        reason = "model failed to load" if self._load_error else "model is loading"
-        return Completion("", None, reason)
-
-    def _submit(self, text: str, offset: int, cancel: threading.Event) -> Future[Completion]:
+        if not self.ready or self._count_tokens is None:
+            reason = "model failed to load" if self._load_error else "model is loading"
+            return Completion("", None, reason)
         if not 0 <= offset <= len(text):
             raise ValueError(f"offset {offset} is outside the document (length {len(text)})")
+        user = self.user_settings
+        if not user.enable:
+            return Completion("", None, "completions are disabled (setting enable)")
+        if (hit := self._typed_through(text, offset, uri)) is not None:
+            return hit
+        spec = self._language(language, uri, path)
+        document = self.documents.get(uri) if uri else None
+        tree = None
+        if document is not None and document.language is spec and document.text == text:
+            tree = document.tree()
+        neighbours: list[Source] = []
+        if user.cross_file and uri is not None:
+            for other in self.documents.neighbours(uri):
+                neighbours.append(Source(other.uri, other.text, other.version))
+                if len(neighbours) >= CROSS_FILE_DOCUMENTS:
+                    break
+        ctx = build_context(
+            text,
+            offset,
+            self._count_tokens,
+            self._context,
+            language=spec,
+            tree=tree,
+            neighbours=neighbours,
+            index=self._cross_file if neighbours else None,
+        )
         with self._stats_lock:
-            self._stats.requests += 1
+            self._stats.last_mode = str(ctx.mode)
+            self._stats.last_language = ctx.language
+        if ctx.mode is Mode.NONE:
+            return Completion("", ctx.mode, ctx.reason)
+        key = (uri, ctx.language, ctx.extra, ctx.prefix, ctx.suffix, ctx.mode, ctx.max_tokens)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+        if hit is not None:
+            return Completion(
+                hit.text, ctx.mode, hit.reason, cached=True, replace_chars=hit.replace_chars
+            )
+        return _ModelRequest(text, ctx, key)
+
+    def _submit(
+        self, request: _ModelRequest, cancel: threading.Event, submitted: float
+    ) -> Future[Completion]:
+        with self._stats_lock:
             self._pending.add(cancel)
-        job = self._worker.submit(self._run, text, offset, cancel, time.perf_counter())
+        job = self._worker.submit(self._run, request, cancel, submitted)
         job.add_done_callback(lambda _: self._forget(cancel))
         return job
 
@@ -200,19 +395,26 @@ class Engine:
         with self._stats_lock:
             self._pending.discard(cancel)
 
-    def _run(self, text: str, offset: int, cancel: threading.Event, submitted: float) -> Completion:
+    def _run(self, request: _ModelRequest, cancel: threading.Event, submitted: float) -> Completion:
         model = self._model
         assert model is not None, "requests are only submitted once the model is ready"
         if cancel.is_set():
             raise InfillCancelled("cancelled while queued")
+        ctx = request.ctx
         with self._stats_lock:
             self._stats.busy = True
         try:
-            result = self._typed_through(text, offset)
-            if result is None:
-                ctx = build_context(text, offset, model.count_tokens, self._context)
-                result = self._infill(model, ctx, cancel)
-                result = replace(result, text=_document_newlines(result.text, text))
+            started = time.perf_counter()
+            infill = model.infill(
+                ctx.model_prefix,
+                ctx.suffix,
+                max_tokens=ctx.max_tokens,
+                single_line=ctx.mode.is_line,
+                should_cancel=cancel.is_set,
+                seed=self.settings.seed,
+            )
+            model_ms = (time.perf_counter() - started) * 1000
+            edit = clean_edit(infill.text, ctx)
         except InfillCancelled:
             with self._stats_lock:
                 self._stats.interrupted += 1
@@ -224,16 +426,39 @@ class Engine:
         finally:
             with self._stats_lock:
                 self._stats.busy = False
-        result = replace(result, latency_ms=(time.perf_counter() - submitted) * 1000)
+        text = _document_newlines(edit.text, request.text)
+        reason = ctx.reason if text else f"{ctx.reason}; nothing left after cleanup"
+        if self.settings.cache_size > 0:
+            with self._lock:
+                self._cache[request.key] = _Cached(text, reason, edit.replace_chars)
+                while len(self._cache) > self.settings.cache_size:
+                    self._cache.popitem(last=False)
+        with self._stats_lock:
+            self._stats.tokens_generated += infill.tokens
+            self._stats.forward_passes += infill.forward_passes
+            self._stats.model_ms += model_ms
+        return Completion(
+            text,
+            ctx.mode,
+            reason,
+            infill.tokens,
+            infill.forward_passes,
+            model_ms=model_ms,
+            replace_chars=edit.replace_chars,
+        )
+
+    def _answered(
+        self, result: Completion, text: str, offset: int, uri: str | None, started: float
+    ) -> Completion:
+        """Record an answer about to be handed out."""
+        result = replace(result, latency_ms=(time.perf_counter() - started) * 1000)
         if result.text and self.settings.cache_size > 0:
-            self._shown = _Shown(text[:offset], text[offset:], result)
+            with self._lock:
+                self._shown = _Shown(uri, text[:offset], text[offset:], result)
         with self._stats_lock:
             self._stats.last_latency_ms = result.latency_ms
             self._stats.completions += bool(result.text)
             self._stats.cache_hits += result.cached
-            self._stats.tokens_generated += result.tokens
-            self._stats.forward_passes += result.forward_passes
-            self._stats.model_ms += result.model_ms
         logger.debug(
             "%s (%s): %d tokens, %d passes, %.1f ms%s",
             result.mode,
@@ -245,15 +470,16 @@ class Engine:
         )
         return result
 
-    def _typed_through(self, text: str, offset: int) -> Completion | None:
+    def _typed_through(self, text: str, offset: int, uri: str | None) -> Completion | None:
         """The rest of the last completion if the user has since typed its beginning."""
-        shown = self._shown
-        if shown is None or self.settings.cache_size == 0:
+        with self._lock:
+            shown = self._shown
+        if shown is None or self.settings.cache_size == 0 or shown.uri != uri:
             return None
-        before = text[:offset]
-        if not before.startswith(shown.before) or text[offset:] != shown.after:
+        # Cheap tests first: this runs on every keystroke of a long document.
+        if text[offset:] != shown.after or not text.startswith(shown.before):
             return None
-        typed = before[len(shown.before) :]
+        typed = text[len(shown.before) : offset]
         full = shown.completion.text
         if not typed or len(typed) >= len(full) or not full.startswith(typed):
             return None
@@ -261,36 +487,11 @@ class Engine:
         if not rest.strip():
             return None
         return Completion(
-            rest, shown.completion.mode, "typed through the previous completion", cached=True
-        )
-
-    def _infill(
-        self, model: InfillModel, ctx: CompletionContext, cancel: threading.Event
-    ) -> Completion:
-        if ctx.mode is Mode.NONE:
-            return Completion("", ctx.mode, ctx.reason)
-        key = (ctx.prefix, ctx.suffix, ctx.mode)
-        if (hit := self._cache.get(key)) is not None:
-            self._cache.move_to_end(key)
-            return Completion(hit.text, ctx.mode, hit.reason, cached=True)
-        started = time.perf_counter()
-        infill = model.infill(
-            ctx.prefix,
-            ctx.suffix,
-            max_tokens=ctx.max_tokens,
-            single_line=ctx.mode is Mode.SINGLE_LINE,
-            should_cancel=cancel.is_set,
-            seed=self.settings.seed,
-        )
-        model_ms = (time.perf_counter() - started) * 1000
-        text = clean_completion(infill.text, ctx)
-        reason = ctx.reason if text else f"{ctx.reason}; nothing left after cleanup"
-        if self.settings.cache_size > 0:
-            self._cache[key] = _Cached(text, reason)
-            while len(self._cache) > self.settings.cache_size:
-                self._cache.popitem(last=False)
-        return Completion(
-            text, ctx.mode, reason, infill.tokens, infill.forward_passes, model_ms=model_ms
+            rest,
+            shown.completion.mode,
+            "typed through the previous completion",
+            cached=True,
+            replace_chars=shown.completion.replace_chars,
         )
 
     def stats(self) -> EngineStats:

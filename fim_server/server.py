@@ -19,7 +19,9 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
 from . import __version__
+from .documents import Position, TextChange
 from .engine import Completion, Engine, EngineStats
+from .settings import apply_settings
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,41 @@ def stats_payload(stats: EngineStats) -> dict[str, Any]:
     return {camel(k): v for k, v in asdict(stats).items()}
 
 
+def replaced_range(
+    document: TextDocument, position: types.Position, offset: int, completion: Completion
+) -> types.Range:
+    """The range a completion replaces: from the cursor over `replace_chars` characters
+    of its line (counted in the client's position units)."""
+    replaced = document.source[offset : offset + completion.replace_chars]
+    units = document.position_codec.client_num_units(replaced)
+    return types.Range(
+        start=position,
+        end=types.Position(line=position.line, character=position.character + units),
+    )
+
+
+def position_encoding(server: LanguageServer) -> str:
+    encoding = server.workspace.position_encoding
+    return str(getattr(encoding, "value", encoding) or "utf-16")
+
+
+def text_changes(params: types.DidChangeTextDocumentParams) -> list[TextChange]:
+    changes = []
+    for change in params.content_changes:
+        if isinstance(change, types.TextDocumentContentChangePartial):
+            start, end = change.range.start, change.range.end
+            changes.append(
+                TextChange(
+                    change.text,
+                    Position(start.line, start.character),
+                    Position(end.line, end.character),
+                )
+            )
+        else:
+            changes.append(TextChange(change.text))
+    return changes
+
+
 def _label(text: str) -> str:
     first, _, rest = text.strip().partition("\n")
     return first + (" …" if rest else "")
@@ -85,10 +122,27 @@ class FimLanguageServer(LanguageServer):
         )
         self.engine = engine
 
-    async def complete_at(self, uri: str, position: types.Position) -> Completion:
+    def configure(self, payload: Any, origin: str) -> None:
+        """Apply settings from the client; report bad values and keep serving."""
+        update = apply_settings(self.engine.user_settings, payload)
+        for key in update.ignored:
+            logger.info("%s: unknown setting %r ignored", origin, key)
+        for error in update.errors:
+            message = f"fim-server: {error}"
+            logger.warning("%s: %s", origin, error)
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, message))
+            self.window_log_message(types.LogMessageParams(types.MessageType.Warning, message))
+        self.engine.configure(update.settings)
+        logger.info("settings (%s): %s", origin, update.settings)
+
+    async def complete_at(
+        self, uri: str, position: types.Position
+    ) -> tuple[Completion, TextDocument, int]:
         document = open_document(self, uri)
         offset = cursor_offset(document, position)
-        completion = await self.engine.complete(document.source, offset)
+        completion = await self.engine.complete(
+            document.source, offset, language=document.language_id, uri=document.uri
+        )
         if not completion.text:
             logger.debug(
                 "no completion at %s:%d:%d: %s",
@@ -97,7 +151,7 @@ class FimLanguageServer(LanguageServer):
                 position.character,
                 completion.reason,
             )
-        return completion
+        return completion, document, offset
 
     async def report_model_load(self) -> None:
         """Show the background model load as work-done progress, then its outcome."""
@@ -138,6 +192,42 @@ class FimLanguageServer(LanguageServer):
 def create_server(engine: Engine) -> FimLanguageServer:
     server = FimLanguageServer(engine)
 
+    @server.feature(types.INITIALIZE)
+    def initialize(params: types.InitializeParams) -> None:
+        server.configure(params.initialization_options or {}, "initializationOptions")
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(params: types.DidChangeConfigurationParams) -> None:
+        server.configure(params.settings, "workspace/didChangeConfiguration")
+
+    # pygls keeps the text of open documents; the engine keeps their parse trees, updated
+    # edit by edit.
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(params: types.DidOpenTextDocumentParams) -> None:
+        item = params.text_document
+        document = open_document(server, item.uri)
+        engine.documents.open(document.uri, document.source, item.language_id, item.version)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(params: types.DidChangeTextDocumentParams) -> None:
+        document = open_document(server, params.text_document.uri)
+        changes = text_changes(params)
+        try:
+            kept = engine.documents.change(
+                document.uri, params.text_document.version, changes, position_encoding(server)
+            )
+        except KeyError:
+            logger.warning("change to a document we did not see open: %s", document.uri)
+            engine.documents.open(document.uri, document.source, document.language_id)
+            return
+        if kept.text != document.source:
+            logger.warning("parse tree copy of %s drifted; re-parsing it whole", document.uri)
+            engine.documents.replace_text(document.uri, document.source)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(params: types.DidCloseTextDocumentParams) -> None:
+        engine.documents.close(unquote(params.text_document.uri))
+
     @server.feature(types.INITIALIZED)
     async def initialized(params: types.InitializedParams) -> None:
         engine.start_loading()  # no-op when the command line already started it
@@ -147,19 +237,23 @@ def create_server(engine: Engine) -> FimLanguageServer:
     async def inline_completion(
         params: types.InlineCompletionParams,
     ) -> types.InlineCompletionList:
-        completion = await server.complete_at(params.text_document.uri, params.position)
+        completion, document, offset = await server.complete_at(
+            params.text_document.uri, params.position
+        )
         if not completion.text:
             return types.InlineCompletionList(items=[])
         item = types.InlineCompletionItem(
             insert_text=completion.text,
-            range=types.Range(start=params.position, end=params.position),
+            range=replaced_range(document, params.position, offset, completion),
         )
         return types.InlineCompletionList(items=[item])
 
     # For clients without inline completion: the same text as one completion item.
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
     async def completion(params: types.CompletionParams) -> types.CompletionList:
-        completion = await server.complete_at(params.text_document.uri, params.position)
+        completion, document, offset = await server.complete_at(
+            params.text_document.uri, params.position
+        )
         # Incomplete: the answer depends on the exact cursor, so the client must ask again
         # as the user types rather than filter this list.
         if not completion.text:
@@ -170,7 +264,7 @@ def create_server(engine: Engine) -> FimLanguageServer:
             detail=SERVER_NAME,
             insert_text_format=types.InsertTextFormat.PlainText,
             text_edit=types.TextEdit(
-                range=types.Range(start=params.position, end=params.position),
+                range=replaced_range(document, params.position, offset, completion),
                 new_text=completion.text,
             ),
         )

@@ -108,8 +108,19 @@ def test_none(marked: str) -> None:
     "marked",
     [
         "x = foo(|)\n",
-        "total = a +|\n",
         "d = {'a':|}\n",  # a colon that opens no block
+        "def f(x):\n    |)\n",
+    ],
+)
+def test_rest_of_line(marked: str) -> None:
+    decision = decide_mode(*at_cursor(marked))
+    assert decision.mode is Mode.REST_OF_LINE, decision.reason
+
+
+@pytest.mark.parametrize(
+    "marked",
+    [
+        "total = a +|\n",
         "def f(x):\n    y = 1\n    |\n",  # a new line after a statement
         "def f(x):\n    |\n    return x\n",  # a new first line of a non-empty body
         "x = 1  # comm|\n",
@@ -155,7 +166,7 @@ def test_text_after_cursor_prevents_multi_line() -> None:
     decision = decide_mode(*at_cursor("def f(x):\n    |pass_through = 1\n"))
     assert decision.mode is Mode.NONE
     decision = decide_mode(*at_cursor("def f(x):\n    |)\n"))
-    assert decision.mode is Mode.SINGLE_LINE
+    assert decision.mode is Mode.REST_OF_LINE
 
 
 def test_non_ascii_text_before_the_cursor() -> None:

@@ -264,39 +264,33 @@ MANY_BODIES = (
 )
 
 
+async def start_a_model_run(
+    client: LanguageClient, uri: str, lines: list[int]
+) -> tuple[str, Future[Any], int] | None:
+    """Send requests at fresh empty bodies until one is caught running in the model."""
+    for line in lines:
+        msg_id, future = send_inline(client, uri, line, 4)
+        stats = await wait_for(
+            client, lambda s, f=future: s["busy"] or f.done(), 30, "the worker to start"
+        )
+        if stats["busy"] and not future.done():
+            return msg_id, future, line
+        await asyncio.wrap_future(future)  # too fast to catch mid-run; try the next body
+    return None
+
+
 @module_loop
 async def test_cancel_stops_the_model_and_the_server_keeps_serving(
     client: LanguageClient,
 ) -> None:
     uri = open_document(client, MANY_BODIES)
-    bodies = iter(range(1, 4 * 12, 4))  # the blank body line of each function
     before = await get_stats(client)
-    interrupted_one = False
-    for line in bodies:
-        running_id, running = send_inline(client, uri, line, 4)
-        stats = await wait_for(
-            client,
-            lambda s, running=running: s["busy"] or running.done(),
-            30,
-            "the worker to start",
-        )
-        if not stats["busy"] or running.done():
-            continue  # too fast to catch mid-run; try the next body
-        # One request waits behind the running one; cancel it, then the running one.
-        queued_id, queued = send_inline(client, uri, line + 4, 4)
-        cancel(client, queued_id)
-        cancel(client, running_id)
-        started = time.monotonic()
-        with pytest.raises(JsonRpcRequestCancelled):
-            await asyncio.wait_for(asyncio.wrap_future(queued), 5)
-        try:
-            await asyncio.wait_for(asyncio.wrap_future(running), 5)
-        except JsonRpcRequestCancelled:
-            interrupted_one = True
-        assert time.monotonic() - started < 5
-        if interrupted_one:
-            break
-    assert interrupted_one, "the model always finished before its cancellation arrived"
+    started = await start_a_model_run(client, uri, list(range(1, 4 * 6, 4)))
+    assert started is not None, "the model always finished before it could be cancelled"
+    msg_id, running, _ = started
+    cancel(client, msg_id)
+    with pytest.raises(JsonRpcRequestCancelled):
+        await asyncio.wait_for(asyncio.wrap_future(running), 5)
     # The worker itself stopped mid-run (should_cancel was seen), not only the response.
     after = await wait_for(
         client,
@@ -304,11 +298,28 @@ async def test_cancel_stops_the_model_and_the_server_keeps_serving(
         30,
         "the model run to stop",
     )
-    # At least the running one; the queued one may be cancelled before its handler starts.
     assert after["cancelled"] >= before["cancelled"] + 1
     # The next request is served normally.
     result = await client.text_document_inline_completion_async(inline_params(uri, 45, 4))
     assert result is not None
+
+
+@module_loop
+async def test_a_newer_request_supersedes_the_running_one(client: LanguageClient) -> None:
+    uri = open_document(client, MANY_BODIES)
+    before = await get_stats(client)
+    started = await start_a_model_run(client, uri, list(range(25, 4 * 12, 4)))
+    assert started is not None, "the model always finished before a newer request came"
+    _, older, line = started
+    # The user moved on: a request elsewhere, without cancelling the older one.
+    newer = await client.text_document_inline_completion_async(inline_params(uri, 1, 4))
+    assert newer is not None
+    superseded = await asyncio.wait_for(asyncio.wrap_future(older), 5)
+    assert len(superseded.items) == 0  # answered, empty: not an error
+    after = await get_stats(client)
+    assert after["superseded"] == before["superseded"] + 1
+    assert after["interrupted"] >= before["interrupted"] + 1  # its model run stopped
+    assert after["cancelled"] == before["cancelled"]
 
 
 @module_loop
@@ -355,6 +366,81 @@ async def test_model_load_was_reported(client: LanguageClient) -> None:
     for reports in client.progress_reports.values():
         kinds = [r.kind for r in reports]
         assert kinds[0] == "begin" and kinds[-1] == "end", kinds
+
+
+def change_configuration(client: LanguageClient, settings: Any) -> None:
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings))
+
+
+@module_loop
+async def test_settings_change_while_running(client: LanguageClient) -> None:
+    uri = open_document(client, MEAN)
+    try:
+        change_configuration(client, {"fim": {"enable": False}})
+        before = await get_stats(client)
+        assert await inline(client, uri, 2, 27) is None
+        after = await get_stats(client)
+        assert after["requests"] == before["requests"] + 1
+        assert after["forwardPasses"] == before["forwardPasses"]
+
+        # A wrong type is reported and the old value stays (still disabled).
+        shown = len(client.messages)
+        change_configuration(client, {"fim": {"debounceMs": "fast", "enable": "no"}})
+        assert await inline(client, uri, 2, 27) is None
+        deadline = time.monotonic() + 5
+        while len(client.messages) < shown + 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        texts = [m.message for m in client.messages[shown:]]
+        assert any("debounceMs must be an integer" in t for t in texts), texts
+        assert any("enable must be true or false" in t for t in texts), texts
+    finally:
+        change_configuration(client, {"enable": True})  # the top level of settings works too
+    assert await inline(client, uri, 2, 27) is not None
+
+
+@module_loop
+async def test_other_languages_are_read_with_their_grammar(client: LanguageClient) -> None:
+    cases = [
+        ("go", "main.go", "package main\n\nfunc area(w, h int) int {\n\t\n}\n", 3, 1),
+        ("rust", "lib.rs", "fn area(w: i32, h: i32) -> i32 {\n    \n}\n", 1, 4),
+        ("lua", "init.lua", "local function area(w, h)\n  \nend\n", 1, 2),
+        ("plaintext", "notes.txt", "some notes\n\n", 1, 0),
+    ]
+    for language_id, name, text, line, character in cases:
+        uri = f"file:///tmp/fim-test/{uuid.uuid4().hex}/{name}"
+        item = types.TextDocumentItem(uri=uri, language_id=language_id, version=1, text=text)
+        client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
+        result = await client.text_document_inline_completion_async(
+            inline_params(uri, line, character)
+        )
+        assert result is not None
+        stats = await get_stats(client)
+        expected = None if language_id == "plaintext" else language_id
+        assert stats["lastLanguage"] == expected
+        assert stats["lastMode"] == ("single_line" if expected is None else "multi_line")
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), loop_scope="module")
+async def configured_client(lsp_client: LanguageClient):
+    yield
+    await lsp_client.shutdown_session()
+
+
+@module_loop
+async def test_initialization_options(configured_client: LanguageClient) -> None:
+    options = {"fim": {"enable": False, "lineTokens": "many", "colour": "blue"}}
+    await configured_client.initialize_session(
+        types.InitializeParams(capabilities=CAPABILITIES, initialization_options=options)
+    )
+    await wait_for(configured_client, lambda s: s["modelReady"], MODEL_LOAD_TIMEOUT_S, "load")
+    uri = open_document(configured_client, MEAN)
+    assert await inline(configured_client, uri, 2, 27) is None
+    stats = await get_stats(configured_client)
+    assert stats["forwardPasses"] == 0 and stats["requests"] == 1
+    deadline = time.monotonic() + 5
+    while not configured_client.messages and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert any("lineTokens must be an integer" in m.message for m in configured_client.messages)
 
 
 # -- a server whose model cannot load -------------------------------------------------

@@ -1,0 +1,195 @@
+"""Open documents with their parse trees, kept up to date edit by edit.
+
+Each LSP change is applied to our copy of the text and to the old tree (`Tree.edit`), and
+the tree is re-parsed lazily, reusing everything the edit did not touch: a keystroke in a
+5,000-line file costs a fraction of a millisecond instead of a full parse. Closed documents
+that were edited stay a while as "recently edited" for cross-file context.
+
+Not thread-safe: the server uses it from its event loop only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import tree_sitter
+
+from .languages import LanguageSpec, parse, resolve_language
+
+# Closed documents kept for cross-file context; beyond this the oldest goes.
+RECENT_CLOSED = 8
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int
+    character: int  # in units of the negotiated position encoding
+
+
+@dataclass(frozen=True)
+class TextChange:
+    """One LSP content change: a range replaced by `text`, or the whole text (range None)."""
+
+    text: str
+    start: Position | None = None
+    end: Position | None = None
+
+
+def units_to_chars(line: str, units: int, encoding: str) -> int:
+    """Code points in `line` covering its first `units` position units (clamped)."""
+    if encoding == "utf-32":
+        return min(units, len(line))
+    width = 2 if encoding == "utf-16" else 0
+    seen = 0
+    for i, ch in enumerate(line):
+        if seen >= units:
+            return i
+        code = ord(ch)
+        if width:
+            seen += 2 if code > 0xFFFF else 1
+        else:
+            seen += 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
+    return len(line)
+
+
+@dataclass(frozen=True)
+class _Located:
+    offset: int  # code-point offset into the text
+    row: int
+    line_start: int  # code-point offset of the row's start
+
+
+def _line_start(text: str, line: int, hint: tuple[int, int]) -> int:
+    """Offset of the start of `line`, walking from `hint` (a row and its start offset):
+    successive edits are close to each other, so this is short."""
+    row, start = hint
+    while row < line:
+        newline = text.find("\n", start)
+        if newline < 0:
+            return len(text)
+        start, row = newline + 1, row + 1
+    while row > line:
+        start, row = text.rfind("\n", 0, start - 1) + 1, row - 1
+    return start
+
+
+def _locate(text: str, position: Position, encoding: str, hint: tuple[int, int]) -> _Located:
+    start = _line_start(text, position.line, hint)
+    end = text.find("\n", start)
+    line = text[start : len(text) if end < 0 else end].removesuffix("\r")
+    row = min(position.line, text.count("\n")) if start == len(text) else position.line
+    return _Located(start + units_to_chars(line, position.character, encoding), row, start)
+
+
+def _byte_column(text: str, at: _Located) -> int:
+    return len(text[at.line_start : at.offset].encode("utf-8"))
+
+
+@dataclass
+class Document:
+    uri: str
+    text: str
+    language: LanguageSpec | None
+    version: int = 0
+    edited: bool = False
+    last_used: float = field(default_factory=time.monotonic)
+    _tree: tree_sitter.Tree | None = field(default=None, repr=False)
+    _tree_current: bool = field(default=False, repr=False)
+    _hint: tuple[int, int] = field(default=(0, 0), repr=False)  # a row and its start
+    full_parses: int = 0  # parses from scratch, for tests and benchmarks
+    incremental_parses: int = 0
+
+    def tree(self) -> tree_sitter.Tree | None:
+        """The parse tree of the current text; None for plain text."""
+        if self.language is None:
+            return None
+        if not self._tree_current:
+            source = self.text.encode("utf-8")
+            if self._tree is None:
+                self.full_parses += 1
+            else:
+                self.incremental_parses += 1
+            self._tree = parse(self.language, source, self._tree)
+            self._tree_current = True
+        return self._tree
+
+    def apply(self, change: TextChange, encoding: str) -> None:
+        if change.start is None or change.end is None:
+            self.text = change.text
+            self._tree = None  # nothing to reuse
+            self._tree_current = False
+            self._hint = (0, 0)
+            return
+        text = self.text
+        start = _locate(text, change.start, encoding, self._hint)
+        end = _locate(text, change.end, encoding, (start.row, start.line_start))
+        if end.offset < start.offset:
+            end = start
+        if self._tree is not None:
+            start_byte = len(text[: start.line_start].encode("utf-8")) + _byte_column(text, start)
+            old_end_byte = start_byte + len(text[start.offset : end.offset].encode("utf-8"))
+            new_end_byte = start_byte + len(change.text.encode("utf-8"))
+            start_point = (start.row, _byte_column(text, start))
+            old_end_point = (end.row, _byte_column(text, end))
+            if "\n" in change.text:
+                last = change.text[change.text.rfind("\n") + 1 :]
+                new_end_point = (start.row + change.text.count("\n"), len(last.encode()))
+            else:
+                new_end_point = (start.row, start_point[1] + len(change.text.encode()))
+            self._tree.edit(
+                start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point
+            )
+        self.text = text[: start.offset] + change.text + text[end.offset :]
+        self._tree_current = False
+        self._hint = (start.row, start.line_start)  # still right: the edit starts there
+
+
+class DocumentStore:
+    def __init__(self) -> None:
+        self._open: dict[str, Document] = {}
+        self._recent: OrderedDict[str, Document] = OrderedDict()
+
+    def open(self, uri: str, text: str, language_id: str | None = None, version: int = 0) -> None:
+        language = resolve_language(language_id, uri)
+        self._recent.pop(uri, None)
+        self._open[uri] = Document(uri, text, language, version)
+
+    def change(
+        self, uri: str, version: int, changes: list[TextChange], encoding: str = "utf-16"
+    ) -> Document:
+        document = self._open.get(uri)
+        if document is None:
+            raise KeyError(f"document is not open: {uri}")
+        for change in changes:
+            document.apply(change, encoding)
+        document.version = version
+        document.edited = True
+        document.last_used = time.monotonic()
+        return document
+
+    def replace_text(self, uri: str, text: str) -> None:
+        """Resynchronise a document whose copy drifted (a full parse follows)."""
+        document = self._open[uri]
+        document.apply(TextChange(text), "utf-16")
+
+    def close(self, uri: str) -> None:
+        document = self._open.pop(uri, None)
+        if document is not None and document.edited:
+            self._recent[uri] = document
+            while len(self._recent) > RECENT_CLOSED:
+                self._recent.popitem(last=False)
+
+    def get(self, uri: str) -> Document | None:
+        return self._open.get(uri)
+
+    def touch(self, uri: str) -> None:
+        if (document := self._open.get(uri)) is not None:
+            document.last_used = time.monotonic()
+
+    def neighbours(self, uri: str | None) -> Iterator[Document]:
+        """Other open documents and recently edited closed ones, most recently used first."""
+        others = [d for d in (*self._open.values(), *self._recent.values()) if d.uri != uri]
+        yield from sorted(others, key=lambda d: d.last_used, reverse=True)

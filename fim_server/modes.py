@@ -1,0 +1,301 @@
+"""How much to complete at the cursor, read from the syntax node there.
+
+- none: the cursor is inside a word (completing there would split an identifier), or
+  after a block opener whose body already exists on the same line (Python);
+- rest of line: there is code after the cursor on its line (`foo(|)`);
+- single line: the cursor ends its line;
+- multi-line (block): an empty body right after a block opener.
+
+Inside comments and strings the line modes get a shorter budget (`literal`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import tree_sitter
+
+from .languages import LANGUAGES, LanguageSpec, parse
+
+
+class Mode(StrEnum):
+    NONE = "none"  # no completion offered here
+    REST_OF_LINE = "rest_of_line"  # up to the code that follows the cursor on its line
+    SINGLE_LINE = "single_line"  # the rest of the current line, which is empty
+    MULTI_LINE = "multi_line"  # a block body
+
+    @property
+    def is_line(self) -> bool:
+        return self in (Mode.REST_OF_LINE, Mode.SINGLE_LINE)
+
+
+class Literal(StrEnum):
+    NONE = ""
+    COMMENT = "comment"
+    STRING = "string"
+
+
+@dataclass(frozen=True)
+class ModeDecision:
+    mode: Mode
+    block_indent: int
+    reason: str
+    literal: Literal = Literal.NONE  # the cursor is inside a comment or a string
+
+
+LanguageArg = str | LanguageSpec | None
+
+# Code inside a string literal: `${x}` in a template, `$(cmd)` in a shell string, `{x}` in
+# an f-string.
+_CODE_IN_STRING = frozenset(
+    {"template_substitution", "interpolation", "command_substitution", "expansion"}
+)
+_NON_BLANK = re.compile(r"\S")
+_WORD = re.compile(r"[A-Za-z_]\w*|\S")
+
+
+def spec_of(language: LanguageArg) -> LanguageSpec | None:
+    if isinstance(language, str):
+        return LANGUAGES[language]
+    return language
+
+
+def _indent_width(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _is_comment(node: tree_sitter.Node) -> bool:
+    return "comment" in node.type
+
+
+def _is_string(node: tree_sitter.Node) -> bool:
+    kind = node.type
+    return "string" in kind or kind in ("char_literal", "heredoc_body", "rune_literal")
+
+
+def _comment_ancestor(node: tree_sitter.Node | None) -> tree_sitter.Node | None:
+    for _ in range(3):  # a comment's own children: content, markers
+        if node is None:
+            return None
+        if _is_comment(node):
+            return node
+        node = node.parent
+    return None
+
+
+def _last_token_before(root: tree_sitter.Node, source: bytes, end: int) -> tree_sitter.Node | None:
+    """The syntax leaf holding the last non-blank byte before `end`, skipping comments."""
+    while True:
+        last = end - 1
+        while last >= 0 and source[last] in b" \t\r\n\f\v":
+            last -= 1
+        if last < 0:
+            return None
+        node = root.descendant_for_byte_range(last, last + 1)
+        if node is None:
+            return None
+        comment = _comment_ancestor(node)
+        if comment is None:
+            return node
+        end = comment.start_byte
+
+
+def _literal_at(root: tree_sitter.Node, source: bytes, cursor: int) -> Literal:
+    """Whether the cursor is inside a comment or a string literal."""
+    if cursor == 0:
+        return Literal.NONE
+    node: tree_sitter.Node | None = root.descendant_for_byte_range(cursor - 1, cursor)
+    while node is not None and node.parent is not None:
+        if node.type in _CODE_IN_STRING:
+            return Literal.NONE
+        if _is_comment(node):
+            # A line comment runs to the end of its line; a closed block comment ends at
+            # its closing marker, and the cursor right after that is outside it.
+            closed = source[node.end_byte - 2 : node.end_byte] in (b"*/", b"]]", b"-}")
+            inside = cursor < node.end_byte or not closed
+            return Literal.COMMENT if inside and node.start_byte < cursor else Literal.NONE
+        if _is_string(node):
+            while node.parent is not None and _is_string(node.parent):
+                node = node.parent  # string content -> the whole literal, quotes included
+            if node.start_byte >= cursor:
+                return Literal.NONE
+            if cursor < node.end_byte or node.has_error or _ends_missing(node):
+                return Literal.STRING
+            return Literal.NONE
+        node = node.parent
+    return Literal.NONE
+
+
+def _ends_missing(node: tree_sitter.Node) -> bool:
+    last = node.child(node.child_count - 1) if node.child_count else None
+    return last is not None and last.is_missing
+
+
+# -- Python: blocks by indentation ---------------------------------------------------
+
+
+def _statements(block: tree_sitter.Node) -> list[tree_sitter.Node]:
+    return [c for c in block.named_children if c.type != "comment"]
+
+
+def _block_after_colon(node: tree_sitter.Node) -> tree_sitter.Node | None:
+    """The body opened by `node` if it is the colon of a compound statement."""
+    if node.type != ":" or node.parent is None:
+        return None
+    # Not next_sibling: tree-sitter skips the zero-width block of an empty body there.
+    after = [c for c in node.parent.children if c.start_byte >= node.end_byte]
+    after = [c for c in after if c.type != "comment"]
+    return after[0] if after and after[0].type == "block" else None
+
+
+def _docstring_block(node: tree_sitter.Node) -> tree_sitter.Node | None:
+    """The block whose only statement is the docstring that `node` ends, if any."""
+    string = node
+    while string is not None and string.type != "string":
+        if string.type not in ("string_end", "string_content", "string_start"):
+            return None
+        string = string.parent
+    if string is None or string.parent is None or string.parent.type != "expression_statement":
+        return None
+    statement = string.parent
+    if statement.named_child_count != 1:
+        return None
+    block = statement.parent
+    if block is None or block.type != "block" or _statements(block) != [statement]:
+        return None
+    return block
+
+
+def _row_indent(text: str, row_start: int) -> int:
+    end = text.find("\n", row_start)
+    return _indent_width(text[row_start : len(text) if end < 0 else end])
+
+
+def _row_start(text: str, offset: int) -> int:
+    return text.rfind("\n", 0, offset) + 1
+
+
+def _node_indent(source: bytes, node: tree_sitter.Node) -> int:
+    """Indentation width of the line where `node` starts (blanks are single bytes)."""
+    start = source.rfind(b"\n", 0, node.start_byte) + 1
+    end = source.find(b"\n", start)
+    line = source[start : len(source) if end < 0 else end]
+    return len(line) - len(line.lstrip(b" \t"))
+
+
+def _python_block(
+    source: bytes, token: tree_sitter.Node, line_prefix: str, can_open_block: bool
+) -> ModeDecision | None:
+    block = _block_after_colon(token)
+    if block is not None and block.parent is not None:
+        if _statements(block):
+            if not line_prefix.strip():
+                return ModeDecision(Mode.SINGLE_LINE, 0, "new line at the top of a block")
+            # Text after the colon would turn the existing body into an invalid suite.
+            return ModeDecision(Mode.NONE, 0, "block opener that already has a body")
+        if can_open_block:
+            opener_indent = _node_indent(source, block.parent)
+            here = len(line_prefix) if not line_prefix.strip() else 0
+            indent = here if here > opener_indent else opener_indent + 1
+            return ModeDecision(Mode.MULTI_LINE, indent, "empty block after an opener")
+    block = _docstring_block(token)
+    if block is not None and can_open_block and not line_prefix.strip():
+        indent = _node_indent(source, block)
+        return ModeDecision(Mode.MULTI_LINE, indent, "block with only a docstring")
+    return None
+
+
+# -- other languages: bodies between an opener and a closer ---------------------------
+
+
+def _is_opener(spec: LanguageSpec, token: tree_sitter.Node) -> bool:
+    if token.type not in spec.block_openers:
+        return False
+    parents = spec.block_openers[token.type]
+    return parents is None or (token.parent is not None and token.parent.type in parents)
+
+
+def _starts_with_closer(spec: LanguageSpec, text: str, at: int) -> bool:
+    match = _WORD.match(text, at)
+    return match is not None and match.group() in spec.block_closers
+
+
+def _delimited_block(
+    spec: LanguageSpec,
+    text: str,
+    offset: int,
+    source: bytes,
+    token: tree_sitter.Node,
+    line_prefix: str,
+) -> ModeDecision | None:
+    if not _is_opener(spec, token):
+        return None
+    opener_indent = _node_indent(source, token)
+    here = len(line_prefix) if not line_prefix.strip() else 0
+    indent = here if here > opener_indent else opener_indent + 1
+    following = _NON_BLANK.search(text, offset)
+    if following is None:
+        return ModeDecision(Mode.MULTI_LINE, indent, "block opened at the end of the file")
+    if _starts_with_closer(spec, text, following.start()):
+        return ModeDecision(Mode.MULTI_LINE, indent, "empty block after an opener")
+    if _row_indent(text, _row_start(text, following.start())) > opener_indent:
+        return ModeDecision(Mode.SINGLE_LINE, 0, "new line at the top of a block")
+    # The next code is not indented under the opener: the body has not been written yet
+    # (its closer is missing too).
+    return ModeDecision(Mode.MULTI_LINE, indent, "block opener without a body")
+
+
+def decide_mode(
+    text: str,
+    offset: int,
+    *,
+    language: LanguageArg = "python",
+    tree: tree_sitter.Tree | None = None,
+    source: bytes | None = None,
+) -> ModeDecision:
+    """Choose how much to complete at `offset` (a code-point index into `text`).
+
+    `language` None is plain text: line modes only. `tree` is the parse of `text` when the
+    caller keeps one (the document store); `source` its UTF-8 bytes.
+    """
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", offset)
+    line_prefix = text[line_start:offset]
+    line_suffix = text[offset : len(text) if line_end < 0 else line_end].rstrip("\r")
+    line_mode = Mode.REST_OF_LINE if line_suffix.strip() else Mode.SINGLE_LINE
+
+    if offset < len(text) and _is_word_char(text[offset]):
+        return ModeDecision(Mode.NONE, 0, "word characters right after the cursor")
+    spec = spec_of(language)
+    if spec is None:
+        return ModeDecision(line_mode, 0, "plain text")
+
+    source = source if source is not None else text.encode("utf-8")
+    cursor = len(text[:offset].encode("utf-8"))
+    tree = tree if tree is not None else parse(spec, source)
+    root = tree.root_node
+    literal = _literal_at(root, source, cursor)
+    if literal is not Literal.NONE:
+        return ModeDecision(line_mode, 0, f"inside a {literal}", literal)
+
+    token = _last_token_before(root, source, cursor)
+    if token is None:
+        return ModeDecision(line_mode, 0, "start of file")
+
+    # A block is worth writing only from a cursor with nothing after it on its line.
+    can_open_block = not line_suffix.strip()
+    if spec.indented_blocks:
+        decision = _python_block(source, token, line_prefix, can_open_block)
+    elif can_open_block:
+        decision = _delimited_block(spec, text, offset, source, token, line_prefix)
+    else:
+        decision = None
+    if decision is not None:
+        return decision
+    return ModeDecision(line_mode, 0, "inside a statement")

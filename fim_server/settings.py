@@ -1,0 +1,102 @@
+"""User settings, as editors send them in `initializationOptions` and in
+`workspace/didChangeConfiguration` (`settings.fim`, or the keys at the top level of
+`settings`).
+
+A bad value never stops the server: it is reported and the previous value stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+# LSP key -> (field name, accepted types, can be null, minimum)
+_KEYS: dict[str, tuple[str, type, bool, int | None]] = {
+    "enable": ("enable", bool, False, None),
+    "debounceMs": ("debounce_ms", int, False, 0),
+    "contextTokens": ("context_tokens", int, True, 16),
+    "lineTokens": ("line_tokens", int, False, 1),
+    "blockTokens": ("block_tokens", int, False, 1),
+    "crossFile": ("cross_file", bool, False, None),
+}
+
+
+@dataclass(frozen=True)
+class UserSettings:
+    enable: bool = True  # False: every request answers empty without running the model
+    # Wait this long after a request before running the model, so that a burst of
+    # keystrokes runs it once, for the last one; cached answers skip the wait.
+    debounce_ms: int = 50
+    # Tokens of the context window (prefix + suffix + other files); None: sized from the
+    # loaded model's `context_tokens`.
+    context_tokens: int | None = None
+    line_tokens: int = 48  # budget of rest-of-line and single-line completions
+    block_tokens: int = 64  # budget of block (multi-line) completions
+    cross_file: bool = True  # chunks of other open documents in front of the prefix
+
+
+@dataclass(frozen=True)
+class SettingsUpdate:
+    settings: UserSettings
+    errors: list[str]  # wrong types or values: shown to the user, the old value kept
+    ignored: list[str]  # unknown keys: logged
+
+
+def _section(payload: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The settings object inside `initializationOptions` or didChangeConfiguration's
+    `settings`: the `fim` section if there is one, else the object itself."""
+    if payload is None:
+        return None, None
+    if not isinstance(payload, dict):
+        return None, f"fim-server settings must be an object, got {type(payload).__name__}"
+    section = payload.get("fim", payload)
+    if not isinstance(section, dict):
+        return None, f"fim-server settings `fim` must be an object, got {type(section).__name__}"
+    return section, None
+
+
+def apply_settings(current: UserSettings, payload: Any) -> SettingsUpdate:
+    """`current` with the valid values of `payload` applied."""
+    section, problem = _section(payload)
+    if section is None:
+        return SettingsUpdate(current, [problem] if problem else [], [])
+    changes: dict[str, Any] = {}
+    errors: list[str] = []
+    ignored: list[str] = []
+    for key, value in section.items():
+        if key not in _KEYS:
+            # A top-level `settings` also holds other tools' sections: skip those quietly.
+            if section is payload and isinstance(value, dict):
+                continue
+            ignored.append(key)
+            continue
+        name, kind, nullable, minimum = _KEYS[key]
+        if value is None and nullable:
+            changes[name] = None
+            continue
+        # bool is an int in Python; a JSON true is no token count, nor 1 a switch.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            expected = {bool: "true or false", int: "an integer"}[kind]
+            expected += " or null" if nullable else ""
+            errors.append(
+                f"setting {key} must be {expected}, got {value!r}; kept {_now(current, name)}"
+            )
+            continue
+        if minimum is not None and value < minimum:
+            errors.append(
+                f"setting {key} must be at least {minimum}, got {value}; kept {_now(current, name)}"
+            )
+            continue
+        changes[name] = value
+    return SettingsUpdate(replace(current, **changes), errors, ignored)
+
+
+def _now(current: UserSettings, name: str) -> str:
+    value = getattr(current, name)
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
+
+
+# The keys the server understands, as editors spell them (the README documents each).
+SETTING_KEYS = tuple(_KEYS)

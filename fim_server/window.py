@@ -1,0 +1,269 @@
+"""The text window around the cursor: a token budget shared between the prefix and the
+suffix, cut at syntactic boundaries, with the headers of the enclosing scopes kept.
+
+- Cuts fall on whole lines. Above the cursor's own top-level node (a function, a class),
+  the window holds whole top-level nodes only: a window starting in the middle of an
+  unrelated function shows the model a body without its signature.
+- The suffix gets a quarter of the budget by default and the prefix the rest; what one
+  side does not use goes to the other.
+- The first lines of the enclosing scopes (`class Cart:`, `def total(self) -> float:`,
+  `impl Cart {`) are put back in front of the window when the cut falls below them, so
+  the model always knows which function and class it is writing in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import tree_sitter
+
+from .languages import LanguageSpec
+
+CountTokens = Callable[[str], int]
+
+
+class LineTokenCounter:
+    """`count_tokens` with a memory: successive requests count mostly the same lines."""
+
+    def __init__(self, count_tokens: CountTokens, max_entries: int = 50_000) -> None:
+        self._count = count_tokens
+        self._seen: dict[str, int] = {}
+        self._max_entries = max_entries
+
+    def __call__(self, text: str) -> int:
+        n = self._seen.get(text)
+        if n is None:
+            if len(self._seen) >= self._max_entries:
+                self._seen.clear()
+            n = self._seen[text] = self._count(text)
+        return n
+
+
+def trim_prefix(prefix: str, budget: int, count_tokens: CountTokens) -> str:
+    """Keep the last whole lines of `prefix` that fit in `budget` tokens.
+
+    The partial line before the cursor is always kept whole, even over budget: cutting it
+    would hide the very statement being completed. Lines are counted one by one, which
+    slightly over-counts merges across line breaks; the model guards its hard limit.
+    """
+    pos = prefix.rfind("\n") + 1
+    used = count_tokens(prefix[pos:])
+    while pos > 0:
+        start = prefix.rfind("\n", 0, pos - 1) + 1
+        cost = count_tokens(prefix[start:pos])
+        if used + cost > budget:
+            break
+        used += cost
+        pos = start
+    return prefix[pos:]
+
+
+def trim_suffix(suffix: str, budget: int, count_tokens: CountTokens) -> str:
+    """Keep the first whole lines of `suffix` that fit in `budget` tokens; the rest of the
+    cursor line is always kept whole."""
+    pos = suffix.find("\n") + 1 or len(suffix)
+    used = count_tokens(suffix[:pos])
+    while pos < len(suffix):
+        end = suffix.find("\n", pos) + 1 or len(suffix)
+        cost = count_tokens(suffix[pos:end])
+        if used + cost > budget:
+            break
+        used += cost
+        pos = end
+    return suffix[:pos]
+
+
+@dataclass(frozen=True)
+class HeaderLine:
+    row: int
+    text: str  # with its line break
+
+
+@dataclass(frozen=True)
+class Window:
+    prefix: str  # kept scope headers, then the text before the cursor
+    suffix: str
+    headers: tuple[HeaderLine, ...]  # the scope header lines put in front of the prefix
+    tokens: int  # estimated tokens of prefix + suffix
+
+
+def _line_bounds(source: bytes, byte: int) -> tuple[int, int]:
+    start = source.rfind(b"\n", 0, byte) + 1
+    end = source.find(b"\n", byte)
+    return start, len(source) if end < 0 else end + 1
+
+
+def _header_range(node: tree_sitter.Node, source: bytes) -> tuple[int, int]:
+    """Byte range of the whole lines holding a scope's header."""
+    start, first_end = _line_bounds(source, node.start_byte)
+    body = node.child_by_field_name("body")
+    if body is not None and body.start_point.row > node.start_point.row:
+        body_start, body_end = _line_bounds(source, body.start_byte)
+        if source[body_start:body_end].strip() == b"{":  # a brace on a line of its own
+            return start, body_end
+        return start, max(first_end, body_start)
+    if body is None and (params := node.child_by_field_name("parameters")) is not None:
+        return start, _line_bounds(source, max(params.end_byte - 1, params.start_byte))[1]
+    return start, first_end
+
+
+def scope_headers(
+    tree: tree_sitter.Tree,
+    source: bytes,
+    cursor_byte: int,
+    spec: LanguageSpec,
+    cursor_indent: int,
+) -> list[HeaderLine]:
+    """Header lines of the scopes enclosing the cursor, outermost first."""
+    root = tree.root_node
+    # Python bodies end at their last statement, so a cursor on a blank line after it is
+    # outside the function's node: start from the last token before the cursor and keep
+    # the scopes indented less than the cursor instead.
+    at = cursor_byte
+    if spec.indented_blocks:
+        at = cursor_byte - 1
+        while at > 0 and source[at] in b" \t\r\n":
+            at -= 1
+    node: tree_sitter.Node | None = root.descendant_for_byte_range(max(at, 0), max(at, 0))
+    rows: dict[int, str] = {}
+    while node is not None and node.parent is not None:
+        if node.type in spec.scope_types and node.start_byte < cursor_byte:
+            start, end = _header_range(node, source)
+            line = source[start:end]
+            indent = len(line) - len(line.lstrip(b" \t"))
+            inside = (
+                cursor_indent > indent if spec.indented_blocks else cursor_byte <= node.end_byte
+            )
+            if inside and end <= cursor_byte:
+                row = node.start_point.row
+                for i, piece in enumerate(line.decode("utf-8", "replace").splitlines(True)):
+                    rows[row + i] = piece if piece.endswith("\n") else piece + "\n"
+        node = node.parent
+    return [HeaderLine(row, rows[row]) for row in sorted(rows)]
+
+
+class _TopLevel:
+    """Which top-level node holds a row."""
+
+    def __init__(self, tree: tree_sitter.Tree) -> None:
+        self.root = tree.root_node
+
+    def span(self, row: int) -> tuple[int, int] | None:
+        """(first row, last row) of the top-level node covering `row`, if any."""
+        node = self.root.descendant_for_point_range((row, 0), (row, 0))
+        if node is None or node == self.root:
+            return None
+        top = self.root.child_with_descendant(node) or node
+        while top.parent is not None and top.parent != self.root:
+            top = top.parent
+        end_row = top.end_point.row - (1 if top.end_point.column == 0 else 0)
+        if not top.start_point.row <= row <= end_row:
+            return None
+        return top.start_point.row, end_row
+
+
+def _extend_suffix(text: str, offset: int, budget: int, count: CountTokens) -> tuple[int, int, int]:
+    """(end offset, tokens used, rows added after the cursor row) of the longest run of
+    whole lines after the cursor within `budget`; the cursor line's rest always."""
+    pos = text.find("\n", offset) + 1 or len(text)
+    used = count(text[offset:pos])
+    rows = 0
+    while pos < len(text):
+        end = text.find("\n", pos) + 1 or len(text)
+        cost = count(text[pos:end])
+        if used + cost > budget:
+            break
+        used += cost
+        pos = end
+        rows += 1
+    return pos, used, rows
+
+
+def build_window(
+    text: str,
+    offset: int,
+    count_tokens: CountTokens,
+    *,
+    prefix_tokens: int,
+    suffix_tokens: int,
+    tree: tree_sitter.Tree | None = None,
+    source: bytes | None = None,
+    spec: LanguageSpec | None = None,
+) -> Window:
+    """The window around `offset` within `prefix_tokens + suffix_tokens` tokens.
+
+    Without a tree (plain text) only the whole-line rule applies.
+    """
+    count = count_tokens
+    budget = prefix_tokens + suffix_tokens
+    line_start = text.rfind("\n", 0, offset) + 1
+    cursor_row = text.count("\n", 0, offset)
+    tops = _TopLevel(tree) if tree is not None else None
+
+    headers: list[HeaderLine] = []
+    if tree is not None and spec is not None:
+        source = source if source is not None else text.encode("utf-8")
+        line = text[line_start : (text.find("\n", offset) + 1 or len(text) + 1) - 1]
+        cursor_indent = len(line) - len(line.lstrip(" \t"))
+        if not text[line_start:offset].strip():
+            cursor_indent = max(cursor_indent, offset - line_start)
+        headers = scope_headers(tree, source, len(text[:offset].encode()), spec, cursor_indent)
+        # Headers may take at most half the prefix budget; the innermost matter most.
+        kept: list[HeaderLine] = []
+        spent = 0
+        for header in reversed(headers):
+            spent += count(header.text)
+            if spent > prefix_tokens // 2:
+                break
+            kept.append(header)
+        headers = kept[::-1]
+    header_costs = [count(h.text) for h in headers]
+
+    def header_cost(first_row: int) -> int:
+        return sum(c for h, c in zip(headers, header_costs, strict=True) if h.row < first_row)
+
+    def fill_prefix(room: int) -> tuple[int, int, int]:
+        """(start offset, first row, tokens of the lines) of the prefix within `room`."""
+        pos, row = line_start, cursor_row
+        used = count(text[line_start:offset])
+        while pos > 0:
+            start = text.rfind("\n", 0, pos - 1) + 1
+            cost = count(text[start:pos])
+            if used + cost + header_cost(row - 1) > room:
+                break
+            used += cost
+            pos, row = start, row - 1
+        if tops is not None and pos > 0:
+            span = tops.span(row)
+            if span is not None and span[0] < row and span[1] < cursor_row:
+                # Mid-way into a whole top-level node above the cursor's: drop its tail.
+                while row <= span[1]:
+                    end = text.find("\n", pos) + 1
+                    used -= count(text[pos:end])
+                    pos, row = end, row + 1
+        return pos, row, used
+
+    def fill_suffix(room: int) -> tuple[int, int]:
+        end, used, rows = _extend_suffix(text, offset, room, count)
+        if tops is not None and rows > 0:
+            last_row = cursor_row + rows
+            span = tops.span(last_row)
+            if span is not None and span[0] > cursor_row and span[1] > last_row:
+                # The window would end inside a top-level node after the cursor's: leave
+                # the whole node out.
+                while last_row >= span[0]:
+                    start = text.rfind("\n", 0, end - 1) + 1
+                    used -= count(text[start:end])
+                    end, last_row = start, last_row - 1
+        return end, used
+
+    suffix_end, suffix_used = fill_suffix(suffix_tokens)
+    prefix_start, first_row, prefix_used = fill_prefix(budget - suffix_used)
+    prefix_used += header_cost(first_row)
+    if prefix_start == 0 and suffix_end < len(text):
+        # The whole file above fits: the suffix may have the rest.
+        suffix_end, suffix_used = fill_suffix(budget - prefix_used)
+    kept_headers = tuple(h for h in headers if h.row < first_row)
+    prefix = "".join(h.text for h in kept_headers) + text[prefix_start:offset]
+    return Window(prefix, text[offset:suffix_end], kept_headers, prefix_used + suffix_used)

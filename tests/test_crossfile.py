@@ -1,0 +1,92 @@
+"""Cross-file context: the most similar chunks of other documents, within a budget."""
+
+from __future__ import annotations
+
+from fim_server.context import ContextSettings, build_context
+from fim_server.crossfile import (
+    CrossFileIndex,
+    Snippet,
+    Source,
+    display_path,
+    format_snippets,
+    identifiers,
+    query_text,
+)
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+PRICES = Source(
+    "file:///proj/shop/prices.py",
+    "".join(f"# filler line {i}\n" for i in range(40))
+    + "def apply_discount(price, discount_rate):\n"
+    + "    return price * (1 - discount_rate)\n"
+    + "".join(f"# more filler {i}\n" for i in range(40)),
+    1,
+)
+UNRELATED = Source(
+    "file:///proj/shop/log.py", "import logging\nlogger = logging.getLogger(__name__)\n", 1
+)
+CURSOR_TEXT = "def checkout(cart, discount_rate):\n    total = apply_discount(|)\n"
+
+
+def test_identifiers_skip_keywords_and_short_names() -> None:
+    assert identifiers("def total(self, xs): return sum_of(xs) if x else None") == {
+        "total",
+        "sum_of",
+    }
+
+
+def test_the_most_similar_chunk_of_another_file_comes_first() -> None:
+    text = CURSOR_TEXT.replace("|", "")
+    query = query_text(text, CURSOR_TEXT.index("|"))
+    snippets = CrossFileIndex().retrieve(query, [UNRELATED, PRICES], 200, count_words)
+    assert snippets, "no snippet found"
+    assert snippets[0].path == "shop/prices.py"
+    assert "def apply_discount(price, discount_rate):" in snippets[0].text
+    assert all("logging" not in s.text for s in snippets)
+
+
+def test_snippets_fit_the_budget() -> None:
+    query = "apply_discount discount_rate price filler"
+    for budget in (0, 10, 40, 400):
+        snippets = CrossFileIndex().retrieve(query, [PRICES], budget, count_words)
+        assert sum(count_words(s.text) + 8 for s in snippets) <= budget
+
+
+def test_snippets_go_in_front_of_the_prefix_with_their_file_names() -> None:
+    text = CURSOR_TEXT.replace("|", "")
+    offset = CURSOR_TEXT.index("|")
+    settings = ContextSettings(prefix_tokens=200, suffix_tokens=50, cross_file_tokens=80)
+    ctx = build_context(
+        text, offset, count_words, settings, neighbours=[PRICES], index=CrossFileIndex()
+    )
+    assert ctx.extra.startswith("# shop/prices.py\n")
+    assert "apply_discount(price, discount_rate)" in ctx.extra
+    assert ctx.model_prefix == ctx.extra + ctx.prefix
+    assert ctx.prefix == text[:offset]  # the document's own window is untouched
+    # Within the one budget: other files take from the prefix's share.
+    assert count_words(ctx.extra) <= 80 + 8
+    js = build_context(
+        text,
+        offset,
+        count_words,
+        settings,
+        language="javascript",
+        neighbours=[PRICES],
+        index=CrossFileIndex(),
+    )
+    assert js.extra.startswith("// shop/prices.py\n")
+
+
+def test_no_neighbours_no_extra() -> None:
+    ctx = build_context(CURSOR_TEXT.replace("|", ""), CURSOR_TEXT.index("|"), count_words)
+    assert ctx.extra == ""
+
+
+def test_format_and_display_path() -> None:
+    assert display_path("file:///a/b/c%20d.py") == "b/c d.py"
+    assert display_path("/x.py") == "x.py"
+    assert format_snippets([Snippet("a.lua", "x = 1", 0.5)], "--") == "-- a.lua\nx = 1\n"

@@ -1,0 +1,198 @@
+"""The engine's pipeline with a scripted model: what reaches the model, what comes back,
+the cache, typing-through, supersession and the settings (no real model needed; the
+real one is exercised in test_lsp.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from fim_model import InfillCancelled
+from fim_model.api import Infill
+from fim_server.context import ContextSettings, Mode
+from fim_server.documents import Position, TextChange
+from fim_server.engine import Engine, EngineSettings
+from fim_server.settings import UserSettings
+
+
+@dataclass
+class ScriptedModel:
+    """Answers every infill with `answer`, after `steps` cancellable steps."""
+
+    answer: str
+    steps: int = 1
+    step_s: float = 0.0
+    calls: list[tuple[str, str, int, bool]] = field(default_factory=list)
+    started: threading.Event = field(default_factory=threading.Event)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed):
+        self.calls.append((prefix, suffix, max_tokens, single_line))
+        self.started.set()
+        for _ in range(self.steps):
+            if should_cancel():
+                raise InfillCancelled("stopped")
+            time.sleep(self.step_s)
+        return Infill(self.answer, tokens=3, forward_passes=2, finished=True)
+
+
+def make_engine(model: ScriptedModel, **user: object) -> Engine:
+    engine = Engine(EngineSettings(context=ContextSettings(), cache_size=16))
+    engine.use_model(model)  # type: ignore[arg-type]
+    engine.configure(UserSettings(debounce_ms=0, **user))  # type: ignore[arg-type]
+    return engine
+
+
+def at_cursor(marked: str) -> tuple[str, int]:
+    return marked.replace("|", ""), marked.index("|")
+
+
+GO = "package m\n\nfunc area(w, h int) int {\n\treturn max(|)\n}\n"
+
+
+def test_two_positional_arguments_mean_python() -> None:
+    model = ScriptedModel("b")
+    engine = make_engine(model)
+    completion = engine.complete_blocking(*at_cursor("def f(a, b):\n    return a +|\n"))
+    assert completion.text == "b" and completion.mode is Mode.SINGLE_LINE
+    assert engine.stats().last_language == "python"
+    engine.close()
+
+
+def test_language_from_the_path_and_a_replace_range_over_closing_brackets() -> None:
+    model = ScriptedModel("w, h")  # the model leaves `max(` for the existing `)` to close
+    engine = make_engine(model)
+    text, offset = at_cursor(GO)
+    completion = engine.complete_blocking(text, offset, path="/src/area.go")
+    assert engine.stats().last_language == "go"
+    assert completion.mode is Mode.REST_OF_LINE
+    assert (completion.text, completion.replace_chars) == ("w, h)", 1)
+    assert model.calls[-1][3] is True  # a line mode stops at the line break
+    engine.close()
+
+
+def test_language_id_wins_over_the_extension_and_unknown_is_plain_text() -> None:
+    engine = make_engine(ScriptedModel("x"))
+    text, offset = at_cursor("local t = {|}\n")
+    engine.complete_blocking(text, offset, language="lua", path="/a/weird.txt")
+    assert engine.stats().last_language == "lua"
+    engine.complete_blocking(text, offset, path="/a/notes.txt")
+    assert engine.stats().last_language is None
+    engine.close()
+
+
+def test_disabled_answers_empty_without_the_model() -> None:
+    model = ScriptedModel("b")
+    engine = make_engine(model, enable=False)
+    completion = engine.complete_blocking(*at_cursor("x = a +|\n"))
+    assert completion.text == "" and "disabled" in completion.reason
+    assert model.calls == []
+    engine.close()
+
+
+def test_budgets_from_the_settings_reach_the_model() -> None:
+    model = ScriptedModel("pass")
+    engine = make_engine(model, line_tokens=7, block_tokens=33, context_tokens=40)
+    engine.complete_blocking(*at_cursor("x = a +|\n"))
+    engine.complete_blocking(*at_cursor("def f():\n    |\n"))
+    assert [call[2] for call in model.calls] == [7, 33]
+    assert engine.context_settings.prefix_tokens + engine.context_settings.suffix_tokens == 40
+    engine.close()
+
+
+def test_cache_is_keyed_by_document_and_context() -> None:
+    model = ScriptedModel("b")
+    engine = make_engine(model)
+    text, offset = at_cursor("x = a +|\n")
+    first = engine.complete_blocking(text, offset, uri="file:///a.py")
+    again = engine.complete_blocking(text, offset, uri="file:///a.py")
+    other_document = engine.complete_blocking(text, offset, uri="file:///b.py")
+    assert (first.cached, again.cached, other_document.cached) == (False, True, False)
+    assert again.text == first.text
+    assert len(model.calls) == 2
+    engine.close()
+
+
+def test_typing_through_keeps_the_replace_range() -> None:
+    model = ScriptedModel("w, h")
+    engine = make_engine(model)
+    text, offset = at_cursor(GO)
+    engine.complete_blocking(text, offset, path="/src/area.go")
+    typed = text[:offset] + "w" + text[offset:]
+    rest = engine.complete_blocking(typed, offset + 1, path="/src/area.go")
+    assert (rest.text, rest.replace_chars, rest.cached) == (", h)", 1, True)
+    assert len(model.calls) == 1
+    engine.close()
+
+
+def test_open_documents_give_trees_and_cross_file_context() -> None:
+    model = ScriptedModel("x")
+    engine = make_engine(model)
+    helper = "def apply_discount(price, discount_rate):\n    return price * discount_rate\n"
+    engine.documents.open("file:///p/prices.py", helper, "python", 1)
+    text, offset = at_cursor("def checkout(cart, discount_rate):\n    return apply_discount(|)\n")
+    engine.documents.open("file:///p/shop.py", text, "python", 1)
+    engine.complete_blocking(text, offset, uri="file:///p/shop.py")
+    prefix = model.calls[-1][0]
+    assert prefix.startswith("# p/prices.py\ndef apply_discount(price, discount_rate):")
+    assert engine.documents.get("file:///p/shop.py").full_parses == 1
+    # Edits reuse the kept tree.
+    document = engine.documents.change(
+        "file:///p/shop.py", 2, [TextChange("cart", Position(1, 26), Position(1, 26))]
+    )
+    engine.complete_blocking(document.text, offset + 4, uri="file:///p/shop.py")
+    assert (document.full_parses, document.incremental_parses) == (1, 1)
+    engine.configure(UserSettings(debounce_ms=0, cross_file=False))
+    engine.complete_blocking(document.text, offset + 4, uri="file:///p/shop.py")
+    assert not model.calls[-1][0].startswith("# p/prices.py")
+    engine.close()
+
+
+async def test_a_newer_request_supersedes_the_running_one() -> None:
+    model = ScriptedModel("b", steps=400, step_s=0.005)
+    engine = make_engine(model)
+    text, offset = at_cursor("x = a +|\ny = 1\n")
+    older = asyncio.ensure_future(engine.complete(text, offset))
+    await asyncio.to_thread(model.started.wait, 5)
+    model.steps = 1
+    newer = await engine.complete(text, offset - 1)
+    result = await asyncio.wait_for(older, 5)
+    assert result.text == "" and "superseded" in result.reason
+    stats = engine.stats()
+    assert (stats.superseded, stats.interrupted) == (1, 1)
+    assert newer.mode is Mode.SINGLE_LINE or newer.mode is Mode.REST_OF_LINE
+    engine.close()
+
+
+async def test_debounce_lets_a_burst_run_the_model_once() -> None:
+    model = ScriptedModel("b")
+    engine = make_engine(model)
+    engine.configure(UserSettings(debounce_ms=200))
+    text = "x = a +\n"
+    burst = [asyncio.ensure_future(engine.complete(text, offset)) for offset in (5, 6, 7)]
+    results = await asyncio.gather(*burst)
+    assert [r.reason for r in results[:2]] == ["superseded by a newer request"] * 2
+    assert len(model.calls) == 1
+    assert engine.stats().superseded == 2
+    engine.close()
+
+
+async def test_cancelling_the_caller_stops_the_model() -> None:
+    model = ScriptedModel("b", steps=400, step_s=0.005)
+    engine = make_engine(model)
+    task = asyncio.ensure_future(engine.complete(*at_cursor("x = a +|\n")))
+    await asyncio.to_thread(model.started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 5
+    while engine.stats().interrupted == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert engine.stats().interrupted == 1 and engine.stats().cancelled == 1
+    engine.close()
