@@ -99,6 +99,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=10.0, help="seconds per test program (default 10)"
     )
     evaluate.add_argument(
+        "--threshold",
+        type=float,
+        default=0.9,
+        help="sampler confidence threshold (default 0.9; lower: fewer passes per token)",
+    )
+    evaluate.add_argument(
         "--workers", type=int, default=2, help="test programs run at once (default 2)"
     )
     return parser.parse_args(argv)
@@ -190,7 +196,9 @@ def run_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"cannot read the benchmarks: {exc}") from exc
     # Every task is a different file: the completion cache would only cost memory.
-    engine = Engine(replace(_settings(args), cache_size=0))
+    if not 0 < args.threshold <= 1:
+        raise UsageError("--threshold must be in (0, 1]")
+    engine = Engine(replace(_settings(args), cache_size=0, threshold=args.threshold))
     limits = SandboxLimits(wall_s=args.timeout, cpu_s=max(1, math.ceil(args.timeout)))
     results, summaries = {}, {}
     try:

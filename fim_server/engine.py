@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from fim_model import InfillCancelled, InfillModel
+from fim_model import InfillCancelled, InfillModel, SamplerSettings
 
 from .context import CompletionContext, ContextSettings, Mode, build_context
 from .crossfile import CrossFileIndex, Source
@@ -51,6 +51,9 @@ class EngineSettings:
     # build) they stall each other: one thread was ~40x faster per step on a busy
     # 2-core machine. None keeps torch's default.
     threads: int | None = 1
+    # Commit every masked position whose confidence clears this; lower: fewer forward
+    # passes per token, more mistakes. 1.0 commits one token per pass.
+    threshold: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,11 @@ class Engine:
         if self.settings.threads is not None:
             torch.set_num_threads(self.settings.threads)
         try:
-            model = InfillModel.load(self.settings.model_path, device=self.settings.device)
+            model = InfillModel.load(
+                self.settings.model_path,
+                device=self.settings.device,
+                settings=SamplerSettings(threshold=self.settings.threshold),
+            )
             # The first forward pass pays for lazy initialisation inside torch; pay it here
             # rather than in the user's first completion.
             model.infill("def f(", "):\n    pass\n", max_tokens=4, seed=self.settings.seed)

@@ -1,5 +1,6 @@
 """fim_model: a small block-diffusion language model for fill-in-the-middle code completion."""
 
 from .api import EMBEDDED_CHECKPOINT, Infill, InfillCancelled, InfillModel
+from .sampler import SamplerSettings
 
-__all__ = ["EMBEDDED_CHECKPOINT", "Infill", "InfillCancelled", "InfillModel"]
+__all__ = ["EMBEDDED_CHECKPOINT", "Infill", "InfillCancelled", "InfillModel", "SamplerSettings"]
