@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 "lr": lr,
                 "grad_norm": float(grad_norm),
                 "tok_per_s": rate,
-                "elapsed_s": now - t_start,
+                "elapsed_s": elapsed_before + now - t_start,  # across resumes
             }
             log.append(row)
             print(
