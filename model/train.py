@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": asdict(cfg),
             "parameters": model.num_parameters(),
             "steps": final_step,
-            "train_minutes": round((time.time() - t_start) / 60, 1),
+            "train_minutes": round((elapsed_before + time.time() - t_start) / 60, 1),
             "final_heldout_loss": next(
                 (r["heldout_loss"] for r in reversed(log) if "heldout_loss" in r), None
             ),
