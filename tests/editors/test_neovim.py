@@ -80,8 +80,19 @@ def nvim(workspace: Path, tmp_path: Path) -> Iterator[Nvim]:
     log = tmp_path / "nvim.log"
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "NVIM_LOG_FILE": str(log)}
     process = subprocess.Popen(
-        [NVIM, "--headless", "-n", "-i", "NONE", "-u", str(init), "--listen", str(socket),
-         f"+{LINE}", "mean.py"],
+        [
+            NVIM,
+            "--headless",
+            "-n",
+            "-i",
+            "NONE",
+            "-u",
+            str(init),
+            "--listen",
+            str(socket),
+            f"+{LINE}",
+            "mean.py",
+        ],
         cwd=workspace,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -194,6 +205,4 @@ def test_tab_without_a_suggestion_is_an_ordinary_tab_and_toggle_stops_requests(
         5,
         "Tab to insert a tab",
     )
-    assert nvim.lua(f"vim.api.nvim_buf_get_lines(0, {LINE - 1}, {LINE}, false)[1]").startswith(
-        line
-    )
+    assert nvim.lua(f"vim.api.nvim_buf_get_lines(0, {LINE - 1}, {LINE}, false)[1]").startswith(line)
