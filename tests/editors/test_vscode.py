@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BEFORE, EDITORS, LINE, REPO, TYPED, server_command
+from .conftest import BEFORE, EDITORS, LINE, REPO, TYPED, editor_available, server_command
 
 VSCODE = EDITORS / "vscode"
 E2E = VSCODE / "e2e"
@@ -42,9 +42,7 @@ _MISSING = [
     ]
     if not path.exists()
 ]
-pytestmark = pytest.mark.skipif(
-    bool(_MISSING), reason="VS Code test setup missing: " + "; ".join(_MISSING)
-)
+pytestmark = editor_available(_MISSING)
 
 
 def _node(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
