@@ -77,6 +77,8 @@ def test_extension_in_code_server(workspace: Path, vsix: Path, expected_completi
         "FIM_TEST_ARTIFACTS": str(ARTIFACTS),
         "FIM_TEST_CHROMIUM": str(CHROMIUM),
     }
+    for stale in ARTIFACTS.glob("vscode-*.png"):
+        stale.unlink()
     result = subprocess.run(
         [str(NODE), "run.mjs"],
         cwd=E2E,
