@@ -197,17 +197,23 @@ try {
 
   const ghost = editor.locator('.ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text');
   await ghost.first().waitFor({ timeout: 60_000 });
-  // Let a stale suggestion for a shorter prefix be replaced, then read what is shown.
-  await page.waitForTimeout(500);
   // The first line is inline decorations (one span per token); further lines, if any,
   // are a view zone of lines below.
-  const shown = await editor.evaluate((root) => {
-    const selector = '.ghost-text-decoration, .ghost-text-decoration-preview';
-    const spans = [...root.querySelectorAll(`.view-lines ${selector.replace(', ', ', .view-lines ')}`)];
-    const inline = spans.filter((e) => !e.parentElement.closest(selector)).map((e) => e.textContent);
-    const below = [...root.querySelectorAll('.ghost-text .view-line')].map((e) => e.textContent);
-    return [inline.join(''), ...below].join('\n').replace(/\u00a0/g, ' ');
-  });
+  const readGhost = () =>
+    editor.evaluate((root) => {
+      const selector = '.ghost-text-decoration, .ghost-text-decoration-preview';
+      const spans = [...root.querySelectorAll(`.view-lines ${selector.replace(', ', ', .view-lines ')}`)];
+      const inline = spans.filter((e) => !e.parentElement.closest(selector)).map((e) => e.textContent);
+      const below = [...root.querySelectorAll('.ghost-text .view-line')].map((e) => e.textContent);
+      return [inline.join(''), ...below].join('\n').replace(/\u00a0/g, ' ');
+    });
+  // A suggestion for a shorter prefix may show while the last one is computed: wait
+  // (bounded) for the shown text to settle on the expected one, then compare.
+  let shown = await readGhost();
+  for (const until = Date.now() + 30_000; shown !== expected && Date.now() < until; ) {
+    await page.waitForTimeout(200);
+    shown = await readGhost();
+  }
   await page.screenshot({ path: join(artifacts, 'vscode-ghost-text.png') });
   log('ghost text:', JSON.stringify(shown));
   if (shown !== expected) {
