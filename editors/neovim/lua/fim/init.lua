@@ -1,0 +1,475 @@
+-- fim.nvim: inline (ghost-text) completions from fim-server.
+--
+--   require('fim').setup{}            -- fim-server on PATH, Python buffers
+--
+-- On Neovim >= 0.12 the built-in vim.lsp.inline_completion shows and accepts the
+-- suggestions. On 0.9 to 0.11 this plugin requests textDocument/inlineCompletion itself
+-- and draws the suggestion with extmarks.
+local M = {}
+
+local uv = vim.uv or vim.loop
+
+M.defaults = {
+  -- Command that starts the server; `--stdio` and `--model` are added by the plugin.
+  cmd = { 'fim-server' },
+  -- Checkpoint folder for `--model PATH` (nil: the model shipped with the server).
+  model = nil,
+  filetypes = { 'python' },
+  -- Request completions at all; :FimToggle flips it.
+  enable = true,
+  -- Milliseconds without typing before a request (also sent to the server).
+  debounce_ms = 75,
+  -- Token budgets sent to the server; nil keeps the server's own default.
+  context_tokens = nil,
+  line_tokens = nil,
+  block_tokens = nil,
+  cross_file = nil,
+  -- Request as you type; with false only keymaps.trigger asks.
+  auto_trigger = true,
+  -- nil: native inline completion when Neovim has it (0.12+); false: always this plugin's.
+  native = nil,
+  keymaps = {
+    accept = '<Tab>', -- falls back to the key itself when nothing is shown
+    dismiss = '<C-]>',
+    trigger = '<M-\\>',
+  },
+  hl_group = 'FimGhostText',
+}
+
+M.config = vim.deepcopy(M.defaults)
+
+local ns = vim.api.nvim_create_namespace('fim')
+local group = nil
+-- Per buffer: { request = {client, id}, timer, suggestion = {row, col, text, lines, tick} }
+local state = {}
+
+local function has(version)
+  return vim.fn.has('nvim-' .. version) == 1
+end
+
+local function use_native()
+  if M.config.native == false then
+    return false
+  end
+  return vim.lsp.inline_completion ~= nil and has('0.12')
+end
+
+--- The server's settings (`settings.fim` / initializationOptions), user-set keys only.
+function M.server_settings()
+  local c = M.config
+  return {
+    enable = c.enable,
+    debounceMs = c.debounce_ms,
+    contextTokens = c.context_tokens,
+    lineTokens = c.line_tokens,
+    blockTokens = c.block_tokens,
+    crossFile = c.cross_file,
+  }
+end
+
+function M.command()
+  local cmd = vim.deepcopy(M.config.cmd)
+  if type(cmd) == 'string' then
+    cmd = { cmd }
+  end
+  if not vim.tbl_contains(cmd, '--stdio') then
+    table.insert(cmd, '--stdio')
+  end
+  if M.config.model then
+    vim.list_extend(cmd, { '--model', vim.fn.expand(M.config.model) })
+  end
+  return cmd
+end
+
+local function client_for(bufnr)
+  local get = vim.lsp.get_clients or vim.lsp.get_active_clients
+  local clients = get({ bufnr = bufnr, name = 'fim' })
+  return clients[1]
+end
+
+local function request(client, method, params, handler, bufnr)
+  if has('0.11') then
+    return client:request(method, params, handler, bufnr)
+  end
+  return client.request(method, params, handler, bufnr)
+end
+
+local function cancel(client, id)
+  if has('0.11') then
+    client:cancel_request(id)
+  else
+    client.cancel_request(id)
+  end
+end
+
+local function buf_state(bufnr)
+  state[bufnr] = state[bufnr] or {}
+  return state[bufnr]
+end
+
+--- The suggestion shown in a buffer: { row, col, text } (0-based row, byte col) or nil.
+function M.suggestion(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local s = state[bufnr] and state[bufnr].suggestion
+  if not s then
+    return nil
+  end
+  return { row = s.row, col = s.col, text = s.text }
+end
+
+local function stop_timer(st)
+  if st.timer then
+    st.timer:stop()
+    st.timer:close()
+    st.timer = nil
+  end
+end
+
+--- Hide the ghost text and forget pending requests.
+function M.dismiss(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local st = state[bufnr]
+  if not st then
+    return
+  end
+  stop_timer(st)
+  if st.request then
+    pcall(cancel, st.request.client, st.request.id)
+    st.request = nil
+  end
+  st.suggestion = nil
+  if vim.api.nvim_buf_is_valid(bufnr) then
+    vim.api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
+  end
+end
+
+local function show(bufnr, row, col, text)
+  local lines = vim.split(text, '\n', { plain = true })
+  local hl = M.config.hl_group
+  local opts = { hl_mode = 'combine' }
+  if has('0.10') then
+    opts.virt_text = { { lines[1], hl } }
+    opts.virt_text_pos = 'inline'
+  else
+    opts.virt_text = { { lines[1], hl } }
+    opts.virt_text_win_col = vim.fn.virtcol({ row + 1, col }) -- after the cursor's cell
+  end
+  if #lines > 1 then
+    opts.virt_lines = {}
+    for i = 2, #lines do
+      table.insert(opts.virt_lines, { { lines[i], hl } })
+    end
+  end
+  vim.api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
+  vim.api.nvim_buf_set_extmark(bufnr, ns, row, col, opts)
+  buf_state(bufnr).suggestion = {
+    row = row,
+    col = col,
+    text = text,
+    tick = vim.api.nvim_buf_get_changedtick(bufnr),
+  }
+end
+
+-- Byte offset of an LSP character offset in `line`.
+local function byte_index(line, index, encoding)
+  if encoding == 'utf-8' then
+    return math.min(index, #line)
+  end
+  if has('0.11') then
+    return vim.str_byteindex(line, encoding, index, false)
+  end
+  local ok, byte = pcall(vim.str_byteindex, line, index, encoding == 'utf-16')
+  return ok and byte or #line
+end
+
+-- The text an item adds at the cursor, or nil when the item does not fit the buffer.
+local function item_text(bufnr, item, row, col, encoding)
+  local insert = item.insertText
+  if type(insert) == 'table' then
+    insert = insert.value -- a snippet string; shown and inserted as plain text
+  end
+  if type(insert) ~= 'string' or insert == '' then
+    return nil
+  end
+  if item.range then
+    local line = vim.api.nvim_buf_get_lines(bufnr, item.range.start.line, item.range.start.line + 1, false)[1]
+    if item.range.start.line ~= row or line == nil then
+      return nil
+    end
+    local start = byte_index(line, item.range.start.character, encoding)
+    -- The item replaces from range.start: what is typed since then must match its start.
+    local typed = line:sub(start + 1, col)
+    if insert:sub(1, #typed) ~= typed then
+      return nil
+    end
+    insert = insert:sub(#typed + 1)
+  end
+  return insert ~= '' and insert or nil
+end
+
+--- Ask the server now for the cursor position of the current buffer.
+function M.trigger(bufnr, invoked)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  if not M.config.enable then
+    return
+  end
+  local client = client_for(bufnr)
+  if not client then
+    return
+  end
+  local st = buf_state(bufnr)
+  if st.request then
+    pcall(cancel, st.request.client, st.request.id)
+    st.request = nil
+  end
+  local win = vim.api.nvim_get_current_win()
+  local cursor = vim.api.nvim_win_get_cursor(win)
+  local row, col = cursor[1] - 1, cursor[2]
+  local tick = vim.api.nvim_buf_get_changedtick(bufnr)
+  local encoding = client.offset_encoding or 'utf-16'
+  local params = vim.lsp.util.make_position_params(win, encoding)
+  params.context = { triggerKind = invoked and 1 or 2 }
+  local ok, id
+  ok, id = request(client, 'textDocument/inlineCompletion', params, function(err, result)
+    if st.request and st.request.id == id then
+      st.request = nil
+    end
+    if err or not result or not vim.api.nvim_buf_is_valid(bufnr) then
+      return
+    end
+    -- Drop answers for a buffer or cursor that moved on meanwhile.
+    if vim.api.nvim_buf_get_changedtick(bufnr) ~= tick or vim.api.nvim_get_current_buf() ~= bufnr then
+      return
+    end
+    local now = vim.api.nvim_win_get_cursor(0)
+    if now[1] - 1 ~= row or now[2] ~= col or not vim.fn.mode():match('^i') then
+      return
+    end
+    local items = result.items or result
+    for _, item in ipairs(items) do
+      local text = item_text(bufnr, item, row, col, encoding)
+      if text then
+        show(bufnr, row, col, text)
+        return
+      end
+    end
+  end, bufnr)
+  if ok and id then
+    st.request = { client = client, id = id }
+  end
+end
+
+local function schedule_trigger(bufnr)
+  local st = buf_state(bufnr)
+  stop_timer(st)
+  st.timer = uv.new_timer()
+  st.timer:start(
+    M.config.debounce_ms,
+    0,
+    vim.schedule_wrap(function()
+      stop_timer(st)
+      if vim.api.nvim_get_current_buf() == bufnr and vim.fn.mode():match('^i') then
+        M.trigger(bufnr, false)
+      end
+    end)
+  )
+end
+
+--- Insert the shown suggestion at the cursor; returns true when there was one.
+function M.accept(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local s = state[bufnr] and state[bufnr].suggestion
+  if not s then
+    return false
+  end
+  M.dismiss(bufnr)
+  local lines = vim.split(s.text, '\n', { plain = true })
+  vim.api.nvim_buf_set_text(bufnr, s.row, s.col, s.row, s.col, lines)
+  local end_row = s.row + #lines - 1
+  local end_col = (#lines == 1 and s.col or 0) + #lines[#lines]
+  vim.api.nvim_win_set_cursor(0, { end_row + 1, end_col })
+  -- The edit and cursor move are ours: do not treat them as typing.
+  buf_state(bufnr).accepted_tick = vim.api.nvim_buf_get_changedtick(bufnr)
+  return true
+end
+
+local function map_keys(bufnr)
+  local keys = M.config.keymaps
+  local function feed(key)
+    vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(key, true, false, true), 'n', false)
+  end
+  if keys.accept then
+    vim.keymap.set('i', keys.accept, function()
+      if not M.accept(bufnr) then
+        feed(keys.accept)
+      end
+    end, { buffer = bufnr, desc = 'fim: accept the suggestion' })
+  end
+  if keys.dismiss then
+    vim.keymap.set('i', keys.dismiss, function()
+      if not state[bufnr] or not state[bufnr].suggestion then
+        feed(keys.dismiss)
+      end
+      M.dismiss(bufnr)
+    end, { buffer = bufnr, desc = 'fim: dismiss the suggestion' })
+  end
+  if keys.trigger then
+    vim.keymap.set('i', keys.trigger, function()
+      M.trigger(bufnr, true)
+    end, { buffer = bufnr, desc = 'fim: ask for a suggestion' })
+  end
+end
+
+local function map_native_keys(bufnr)
+  local keys = M.config.keymaps
+  if keys.accept then
+    vim.keymap.set('i', keys.accept, function()
+      if not vim.lsp.inline_completion.get({ bufnr = bufnr }) then
+        return vim.api.nvim_replace_termcodes(keys.accept, true, false, true)
+      end
+      return ''
+    end, { buffer = bufnr, expr = true, desc = 'fim: accept the suggestion' })
+  end
+  if keys.trigger then
+    vim.keymap.set('i', keys.trigger, function()
+      vim.lsp.inline_completion.select({ bufnr = bufnr })
+    end, { buffer = bufnr, desc = 'fim: next suggestion' })
+  end
+end
+
+local function attach_fallback(bufnr)
+  local st = buf_state(bufnr)
+  if st.attached then
+    return
+  end
+  st.attached = true
+  map_keys(bufnr)
+  vim.api.nvim_create_autocmd('TextChangedI', {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      local tick = vim.api.nvim_buf_get_changedtick(bufnr)
+      if st.accepted_tick == tick then
+        return
+      end
+      M.dismiss(bufnr)
+      if M.config.enable and M.config.auto_trigger then
+        schedule_trigger(bufnr)
+      end
+    end,
+  })
+  vim.api.nvim_create_autocmd('CursorMovedI', {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      local s = st.suggestion
+      if s then
+        local cur = vim.api.nvim_win_get_cursor(0)
+        if cur[1] - 1 ~= s.row or cur[2] ~= s.col then
+          M.dismiss(bufnr)
+        end
+      end
+    end,
+  })
+  vim.api.nvim_create_autocmd({ 'InsertLeave', 'BufLeave' }, {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      M.dismiss(bufnr)
+    end,
+  })
+  vim.api.nvim_create_autocmd('BufWipeout', {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      M.dismiss(bufnr)
+      state[bufnr] = nil
+    end,
+  })
+end
+
+local function on_attach(client, bufnr)
+  if use_native() then
+    vim.lsp.inline_completion.enable(M.config.enable, { bufnr = bufnr })
+    map_native_keys(bufnr)
+  else
+    attach_fallback(bufnr)
+  end
+end
+
+--- Start (or reuse) the server for a buffer.
+function M.start(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local name = vim.api.nvim_buf_get_name(bufnr)
+  local root = name ~= '' and vim.fs.dirname(name) or vim.fn.getcwd()
+  local markers = vim.fs.find({ '.git', 'pyproject.toml', 'setup.py' }, { upward = true, path = root })
+  if markers[1] then
+    root = vim.fs.dirname(markers[1])
+  end
+  local settings = M.server_settings()
+  return vim.lsp.start({
+    name = 'fim',
+    cmd = M.command(),
+    root_dir = root,
+    init_options = settings,
+    settings = { fim = settings },
+    on_attach = on_attach,
+  }, { bufnr = bufnr })
+end
+
+local function notify_settings()
+  local get = vim.lsp.get_clients or vim.lsp.get_active_clients
+  for _, client in ipairs(get({ name = 'fim' })) do
+    local settings = { fim = M.server_settings() }
+    client.config.settings = settings
+    if has('0.11') then
+      client:notify('workspace/didChangeConfiguration', { settings = settings })
+    else
+      client.notify('workspace/didChangeConfiguration', { settings = settings })
+    end
+    if use_native() then
+      for bufnr in pairs(client.attached_buffers or {}) do
+        vim.lsp.inline_completion.enable(M.config.enable, { bufnr = bufnr })
+      end
+    end
+  end
+end
+
+--- Turn completions on or off (no argument: flip); tells the server too.
+function M.toggle(on)
+  if on == nil then
+    on = not M.config.enable
+  end
+  M.config.enable = on
+  if not on then
+    for bufnr in pairs(state) do
+      M.dismiss(bufnr)
+    end
+  end
+  notify_settings()
+  vim.notify('fim: completions ' .. (on and 'on' or 'off'))
+end
+
+function M.setup(opts)
+  M.config = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
+  vim.api.nvim_set_hl(0, 'FimGhostText', { link = 'Comment', default = true })
+  group = vim.api.nvim_create_augroup('fim', { clear = true })
+  vim.api.nvim_create_autocmd('FileType', {
+    group = group,
+    pattern = M.config.filetypes,
+    callback = function(args)
+      M.start(args.buf)
+    end,
+  })
+  vim.api.nvim_create_user_command('FimToggle', function()
+    M.toggle()
+  end, { desc = 'Turn fim-server completions on or off' })
+  -- Buffers already open when setup runs (lazy loading).
+  for _, bufnr in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.api.nvim_buf_is_loaded(bufnr) and vim.tbl_contains(M.config.filetypes, vim.bo[bufnr].filetype) then
+      M.start(bufnr)
+    end
+  end
+end
+
+return M

@@ -1,0 +1,290 @@
+// Drives the fim-server extension in real VS Code: code-server (VS Code in the browser)
+// with the .vsix installed, opened in headless Chromium by Playwright. Types into a
+// Python file like a person, asserts the ghost text is exactly what the server completes
+// there, accepts it with Tab and checks the saved file.
+//
+// Environment (set by tests/editors/test_vscode.py):
+//   FIM_TEST_VSIX       the extension package to install
+//   FIM_TEST_SERVER     fim-server program for the extension's fim.serverCommand
+//   FIM_TEST_WORKSPACE  folder to open; FIM_TEST_FILE: file in it to edit
+//   FIM_TEST_LINE       1-based line to type at the end of; FIM_TEST_TYPED: what to type
+//   FIM_TEST_EXPECTED   the completion the server gives there (from fim-server complete)
+//   FIM_TEST_ARTIFACTS  folder for screenshots
+//   FIM_TEST_CHROMIUM   browser binary (default /usr/bin/chromium)
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const env = (name) => {
+  const value = process.env[name];
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value;
+};
+const vsix = env('FIM_TEST_VSIX');
+const server = env('FIM_TEST_SERVER');
+const workspace = env('FIM_TEST_WORKSPACE');
+const file = env('FIM_TEST_FILE');
+const line = Number(env('FIM_TEST_LINE'));
+const typed = env('FIM_TEST_TYPED');
+const expected = env('FIM_TEST_EXPECTED');
+const artifacts = env('FIM_TEST_ARTIFACTS');
+const browserPath = process.env.FIM_TEST_CHROMIUM || '/usr/bin/chromium';
+const codeServer = join(here, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
+
+const log = (...args) => console.log('[vscode-e2e]', ...args);
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url, timeoutMs, child) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`code-server exited with ${child.exitCode}`);
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`code-server did not answer at ${url}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+const home = mkdtempSync(join(tmpdir(), 'fim-vscode-'));
+const userData = join(home, 'user-data');
+const extensions = join(home, 'extensions');
+mkdirSync(artifacts, { recursive: true });
+const settings = JSON.stringify(
+    {
+      'fim.serverCommand': [server],
+      'fim.debounceMs': 50,
+      'security.workspace.trust.enabled': false,
+      // Typing "(" must type "(" only: the server completes the document as typed.
+      'editor.autoClosingBrackets': 'never',
+      'editor.autoClosingQuotes': 'never',
+      // Nothing else may claim Tab or pop up over the editor.
+      'editor.quickSuggestions': { other: false, comments: false, strings: false },
+      'editor.suggestOnTriggerCharacters': false,
+      'editor.wordBasedSuggestions': 'off',
+      'editor.parameterHints.enabled': false,
+      'editor.inlineSuggest.enabled': true,
+      'workbench.startupEditor': 'none',
+      'workbench.tips.enabled': false,
+      'workbench.enableExperiments': false,
+      'extensions.autoCheckUpdates': false,
+      'extensions.autoUpdate': false,
+      'extensions.ignoreRecommendations': true,
+      'update.mode': 'none',
+      'telemetry.telemetryLevel': 'off',
+      'chat.disableAIFeatures': true,
+      'files.autoSave': 'off',
+    },
+  null,
+  2,
+);
+// User settings, and Machine settings for the machine-scoped ones (code-server is a
+// remote: fim.serverCommand is read from the machine the server runs on).
+for (const scope of ['User', 'Machine']) {
+  mkdirSync(join(userData, scope), { recursive: true });
+  writeFileSync(join(userData, scope, 'settings.json'), settings);
+}
+
+const common = ['--user-data-dir', userData, '--extensions-dir', extensions];
+log('installing', vsix);
+const install = spawnSync(process.execPath, [codeServer, ...common, '--install-extension', vsix], {
+  encoding: 'utf8',
+  timeout: 120_000,
+});
+if (install.status !== 0) {
+  console.error(install.stdout, install.stderr);
+  throw new Error(`--install-extension failed (${install.status})`);
+}
+log(install.stdout.trim());
+
+const port = await freePort();
+const codeServerLog = [];
+const child = spawn(
+  process.execPath,
+  [
+    codeServer,
+    ...common,
+    '--auth', 'none',
+    '--bind-addr', `127.0.0.1:${port}`,
+    '--disable-telemetry',
+    '--disable-update-check',
+    '--disable-workspace-trust',
+    '--disable-getting-started-override',
+    workspace,
+  ],
+  // Its own process group: the extension host and the fim-server it starts end with it.
+  { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: home }, detached: true },
+);
+child.stdout.on('data', (chunk) => codeServerLog.push(chunk.toString()));
+child.stderr.on('data', (chunk) => codeServerLog.push(chunk.toString()));
+
+let browser;
+let page;
+let failed = false;
+try {
+  await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000, child);
+  log('code-server on port', port);
+  browser = await chromium.launch({
+    executablePath: browserPath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  page = await context.newPage();
+  page.setDefaultTimeout(60_000);
+  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
+  await page.locator('.monaco-workbench').waitFor();
+  await page.locator('.statusbar').waitFor();
+  log('workbench loaded');
+
+  // Open the file with Quick Open, as a person would.
+  const editor = page.locator('.editor-instance .monaco-editor').first();
+  for (let attempt = 0; ; attempt++) {
+    await page.keyboard.press('Control+P');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor();
+    await input.fill(file);
+    await page.locator('.quick-input-list .monaco-list-row').first().waitFor();
+    await page.keyboard.press('Enter');
+    try {
+      await editor.waitFor({ timeout: 10_000 });
+      break;
+    } catch (error) {
+      if (attempt >= 2) throw error;
+      await page.keyboard.press('Escape');
+    }
+  }
+  await page.locator('.tabs-container .tab.active', { hasText: file }).waitFor();
+  log('opened', file);
+
+  // The extension starts the server; its status-bar item says when the model is ready.
+  const status = page.locator('.statusbar-item[aria-label^="fim-server: "]').first();
+  await status.waitFor();
+  await page
+    .locator('.statusbar-item[aria-label^="fim-server: ready"], .statusbar-item[aria-label^="fim-server: error"]')
+    .first()
+    .waitFor({ timeout: 180_000 });
+  const ready = await status.getAttribute('aria-label');
+  log('status:', ready);
+  if (!ready.startsWith('fim-server: ready')) throw new Error(`the extension reports ${ready}`);
+
+  // Go to the end of the line and type.
+  await editor.locator('.view-lines').click();
+  await page.keyboard.press('Control+G');
+  await page.locator('.quick-input-widget input').waitFor();
+  await page.keyboard.type(String(line));
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('End');
+  await page.keyboard.type(typed, { delay: 60 });
+
+  const ghost = editor.locator('.ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text');
+  await ghost.first().waitFor({ timeout: 60_000 });
+  // The first line is inline decorations (one span per token); further lines, if any,
+  // are a view zone of lines below.
+  const readGhost = () =>
+    editor.evaluate((root) => {
+      const selector = '.ghost-text-decoration, .ghost-text-decoration-preview';
+      const spans = [...root.querySelectorAll(`.view-lines ${selector.replace(', ', ', .view-lines ')}`)];
+      const inline = spans.filter((e) => !e.parentElement.closest(selector)).map((e) => e.textContent);
+      const below = [...root.querySelectorAll('.ghost-text .view-line')].map((e) => e.textContent);
+      return [inline.join(''), ...below].join('\n').replace(/\u00a0/g, ' ');
+    });
+  // A suggestion for a shorter prefix may show while the last one is computed: wait
+  // (bounded) for the shown text to settle on the expected one, then compare.
+  let shown = await readGhost();
+  for (const until = Date.now() + 30_000; shown !== expected && Date.now() < until; ) {
+    await page.waitForTimeout(200);
+    shown = await readGhost();
+  }
+  await page.screenshot({ path: join(artifacts, 'vscode-ghost-text.png') });
+  log('ghost text:', JSON.stringify(shown));
+  if (shown !== expected) {
+    throw new Error(`ghost text ${JSON.stringify(shown)} != expected ${JSON.stringify(expected)}`);
+  }
+  const label = await page.locator('.statusbar-item[aria-label^="fim-server: ready"]').first().getAttribute('aria-label');
+  if (!/last completion \d+ ms/.test(label)) {
+    throw new Error(`the status bar shows no latency: ${JSON.stringify(label)}`);
+  }
+  log('status:', label);
+
+  // Tab accepts; save and compare the file on disk.
+  await page.keyboard.press('Tab');
+  await ghost.first().waitFor({ state: 'detached', timeout: 10_000 });
+  await page.keyboard.press('Control+S');
+  const path = join(workspace, file);
+  const before = readFileSync(path, 'utf8');
+  const deadline = Date.now() + 10_000;
+  let saved = before;
+  while (Date.now() < deadline) {
+    saved = readFileSync(path, 'utf8');
+    if (saved.split('\n')[line - 1].endsWith(typed + expected)) break;
+    await page.waitForTimeout(100);
+  }
+  await page.screenshot({ path: join(artifacts, 'vscode-accepted.png') });
+  const lines = saved.split('\n');
+  const want = process.env.FIM_TEST_LINE_BEFORE + typed + expected;
+  if (lines[line - 1] !== want) {
+    throw new Error(`line ${line} after Tab is ${JSON.stringify(lines[line - 1])}, expected ${JSON.stringify(want)}`);
+  }
+  log('accepted; saved line:', JSON.stringify(lines[line - 1]));
+
+  // Toggle off from the Command Palette: the status bar says so and the same typing
+  // that showed the suggestion shows nothing.
+  await page.keyboard.press('F1');
+  await page.locator('.quick-input-widget input').waitFor();
+  await page.keyboard.type('fim-server: Toggle completions');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Toggle completions' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.statusbar-item[aria-label^="fim-server: completions off"]').waitFor({ timeout: 10_000 });
+  await editor.locator('.view-lines').click();
+  await page.keyboard.press('Control+G');
+  await page.locator('.quick-input-widget input').waitFor();
+  await page.keyboard.type(String(line));
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('End');
+  for (let i = 0; i < expected.length + 1; i++) await page.keyboard.press('Backspace');
+  await page.keyboard.type(typed.slice(-1), { delay: 60 });
+  await page.waitForTimeout(2000);
+  if ((await ghost.count()) !== 0) throw new Error('ghost text shown while completions are off');
+  log('toggled off: no ghost text');
+  console.log('vscode e2e: 1 passed, 0 failed');
+} catch (error) {
+  failed = true;
+  console.error('[vscode-e2e] FAILED:', error);
+  if (page) {
+    await page.screenshot({ path: join(artifacts, 'vscode-failure.png') }).catch(() => {});
+  }
+  console.error('[vscode-e2e] code-server log:\n' + codeServerLog.join('').slice(-4000));
+} finally {
+  await browser?.close().catch(() => {});
+  const killGroup = (signal) => {
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      // already gone
+    }
+  };
+  killGroup('SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  killGroup('SIGKILL');
+  rmSync(home, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
