@@ -99,6 +99,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=10.0, help="seconds per test program (default 10)"
     )
     evaluate.add_argument(
+        "--empty-baseline",
+        action="store_true",
+        help="score an empty answer for every task instead of the model (the floor)",
+    )
+    evaluate.add_argument(
         "--threshold",
         type=float,
         default=0.9,
@@ -183,7 +188,7 @@ def _benchmarks_folder(given: Path | None) -> Path:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, markdown_table, summarise, write_results
+    from .evaluate import EmptyAnswers, evaluate, markdown_table, summarise, write_results
 
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be 1 or more")
@@ -206,14 +211,15 @@ def run_eval(args: argparse.Namespace) -> int:
         if engine.load_error is not None:
             print(f"fim-server: could not load the model: {engine.load_error}", file=sys.stderr)
             return EXIT_MODEL
+        answerer = EmptyAnswers() if args.empty_baseline else engine
         for suite, suite_tasks in tasks.items():
-            results[suite] = evaluate(engine, suite_tasks, limits, args.workers)
+            results[suite] = evaluate(answerer, suite_tasks, limits, args.workers)
             summaries[suite] = summarise(results[suite])
     except KeyboardInterrupt:
         print("\ninterrupted: scoring the suites finished so far", file=sys.stderr)
     finally:
         engine.close()
-    model = args.model or "embedded"
+    model = "empty answers (baseline)" if args.empty_baseline else args.model or "embedded"
     table = markdown_table(summaries, model)
     sys.stdout.write(table)
     if args.markdown:

@@ -154,6 +154,27 @@ def test_eval_command_writes_a_table_and_json(tmp_path: Path, capsys) -> None:
     assert payload["summary"]["humaneval-random"]["tasks"] == 2
 
 
+@needs_benchmarks
+def test_empty_baseline_scores_doing_nothing(capsys) -> None:
+    code = main(
+        [
+            "eval",
+            "--suite",
+            "humaneval-single",
+            "--limit",
+            "3",
+            "--empty-baseline",
+            "--benchmarks",
+            str(BENCHMARKS),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert (
+        "empty answers (baseline)" in out and "| humaneval-single | 3 | 0.0% | 0.0% | 0.0% |" in out
+    )
+
+
 def test_eval_command_rejects_a_missing_benchmarks_folder(tmp_path: Path, capsys) -> None:
     assert main(["eval", "--benchmarks", str(tmp_path / "nowhere")]) == 2
     assert "not found" in capsys.readouterr().err
