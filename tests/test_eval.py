@@ -170,9 +170,10 @@ def test_empty_baseline_scores_doing_nothing(capsys) -> None:
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert (
-        "empty answers (baseline)" in out and "| humaneval-single | 3 | 0.0% | 0.0% | 0.0% |" in out
-    )
+    assert "empty answers (baseline)" in out
+    row = next(line for line in out.splitlines() if line.startswith("| humaneval-single"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "3" and cells[3] == "0.0%" and cells[4] == "0.0%"  # exact, non-empty
 
 
 def test_eval_command_rejects_a_missing_benchmarks_folder(tmp_path: Path, capsys) -> None:
