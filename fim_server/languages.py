@@ -99,7 +99,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
         LanguageSpec(
             name="javascript",
             grammar=tree_sitter_javascript.language,
-            language_ids=("javascript", "javascriptreact"),
+            language_ids=("javascript", "javascriptreact", "js", "jsx"),
             extensions=(".js", ".mjs", ".cjs", ".jsx"),
             line_comment="//",
             scope_types=_JS_SCOPES,
@@ -119,7 +119,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
         LanguageSpec(
             name="tsx",
             grammar=tree_sitter_typescript.language_tsx,
-            language_ids=("typescriptreact",),
+            language_ids=("typescriptreact", "tsx"),
             extensions=(".tsx",),
             line_comment="//",
             scope_types=_TS_SCOPES,
@@ -210,7 +210,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
         LanguageSpec(
             name="cpp",
             grammar=tree_sitter_cpp.language,
-            language_ids=("cpp", "cuda-cpp"),
+            language_ids=("cpp", "cuda-cpp", "c++"),
             extensions=(".cpp", ".cc", ".cxx", ".c++", ".hpp", ".hh", ".hxx", ".h++", ".cu"),
             line_comment="//",
             scope_types=frozenset(

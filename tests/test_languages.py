@@ -358,6 +358,11 @@ def test_language_from_its_extension_and_the_fixtures_parse(fx: Fixture) -> None
         ("typescriptreact", None, "tsx"),
         ("shellscript", None, "bash"),
         ("cpp", None, "cpp"),
+        # eglot names the language after the major mode, without "-mode"
+        ("js", None, "javascript"),
+        ("c++", None, "cpp"),
+        ("sh", None, "bash"),
+        ("python-ts", "file:///x/app.py", "python"),
         ("cobol", "file:///x/main.rs", "rust"),  # unknown id: the extension decides
         (None, "/x/include/list.h", "c"),
         (None, "C:\\src\\Main.JAVA", "java"),

@@ -40,7 +40,10 @@
   "Checkpoint folder passed as \"--model PATH\"; nil uses the shipped model."
   :type '(choice (const :tag "Shipped model" nil) directory))
 
-(defcustom fim-major-modes '(python-mode python-ts-mode)
+(defcustom fim-major-modes
+  '(python-mode python-ts-mode js-mode js-ts-mode typescript-mode typescript-ts-mode
+    tsx-ts-mode go-mode go-ts-mode rust-mode rust-ts-mode java-mode java-ts-mode
+    c-mode c-ts-mode c++-mode c++-ts-mode lua-mode lua-ts-mode sh-mode bash-ts-mode)
   "Major modes whose buffers fim-server serves."
   :type '(repeat symbol))
 

@@ -4,7 +4,8 @@ require('lazy').setup({
   {
     dir = '/path/to/fim-server/editors/neovim', -- this repository's plugin folder
     name = 'fim',
-    ft = { 'python' },
+    ft = { 'python', 'javascript', 'typescript', 'typescriptreact', 'go', 'rust', 'java',
+           'c', 'cpp', 'lua', 'sh' },
     opts = {
       cmd = { '/path/to/fim-server/.venv/bin/fim-server' },
       -- model = '~/models/fim-checkpoint',   -- another checkpoint (--model PATH)

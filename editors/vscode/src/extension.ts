@@ -112,8 +112,24 @@ function serverOptions(config: vscode.WorkspaceConfiguration): ServerOptions {
   return { command, args, transport: TransportKind.stdio };
 }
 
+// The languages fim-server has grammars for (package.json's default for fim.languages).
+const DEFAULT_LANGUAGES = [
+  'python',
+  'javascript',
+  'javascriptreact',
+  'typescript',
+  'typescriptreact',
+  'go',
+  'rust',
+  'java',
+  'c',
+  'cpp',
+  'lua',
+  'shellscript',
+];
+
 function clientOptions(config: vscode.WorkspaceConfiguration): LanguageClientOptions {
-  const languages = config.get<string[]>('languages', ['python']);
+  const languages = config.get<string[]>('languages', DEFAULT_LANGUAGES);
   return {
     documentSelector: languages.flatMap((language) => [
       { scheme: 'file', language },

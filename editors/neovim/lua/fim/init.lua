@@ -1,6 +1,6 @@
 -- fim.nvim: inline (ghost-text) completions from fim-server.
 --
---   require('fim').setup{}            -- fim-server on PATH, Python buffers
+--   require('fim').setup{}            -- fim-server on PATH, its ten languages
 --
 -- On Neovim >= 0.12 the built-in vim.lsp.inline_completion shows and accepts the
 -- suggestions. On 0.9 to 0.11 this plugin requests textDocument/inlineCompletion itself
@@ -14,7 +14,11 @@ M.defaults = {
   cmd = { 'fim-server' },
   -- Checkpoint folder for `--model PATH` (nil: the model shipped with the server).
   model = nil,
-  filetypes = { 'python' },
+  -- The languages fim-server has grammars for.
+  filetypes = {
+    'python', 'javascript', 'javascriptreact', 'typescript', 'typescriptreact', 'go',
+    'rust', 'java', 'c', 'cpp', 'lua', 'sh', 'bash',
+  },
   -- Request completions at all; :FimToggle flips it.
   enable = true,
   -- Milliseconds without typing before a request (also sent to the server).
