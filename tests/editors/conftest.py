@@ -15,10 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 EDITORS = REPO / "editors"
 BIN = Path(sys.executable).parent
 
-# The file opened in the editor; the test types TYPED at the end of its last line, which
-# makes the document tests/test_lsp.py's MEAN, where the shipped model completes the line.
+# The file opened in the editor; the test types TYPED at the end of its last line. There
+# the shipped model completes the line (with "(values)"), and none of the completions
+# shown while TYPED is typed starts with its next character, so what the editor shows at
+# the end comes from the model, not from typing through an earlier completion. TYPED has
+# no brackets, which editors would close by themselves.
 BEFORE = "def mean(values):\n    total = sum(values)\n    return total / \n"
-TYPED = "len("
+TYPED = "len"
 AFTER = BEFORE.replace("return total / \n", "return total / " + TYPED + "\n")
 LINE = 3  # 1-based line of the cursor
 COL = len("    return total / " + TYPED) + 1  # 1-based column after the typed text
