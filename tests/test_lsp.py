@@ -186,12 +186,15 @@ async def test_completion_fallback_returns_the_inline_text(client: LanguageClien
 
 @module_loop
 async def test_non_ascii_before_the_cursor(client: LanguageClient) -> None:
-    text = 'def mean(values):\n    """Mean — 👋 — of «values»."""\n' + MEAN.split("\n", 1)[1]
-    text = text.replace("len(\n", "len(values\n")
+    text = (
+        'def mean(values):\n    """Mean — 👋 — of «values»."""\n'
+        "    total = sum(values)\n    return total / len(values\n"
+    )
+    end = len("    return total / len(values")
     uri = open_document(client, text)
-    completion = await inline(client, uri, 3, 33)
+    completion = await inline(client, uri, 3, end)
     assert completion
-    assert_parses(insert(text, 3, 33, completion))
+    assert_parses(insert(text, 3, end, completion))
 
 
 @module_loop

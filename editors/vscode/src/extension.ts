@@ -112,24 +112,9 @@ function serverOptions(config: vscode.WorkspaceConfiguration): ServerOptions {
   return { command, args, transport: TransportKind.stdio };
 }
 
-// The languages fim-server has grammars for (package.json's default for fim.languages).
-const DEFAULT_LANGUAGES = [
-  'python',
-  'javascript',
-  'javascriptreact',
-  'typescript',
-  'typescriptreact',
-  'go',
-  'rust',
-  'java',
-  'c',
-  'cpp',
-  'lua',
-  'shellscript',
-];
-
 function clientOptions(config: vscode.WorkspaceConfiguration): LanguageClientOptions {
-  const languages = config.get<string[]>('languages', DEFAULT_LANGUAGES);
+  // Unset, this is package.json's default: the ten languages fim-server has grammars for.
+  const languages = config.get<string[]>('languages', []);
   return {
     documentSelector: languages.flatMap((language) => [
       { scheme: 'file', language },
