@@ -258,8 +258,16 @@ def create_server(engine: Engine) -> FimLanguageServer:
         # as the user types rather than filter this list.
         if not completion.text:
             return types.CompletionList(is_incomplete=True, items=[])
+        # Clients filter items by the word before the cursor (eglot: the symbol at point,
+        # whatever the edit's range), so the label starts with that word; the edit itself
+        # still starts at the cursor.
+        word_start = offset
+        while word_start > 0 and (
+            document.source[word_start - 1].isalnum() or document.source[word_start - 1] == "_"
+        ):
+            word_start -= 1
         item = types.CompletionItem(
-            label=_label(completion.text),
+            label=_label(document.source[word_start:offset] + completion.text),
             kind=types.CompletionItemKind.Snippet,
             detail=SERVER_NAME,
             insert_text_format=types.InsertTextFormat.PlainText,
