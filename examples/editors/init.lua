@@ -1,17 +1,17 @@
--- ~/.config/nvim/init.lua: fim-server ghost text with lazy.nvim.
--- Bootstrap lazy.nvim (https://lazy.folke.io/installation) first, then:
-require('lazy').setup({
-  {
-    dir = '/path/to/fim-server/editors/neovim', -- this repository's plugin folder
-    name = 'fim',
-    ft = { 'python', 'javascript', 'typescript', 'typescriptreact', 'go', 'rust', 'java',
-           'c', 'cpp', 'lua', 'sh' },
-    opts = {
-      cmd = { '/path/to/fim-server/.venv/bin/fim-server' },
-      -- model = '~/models/fim-checkpoint',   -- another checkpoint (--model PATH)
-      debounce_ms = 75,
-      -- line_tokens = 48, block_tokens = 64, context_tokens = nil, cross_file = nil,
-      keymaps = { accept = '<Tab>', dismiss = '<C-]>', trigger = '<M-\\>' },
-    },
+-- ~/.config/nvim/init.lua: fim-server ghost text (Neovim 0.9+, no plugin manager needed).
+vim.opt.runtimepath:append('/path/to/fim-server/editors/neovim') -- this repository's plugin folder
+require('fim').setup({
+  cmd = { '/path/to/fim-server/.venv/bin/fim-server' },
+  -- model = '~/models/fim-checkpoint', -- another checkpoint (--model PATH)
+  debounce_ms = 75,
+  -- line_tokens = 48, block_tokens = 64, context_tokens = nil, cross_file = nil,
+  keymaps = {
+    accept = '<Tab>',
+    accept_word = '<C-Right>',
+    accept_line = '<C-Down>',
+    dismiss = '<C-]>',
+    trigger = '<M-\\>',
   },
 })
+-- The model's state (fim: loading / ready / error / off) at the right of the statusline.
+vim.o.statusline = "%f %m%=%{v:lua.require'fim'.status()}  %l:%c "

