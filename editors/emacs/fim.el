@@ -15,9 +15,12 @@
 ;;   completion through the ordinary `textDocument/completion';
 ;; - provides `fim-mode', a minor mode that asks the server for
 ;;   `textDocument/inlineCompletion' while you type and shows the answer as
-;;   ghost text after point: TAB accepts it, M-] and M-[ cycle through the
-;;   suggestions, C-g or moving point dismisses it.
+;;   ghost text after point: TAB accepts it, M-f and C-e accept its next word
+;;   or line, M-] and M-[ cycle through the suggestions, C-g or moving point
+;;   dismisses it.  The mode line shows whether the model is loading, ready or
+;;   failed; `M-x fim-status' says more.
 ;;
+;;   (add-to-list 'load-path "/path/to/fim-server/editors/emacs")
 ;;   (require 'fim)
 ;;   (fim-setup)                    ; eglot + fim-mode in `fim-major-modes'
 
@@ -76,8 +79,11 @@ Use `:json-false' to turn it off explicitly."
   "Non-nil: `fim-mode' asks while you type; nil: only `fim-complete' asks."
   :type 'boolean)
 
-(defface fim-ghost-face '((t :inherit shadow))
+(defface fim-ghost-face '((t :inherit shadow :slant italic))
   "Face of the ghost text.")
+
+(defface fim-replaced-face '((t :strike-through t))
+  "Face of the text after point a suggestion replaces, where it does not end with it.")
 
 ;;;; Server registration
 
@@ -128,10 +134,109 @@ Use `:json-false' to turn it off explicitly."
     (jsonrpc-notify server :workspace/didChangeConfiguration
                     (list :settings (list :fim (fim-server-settings))))))
 
+;;;; The model's state
+
+(defvar fim-mode)
+(defvar fim--showing)
+(defvar-local fim--asked-while-loading nil
+  "Non-nil when a request here was answered while the model was still loading.")
+
+(defvar fim--states (make-hash-table :test #'eq :weakness 'key)
+  "Per eglot connection to fim-server: (STATE . MESSAGE), STATE one of
+`loading', `ready' and `error'.")
+
+(defun fim--state (&optional server)
+  "The model's state in SERVER (default: this buffer's): (STATE . MESSAGE) or nil."
+  (let ((server (or server (fim--server))))
+    (and server (gethash server fim--states))))
+
+(defun fim--set-state (server state &optional message)
+  (let ((old (car (gethash server fim--states))))
+    (puthash server (cons state message) fim--states)
+    (unless (eq old state)
+      (force-mode-line-update t)
+      (pcase state
+        ('ready
+         (message "fim: model ready")
+         ;; A request made while the model loaded was answered empty and nothing else
+         ;; asks again: ask now where the user is typing.
+         (let ((buffer (window-buffer (selected-window))))
+           (with-current-buffer buffer
+             (when (and fim-mode fim-enable fim-auto-trigger fim--asked-while-loading
+                        (not fim--showing) (eq (fim--server) server))
+               (setq fim--asked-while-loading nil)
+               (fim-complete t)))))
+        ('error (message "fim: %s" message))))))
+
+(defun fim--refresh-state (server)
+  "Ask SERVER how its model is (fim/stats); while it loads, ask again shortly."
+  (when (jsonrpc-running-p server)
+    (jsonrpc-async-request
+     server :fim/stats nil
+     :success-fn
+     (lambda (stats)
+       (let ((error (plist-get stats :modelError)))
+         (cond
+          ((stringp error) (fim--set-state server 'error (concat "the model failed to load: " error)))
+          ((eq (plist-get stats :modelReady) t) (fim--set-state server 'ready))
+          (t (fim--set-state server 'loading)
+             ;; eglot before 1.10 does not take $/progress: ask again.
+             (run-with-timer 0.25 nil #'fim--refresh-state server)))))
+     :error-fn (lambda (err) (fim--set-state server 'error (plist-get err :message)))
+     :timeout-fn (lambda () (fim--set-state server 'error "fim/stats timed out")))))
+
+(cl-defmethod eglot-handle-notification :after
+  (server (_method (eql $/progress)) &key _token value &allow-other-keys)
+  "The end of fim-server's model-loading progress: the model is ready or failed."
+  (when (and (equal (plist-get (eglot--server-info server) :name) "fim-server")
+             (equal (plist-get value :kind) "end"))
+    (fim--refresh-state server)))
+
+(defun fim--lighter ()
+  "Mode-line text of `fim-mode': the model's state."
+  (let ((state (car (fim--state))))
+    (cond ((not fim-enable) " fim:off")
+          ((eq state 'ready) " fim:ready")
+          ((eq state 'error) " fim:error")
+          ((fim--server) " fim:loading")
+          (t " fim:no-server"))))
+
+(defun fim-status ()
+  "Show fim-server's state here: command, version, model, backend, last latency."
+  (interactive)
+  (let* ((server (fim--server))
+         (state (and server (fim--state server)))
+         (stats (and server (jsonrpc-request server :fim/stats nil)))
+         (info (and server (eglot--server-info server)))
+         (text
+          (if (not server)
+              (format "fim: no fim-server in this buffer (command: %s)"
+                      (mapconcat #'identity fim-server-command " "))
+            (format "fim: %s%s | %s %s | command: %s | model: %s | backend: %s | completions %s | requests %d, last latency %.0f ms"
+                    (car state)
+                    (if (cdr state) (format " (%s)" (cdr state)) "")
+                    (or (plist-get info :name) "fim-server") (or (plist-get info :version) "")
+                    (mapconcat #'identity (process-command (jsonrpc--process server)) " ")
+                    (or fim-model-path "the one shipped with the server")
+                    (let ((backend (plist-get stats :backend)))
+                      (if (stringp backend)
+                          (let ((description (plist-get stats :backendDescription)))
+                            (if (stringp description) (format "%s (%s)" backend description) backend))
+                        "not reported"))
+                    (if fim-enable "on" "off")
+                    (or (plist-get stats :requests) 0)
+                    (or (plist-get stats :lastLatencyMs) 0)))))
+    (message "%s" text)
+    text))
+
 ;;;; Ghost text
 
 (defvar-local fim--overlay nil "Overlay showing the ghost text.")
-(defvar-local fim--items nil "Vector of the suggestions' texts.")
+(defvar-local fim--replaced-overlay nil
+  "Overlay marking the text after point the suggestion replaces, when shown struck.")
+(defvar-local fim--items nil
+  "Vector of the suggestions: (TEXT . REPLACE).
+REPLACE is the number of characters after point the suggestion replaces.")
 (defvar-local fim--index 0 "Index in `fim--items' of the suggestion shown.")
 (defvar-local fim--showing nil "Non-nil while a suggestion is shown.")
 (defvar-local fim--timer nil)
@@ -142,6 +247,8 @@ Use `:json-false' to turn it off explicitly."
   (let ((map (make-sparse-keymap)))
     (define-key map (kbd "TAB") #'fim-accept)
     (define-key map (kbd "<tab>") #'fim-accept)
+    (define-key map (kbd "M-f") #'fim-accept-word)
+    (define-key map (kbd "C-e") #'fim-accept-line)
     (define-key map (kbd "M-]") #'fim-next)
     (define-key map (kbd "M-[") #'fim-previous)
     (define-key map (kbd "C-g") #'fim-dismiss)
@@ -158,7 +265,11 @@ Use `:json-false' to turn it off explicitly."
 
 (defun fim-current ()
   "Text of the suggestion shown, or nil."
-  (and fim--showing (aref fim--items fim--index)))
+  (and fim--showing (car (aref fim--items fim--index))))
+
+(defun fim-current-replace ()
+  "How many characters after point the suggestion shown replaces, or nil."
+  (and fim--showing (cdr (aref fim--items fim--index))))
 
 (defun fim--cancel-request ()
   (when fim--timer
@@ -170,35 +281,62 @@ Use `:json-false' to turn it off explicitly."
   "Hide the ghost text."
   (interactive)
   (fim--cancel-request)
-  (when fim--overlay
-    (delete-overlay fim--overlay)
-    (setq fim--overlay nil))
+  (dolist (overlay (list fim--overlay fim--replaced-overlay))
+    (when overlay (delete-overlay overlay)))
+  (setq fim--overlay nil fim--replaced-overlay nil)
   (setq fim--showing nil fim--items nil fim--index 0))
 
 (defun fim--show ()
-  (let ((text (copy-sequence (aref fim--items fim--index))))
-    (unless (string-empty-p text)
-      (add-text-properties 0 (length text) '(face fim-ghost-face) text)
+  "Show the suggestion at `fim--index' after point.
+Nil when nothing is left to show."
+  (pcase-let* ((`(,text . ,replace) (aref fim--items fim--index))
+               (end (min (+ (point) replace) (line-end-position)))
+               (replaced (buffer-substring-no-properties (point) end))
+               (shown text)
+               (strike nil))
+    (when (> end (point))
+      (if (and (not (string-match-p "\n" text)) (string-suffix-p replaced text))
+          ;; The suggestion ends with the text it replaces (a closing bracket): show the
+          ;; part before it, so the line reads as it will after accepting.
+          (setq shown (substring text 0 (- (length text) (length replaced))))
+        (setq strike t)))
+    (when fim--replaced-overlay
+      (delete-overlay fim--replaced-overlay)
+      (setq fim--replaced-overlay nil))
+    (if (string-empty-p shown)
+        nil
+      (setq shown (copy-sequence shown))
+      (add-text-properties 0 (length shown) '(face fim-ghost-face) shown)
       ;; The cursor stays in front of the ghost text.
-      (put-text-property 0 1 'cursor t text))
-    (unless fim--overlay
-      (setq fim--overlay (make-overlay (point) (point) nil nil t)))
-    (move-overlay fim--overlay (point) (point))
-    (overlay-put fim--overlay 'after-string text)
-    (overlay-put fim--overlay 'fim t)
-    (setq fim--showing t)))
+      (put-text-property 0 1 'cursor t shown)
+      (unless fim--overlay
+        (setq fim--overlay (make-overlay (point) (point) nil nil t)))
+      (move-overlay fim--overlay (point) (point))
+      (overlay-put fim--overlay 'after-string shown)
+      (overlay-put fim--overlay 'fim t)
+      (when strike
+        (setq fim--replaced-overlay (make-overlay (point) end))
+        (overlay-put fim--replaced-overlay 'face 'fim-replaced-face))
+      (setq fim--showing t))))
 
-(defun fim--item-text (item point)
-  "The text ITEM adds at POINT, or nil when it does not fit the buffer."
+(defun fim--item (item point)
+  "What ITEM does at POINT: (TEXT . REPLACE), TEXT added at POINT in place of the
+REPLACE characters after it; nil when it does not fit the buffer."
   (let ((text (plist-get item :insertText))
-        (range (plist-get item :range)))
+        (range (plist-get item :range))
+        (replace 0))
     (when (and (listp text) (plist-get text :value))
       (setq text (plist-get text :value))) ; a snippet: inserted as plain text
     (when (and (stringp text) range)
       (let* ((start (eglot--lsp-position-to-point (plist-get range :start)))
+             (end (min (eglot--lsp-position-to-point (plist-get range :end))
+                       (save-excursion (goto-char point) (line-end-position))))
              (typed (and (<= start point) (buffer-substring-no-properties start point))))
-        (setq text (and typed (string-prefix-p typed text) (substring text (length typed))))))
-    (and (stringp text) (not (string-empty-p text)) text)))
+        ;; What is typed since the range's start must match the text's start; what the
+        ;; range covers after point goes when the suggestion is accepted.
+        (setq text (and typed (string-prefix-p typed text) (substring text (length typed))))
+        (setq replace (max 0 (- end point)))))
+    (and (stringp text) (not (string-empty-p text)) (cons text replace))))
 
 (defun fim--handle (buffer point tick id result)
   (when (buffer-live-p buffer)
@@ -207,13 +345,15 @@ Use `:json-false' to turn it off explicitly."
                  (= point (point))
                  (= tick (buffer-chars-modified-tick)))
         (setq fim--request-id nil)
+        (when (eq (car (fim--state)) 'loading)
+          (setq fim--asked-while-loading t))
         (let* ((items (if (vectorp result) result (plist-get result :items)))
-               (texts (delq nil (mapcar (lambda (item) (fim--item-text item point))
+               (shown (delq nil (mapcar (lambda (item) (fim--item item point))
                                         (append items nil)))))
-          (if (null texts)
+          (if (null shown)
               (fim-dismiss)
-            (setq fim--items (vconcat texts) fim--index 0)
-            (fim--show)))))))
+            (setq fim--items (vconcat shown) fim--index 0)
+            (unless (fim--show) (fim-dismiss))))))))
 
 (defvar fim--request-counter 0)
 
@@ -247,14 +387,62 @@ AUTOMATIC non-nil: asked while typing rather than by the user."
                        (message "fim: %s" (plist-get err :message))))
          :timeout-fn #'ignore))))))
 
+(defun fim--next-part (text part)
+  "The start of TEXT a partial accept takes.
+PART `word': spaces, then punctuation, then word characters (\"(values\" of
+\"(values)\"); `line': to the end of the line (a leading line break and the next
+line); nil: all of TEXT."
+  (let ((regexp (pcase part
+                  ('word "\\`[ \t\n]*[^[:alnum:]_ \t\n]*[[:alnum:]_]*")
+                  ('line "\\`\n?[^\n]*"))))
+    (if (and regexp (string-match regexp text)) (match-string 0 text) text)))
+
+(defun fim--notify-accepted (text partial)
+  "Tell the server the user accepted TEXT.
+PARTIAL non-nil: a word or line of a suggestion."
+  (let ((server (fim--server)))
+    (when server
+      (jsonrpc-notify server :fim/accepted
+                      (list :uri (plist-get (eglot--TextDocumentIdentifier) :uri)
+                            :chars (length text)
+                            :partial (if partial t :json-false))))))
+
+(defun fim--accept (part)
+  "Accept the suggestion shown, or with PART (`word', `line') only its start."
+  (let ((item (and fim--showing (aref fim--items fim--index))))
+    (if (not item)
+        (fim-dismiss)
+      (pcase-let* ((`(,text . ,replace) item)
+                   (piece (fim--next-part text part))
+                   (whole (or (string= piece text) (string-empty-p piece))))
+        (when whole (setq piece text))
+        (fim-dismiss)
+        (when whole
+          ;; The suggestion's range covers text after point (a closing bracket): it goes.
+          (delete-region (point) (min (+ (point) replace) (line-end-position))))
+        (insert piece)
+        (setq fim--tick (buffer-chars-modified-tick))
+        (unless whole
+          ;; The rest stays shown (and still replaces the same text after point).
+          (setq fim--items (vector (cons (substring text (length piece)) replace))
+                fim--index 0)
+          (unless (fim--show) (fim-dismiss)))
+        (fim--notify-accepted piece part)))))
+
 (defun fim-accept ()
-  "Insert the suggestion shown."
+  "Insert the suggestion shown, in place of the text after point it replaces."
   (interactive)
-  (let ((text (fim-current)))
-    (fim-dismiss)
-    (when text
-      (insert text)
-      (setq fim--tick (buffer-chars-modified-tick)))))
+  (fim--accept nil))
+
+(defun fim-accept-word ()
+  "Insert the next word of the suggestion shown; the rest stays shown."
+  (interactive)
+  (fim--accept 'word))
+
+(defun fim-accept-line ()
+  "Insert the next line of the suggestion shown; the rest stays shown."
+  (interactive)
+  (fim--accept 'line))
 
 (defun fim--cycle (step)
   (when fim--showing
@@ -271,9 +459,18 @@ AUTOMATIC non-nil: asked while typing rather than by the user."
   (interactive)
   (fim--cycle -1))
 
+(defun fim--pre-command ()
+  ;; Debounce: a new command cancels the pending request; post-command-hook schedules
+  ;; another after typing.  (The timer would otherwise fire while a command waits, such
+  ;; as eglot's completion-at-point, and the server answers only the newest request.)
+  (when fim--timer
+    (cancel-timer fim--timer)
+    (setq fim--timer nil)))
+
 (defun fim--post-command ()
   (let ((tick (buffer-chars-modified-tick)))
-    (unless (memq this-command '(fim-accept fim-next fim-previous fim-complete fim-dismiss))
+    (unless (memq this-command '(fim-accept fim-accept-word fim-accept-line fim-next
+                                 fim-previous fim-complete fim-dismiss))
       (when (and fim--showing
                  (or (not (eql tick fim--tick))
                      (not (eql (point) (overlay-start fim--overlay)))))
@@ -298,14 +495,21 @@ AUTOMATIC non-nil: asked while typing rather than by the user."
 (define-minor-mode fim-mode
   "Ghost-text completions from fim-server while you type.
 Needs eglot connected to fim-server in this buffer (see `fim-setup').
-\\<fim-active-map>While a suggestion is shown, \\[fim-accept] accepts it, \\[fim-next] and \
-\\[fim-previous] cycle, \\[fim-dismiss] hides it."
-  :lighter " fim"
+\\<fim-active-map>While a suggestion is shown, \\[fim-accept] accepts it,
+\\[fim-accept-word] and \\[fim-accept-line] its next word or line,
+\\[fim-next] and \\[fim-previous] cycle, \\[fim-dismiss] hides it.
+The lighter shows the model's state: loading, ready, error."
+  :lighter (:eval (fim--lighter))
   :keymap fim-mode-map
   (if fim-mode
-      (progn
+      (let ((server (fim--server)))
         (setq fim--tick (buffer-chars-modified-tick))
-        (add-hook 'post-command-hook #'fim--post-command nil t))
+        (add-hook 'pre-command-hook #'fim--pre-command nil t)
+        (add-hook 'post-command-hook #'fim--post-command nil t)
+        (when (and server (not (fim--state server)))
+          (puthash server (cons 'loading nil) fim--states)
+          (fim--refresh-state server)))
+    (remove-hook 'pre-command-hook #'fim--pre-command t)
     (remove-hook 'post-command-hook #'fim--post-command t)
     (fim-dismiss)))
 
@@ -323,8 +527,11 @@ Tells the running servers too."
   (message "fim: completions %s" (if fim-enable "on" "off")))
 
 (defun fim--maybe-enable ()
-  (when (and (apply #'derived-mode-p fim-major-modes) (fim--server))
-    (fim-mode 1)))
+  "Turn `fim-mode' on where eglot now manages a buffer with fim-server.
+Off where it stopped managing it; run by `eglot-managed-mode-hook'."
+  (if (and (apply #'derived-mode-p fim-major-modes) (fim--server))
+      (fim-mode 1)
+    (when fim-mode (fim-mode -1))))
 
 ;;;###autoload
 (defun fim-setup ()

@@ -237,8 +237,11 @@ def test_ghost_text_appears_as_you_type_and_tab_accepts_it(
     assert nvim.lua("vim.api.nvim_get_mode().mode") == "i"
     # The server is told what was accepted.
     assert nvim.lua(ACCEPTED) == [
-        {"uri": (nvim.lua("vim.uri_from_bufnr(0)")), "chars": len(expected_completion),
-         "partial": False}
+        {
+            "uri": (nvim.lua("vim.uri_from_bufnr(0)")),
+            "chars": len(expected_completion),
+            "partial": False,
+        }
     ]
 
 
@@ -302,9 +305,9 @@ def test_accepting_before_an_auto_closed_bracket_replaces_it(
         "replace": replace,
     }
     nvim.keys("<Tab>")
-    accepted = BRACKET_TYPED_LINE[:cursor_col] + completion + BRACKET_TYPED_LINE[
-        cursor_col + replace :
-    ]
+    accepted = (
+        BRACKET_TYPED_LINE[:cursor_col] + completion + BRACKET_TYPED_LINE[cursor_col + replace :]
+    )
     nvim.wait(
         f"vim.api.nvim_get_current_line() == {json.dumps(accepted)}",
         5,
@@ -318,9 +321,7 @@ def test_asks_again_when_the_model_becomes_ready_and_shows_the_state(
 ) -> None:
     gate = tmp_path / "load-the-model"
     nvim = start_nvim(env=gated_env(gate), wait_model=False)
-    nvim.wait(
-        "require('fim').status() == 'fim: loading'", 10, "the status to say loading"
-    )
+    nvim.wait("require('fim').status() == 'fim: loading'", 10, "the status to say loading")
     assert "fim: loading" in nvim.statusline()
     # Typed while the model loads: the request is answered empty.
     nvim.keys("A" + TYPED)
