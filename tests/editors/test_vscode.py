@@ -2,7 +2,8 @@
 (TypeScript, @vscode/vsce), installed into code-server (VS Code in the browser) with
 `--install-extension`, and editors/vscode/e2e/run.mjs drives it in headless Chromium
 with Playwright: open the file, wait for the status bar to say ready, type, read the
-ghost text from the editor's DOM, press Tab, save, read the file; then toggle
+ghost text from the editor's DOM, press Tab, save, read the file; type "(" in another file
+with VS Code's own bracket closing on and check Tab replaces the ")"; then toggle
 completions off from the Command Palette and check no ghost text appears."""
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BEFORE, EDITORS, LINE, REPO, TYPED, editor_available, server_command
+from .conftest import (
+    BEFORE,
+    BRACKET_LINE,
+    BRACKET_TYPED_LINE,
+    EDITORS,
+    LINE,
+    REPO,
+    TYPED,
+    editor_available,
+    server_command,
+)
 
 VSCODE = EDITORS / "vscode"
 E2E = VSCODE / "e2e"
@@ -63,7 +74,13 @@ def vsix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_extension_in_code_server(workspace: Path, vsix: Path, expected_completion: str) -> None:
+def test_extension_in_code_server(
+    workspace: Path, vsix: Path, expected_completion: str, bracket_completion: tuple[str, int]
+) -> None:
+    completion, replace = bracket_completion
+    cursor = len(BRACKET_TYPED_LINE) - 1  # between the brackets
+    replaced = BRACKET_TYPED_LINE[cursor : cursor + replace]
+    accepted = BRACKET_TYPED_LINE[:cursor] + completion + BRACKET_TYPED_LINE[cursor + replace :]
     env = {
         **os.environ,
         "FIM_TEST_VSIX": str(vsix),
@@ -74,6 +91,11 @@ def test_extension_in_code_server(workspace: Path, vsix: Path, expected_completi
         "FIM_TEST_LINE_BEFORE": BEFORE.split("\n")[LINE - 1],
         "FIM_TEST_TYPED": TYPED,
         "FIM_TEST_EXPECTED": expected_completion,
+        "FIM_TEST_BRACKET_FILE": "join.py",
+        "FIM_TEST_BRACKET_LINE": str(BRACKET_LINE),
+        # VS Code shows what the suggestion inserts before the ")" it keeps in view.
+        "FIM_TEST_BRACKET_SHOWN": completion.removesuffix(replaced),
+        "FIM_TEST_BRACKET_ACCEPTED": accepted,
         "FIM_TEST_ARTIFACTS": str(ARTIFACTS),
         "FIM_TEST_CHROMIUM": str(CHROMIUM),
     }
@@ -95,3 +117,6 @@ def test_extension_in_code_server(workspace: Path, vsix: Path, expected_completi
     assert (ARTIFACTS / "vscode-ghost-text.png").stat().st_size > 0
     saved = (workspace / "mean.py").read_text(encoding="utf-8").split("\n")
     assert saved[LINE - 1] == BEFORE.split("\n")[LINE - 1] + TYPED + expected_completion
+    # The auto-closed ")" was replaced, not kept after the completion.
+    saved = (workspace / "join.py").read_text(encoding="utf-8").split("\n")
+    assert saved[BRACKET_LINE - 1] == accepted

@@ -9,6 +9,10 @@
 //   FIM_TEST_WORKSPACE  folder to open; FIM_TEST_FILE: file in it to edit
 //   FIM_TEST_LINE       1-based line to type at the end of; FIM_TEST_TYPED: what to type
 //   FIM_TEST_EXPECTED   the completion the server gives there (from fim-server complete)
+//   FIM_TEST_BRACKET_FILE, FIM_TEST_BRACKET_LINE
+//                       file and line to type "(" at the end of, which the editor closes
+//   FIM_TEST_BRACKET_SHOWN, FIM_TEST_BRACKET_ACCEPTED
+//                       the ghost text expected between the brackets, and the line after Tab
 //   FIM_TEST_ARTIFACTS  folder for screenshots
 //   FIM_TEST_CHROMIUM   browser binary (default /usr/bin/chromium)
 import { spawn, spawnSync } from 'node:child_process';
@@ -32,6 +36,10 @@ const file = env('FIM_TEST_FILE');
 const line = Number(env('FIM_TEST_LINE'));
 const typed = env('FIM_TEST_TYPED');
 const expected = env('FIM_TEST_EXPECTED');
+const bracketFile = env('FIM_TEST_BRACKET_FILE');
+const bracketLine = Number(env('FIM_TEST_BRACKET_LINE'));
+const bracketShown = env('FIM_TEST_BRACKET_SHOWN');
+const bracketAccepted = env('FIM_TEST_BRACKET_ACCEPTED');
 const artifacts = env('FIM_TEST_ARTIFACTS');
 const browserPath = process.env.FIM_TEST_CHROMIUM || '/usr/bin/chromium';
 const codeServer = join(here, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
@@ -73,9 +81,8 @@ const settings = JSON.stringify(
       'fim.serverCommand': [server],
       'fim.debounceMs': 50,
       'security.workspace.trust.enabled': false,
-      // Typing "(" must type "(" only: the server completes the document as typed.
-      'editor.autoClosingBrackets': 'never',
-      'editor.autoClosingQuotes': 'never',
+      // VS Code's default: "(" types "()" (the bracket case relies on it).
+      'editor.autoClosingBrackets': 'languageDefined',
       // Nothing else may claim Tab or pop up over the editor.
       'editor.quickSuggestions': { other: false, comments: false, strings: false },
       'editor.suggestOnTriggerCharacters': false,
@@ -155,25 +162,47 @@ try {
   await page.locator('.statusbar').waitFor();
   log('workbench loaded');
 
-  // Open the file with Quick Open, as a person would.
+  // Open a file with Quick Open, as a person would.
   const editor = page.locator('.editor-instance .monaco-editor').first();
-  for (let attempt = 0; ; attempt++) {
-    await page.keyboard.press('Control+P');
-    const input = page.locator('.quick-input-widget input');
-    await input.waitFor();
-    await input.fill(file);
-    await page.locator('.quick-input-list .monaco-list-row').first().waitFor();
-    await page.keyboard.press('Enter');
-    try {
-      await editor.waitFor({ timeout: 10_000 });
-      break;
-    } catch (error) {
-      if (attempt >= 2) throw error;
-      await page.keyboard.press('Escape');
+  const openFile = async (name) => {
+    for (let attempt = 0; ; attempt++) {
+      await page.keyboard.press('Control+P');
+      const input = page.locator('.quick-input-widget input');
+      await input.waitFor();
+      await input.fill(name);
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor();
+      await page.keyboard.press('Enter');
+      try {
+        await page.locator('.tabs-container .tab.active', { hasText: name }).waitFor({ timeout: 10_000 });
+        await editor.waitFor({ timeout: 10_000 });
+        break;
+      } catch (error) {
+        if (attempt >= 2) throw error;
+        await page.keyboard.press('Escape');
+      }
     }
-  }
-  await page.locator('.tabs-container .tab.active', { hasText: file }).waitFor();
-  log('opened', file);
+    log('opened', name);
+  };
+  const goToLineEnd = async (number) => {
+    await editor.locator('.view-lines').click();
+    await page.keyboard.press('Control+G');
+    await page.locator('.quick-input-widget input').waitFor();
+    await page.keyboard.type(String(number));
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('End');
+  };
+  const savedLine = async (name, number, want) => {
+    await page.keyboard.press('Control+S');
+    const path = join(workspace, name);
+    const deadline = Date.now() + 10_000;
+    let saved = readFileSync(path, 'utf8');
+    while (Date.now() < deadline && saved.split('\n')[number - 1] !== want) {
+      await page.waitForTimeout(100);
+      saved = readFileSync(path, 'utf8');
+    }
+    return saved.split('\n')[number - 1];
+  };
+  await openFile(file);
 
   // The extension starts the server; its status-bar item says when the model is ready.
   const status = page.locator('.statusbar-item[aria-label^="fim-server: "]').first();
@@ -187,12 +216,7 @@ try {
   if (!ready.startsWith('fim-server: ready')) throw new Error(`the extension reports ${ready}`);
 
   // Go to the end of the line and type.
-  await editor.locator('.view-lines').click();
-  await page.keyboard.press('Control+G');
-  await page.locator('.quick-input-widget input').waitFor();
-  await page.keyboard.type(String(line));
-  await page.keyboard.press('Enter');
-  await page.keyboard.press('End');
+  await goToLineEnd(line);
   await page.keyboard.type(typed, { delay: 60 });
 
   const ghost = editor.locator('.ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text');
@@ -209,11 +233,15 @@ try {
     });
   // A suggestion for a shorter prefix may show while the last one is computed: wait
   // (bounded) for the shown text to settle on the expected one, then compare.
-  let shown = await readGhost();
-  for (const until = Date.now() + 30_000; shown !== expected && Date.now() < until; ) {
-    await page.waitForTimeout(200);
-    shown = await readGhost();
-  }
+  const settle = async (want) => {
+    let text = await readGhost();
+    for (const until = Date.now() + 30_000; text !== want && Date.now() < until; ) {
+      await page.waitForTimeout(200);
+      text = await readGhost();
+    }
+    return text;
+  };
+  const shown = await settle(expected);
   await page.screenshot({ path: join(artifacts, 'vscode-ghost-text.png') });
   log('ghost text:', JSON.stringify(shown));
   if (shown !== expected) {
@@ -228,23 +256,38 @@ try {
   // Tab accepts; save and compare the file on disk.
   await page.keyboard.press('Tab');
   await ghost.first().waitFor({ state: 'detached', timeout: 10_000 });
-  await page.keyboard.press('Control+S');
-  const path = join(workspace, file);
-  const before = readFileSync(path, 'utf8');
-  const deadline = Date.now() + 10_000;
-  let saved = before;
-  while (Date.now() < deadline) {
-    saved = readFileSync(path, 'utf8');
-    if (saved.split('\n')[line - 1].endsWith(typed + expected)) break;
-    await page.waitForTimeout(100);
-  }
-  await page.screenshot({ path: join(artifacts, 'vscode-accepted.png') });
-  const lines = saved.split('\n');
   const want = process.env.FIM_TEST_LINE_BEFORE + typed + expected;
-  if (lines[line - 1] !== want) {
-    throw new Error(`line ${line} after Tab is ${JSON.stringify(lines[line - 1])}, expected ${JSON.stringify(want)}`);
+  const accepted = await savedLine(file, line, want);
+  await page.screenshot({ path: join(artifacts, 'vscode-accepted.png') });
+  if (accepted !== want) {
+    throw new Error(`line ${line} after Tab is ${JSON.stringify(accepted)}, expected ${JSON.stringify(want)}`);
   }
-  log('accepted; saved line:', JSON.stringify(lines[line - 1]));
+  log('accepted; saved line:', JSON.stringify(accepted));
+
+  // "(" closed by the editor: the suggestion between the brackets replaces the ")", so
+  // Tab leaves no ")" too many.
+  await openFile(bracketFile);
+  await goToLineEnd(bracketLine);
+  await page.keyboard.type('(', { delay: 60 });
+  await ghost.first().waitFor({ timeout: 60_000 });
+  const bracketGhost = await settle(bracketShown);
+  await page.screenshot({ path: join(artifacts, 'vscode-bracket.png') });
+  log('ghost text between the brackets:', JSON.stringify(bracketGhost));
+  if (bracketGhost !== bracketShown) {
+    throw new Error(`ghost text ${JSON.stringify(bracketGhost)} != expected ${JSON.stringify(bracketShown)}`);
+  }
+  await page.keyboard.press('Tab');
+  await ghost.first().waitFor({ state: 'detached', timeout: 10_000 });
+  const bracketSaved = await savedLine(bracketFile, bracketLine, bracketAccepted);
+  if (bracketSaved !== bracketAccepted) {
+    throw new Error(
+      `line ${bracketLine} after Tab is ${JSON.stringify(bracketSaved)}, expected ${JSON.stringify(bracketAccepted)}`,
+    );
+  }
+  log('accepted between the brackets; saved line:', JSON.stringify(bracketSaved));
+  // Back to the first file, by its tab.
+  await page.locator('.tabs-container .tab', { hasText: file }).first().click();
+  await page.locator('.tabs-container .tab.active', { hasText: file }).waitFor();
 
   // Toggle off from the Command Palette: the status bar says so and the same typing
   // that showed the suggestion shows nothing.
@@ -254,12 +297,7 @@ try {
   await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Toggle completions' }).first().waitFor();
   await page.keyboard.press('Enter');
   await page.locator('.statusbar-item[aria-label^="fim-server: completions off"]').waitFor({ timeout: 10_000 });
-  await editor.locator('.view-lines').click();
-  await page.keyboard.press('Control+G');
-  await page.locator('.quick-input-widget input').waitFor();
-  await page.keyboard.type(String(line));
-  await page.keyboard.press('Enter');
-  await page.keyboard.press('End');
+  await goToLineEnd(line);
   for (let i = 0; i < expected.length + 1; i++) await page.keyboard.press('Backspace');
   await page.keyboard.type(typed.slice(-1), { delay: 60 });
   await page.waitForTimeout(2000);

@@ -12,6 +12,9 @@ import {
 
 const SECTION = 'fim';
 const STATS_REQUEST = 'fim/stats';
+const ACCEPTED_NOTIFICATION = 'fim/accepted';
+// Run by VS Code when the user accepts a suggestion (InlineCompletionItem.command).
+const ACCEPTED_COMMAND = 'fim.accepted';
 
 interface Stats {
   modelReady: boolean;
@@ -142,6 +145,15 @@ function clientOptions(config: vscode.WorkspaceConfiguration): LanguageClientOpt
         if (!token.isCancellationRequested) {
           status.latency(Date.now() - started);
         }
+        // Accepting an item (Tab) runs its command: tell the server what was accepted.
+        for (const item of Array.isArray(result) ? result : (result?.items ?? [])) {
+          const text = typeof item.insertText === 'string' ? item.insertText : item.insertText.value;
+          item.command = {
+            command: ACCEPTED_COMMAND,
+            title: 'fim-server: accepted',
+            arguments: [document.uri.toString(), text.length],
+          };
+        }
         return result;
       },
     },
@@ -220,6 +232,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       await config.update('enable', !enabled, vscode.ConfigurationTarget.Global);
     }),
     vscode.commands.registerCommand('fim.restart', restart),
+    vscode.commands.registerCommand(ACCEPTED_COMMAND, async (uri: string, chars: number) => {
+      if (client?.state === State.Running) {
+        await client.sendNotification(ACCEPTED_NOTIFICATION, { uri, chars, partial: false });
+      }
+    }),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
       if (!event.affectsConfiguration(SECTION)) {
         return;
