@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import tree_sitter
 
+from . import defaults
 from .crossfile import CrossFileIndex, Source, format_snippets, query_text
 from .languages import LANGUAGES, parse
 from .modes import LanguageArg, Literal, Mode, ModeDecision, decide_mode, spec_of
@@ -40,13 +41,9 @@ class ContextSettings:
     # seen in front of it: `sized_for` fits the window to the model.
     prefix_tokens: int = 320
     suffix_tokens: int = 128
-    single_line_tokens: int = 48
-    # Four blocks: a few statements, within a second on one CPU thread at ~1 token per
-    # forward pass; the embedded model trained on middles of up to 48 tokens.
-    multi_line_tokens: int = 64
-    # Inside comments and strings: prose, where a long guess is rarely what the user
-    # meant to write.
-    literal_tokens: int = 24
+    single_line_tokens: int = defaults.LINE_TOKENS
+    multi_line_tokens: int = defaults.BLOCK_TOKENS
+    literal_tokens: int = defaults.LITERAL_TOKENS
     # At most this many of the prefix's tokens go to chunks of other files.
     cross_file_tokens: int = 112
 

@@ -19,14 +19,19 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
 from . import __version__
+from .completion import Completion
 from .documents import Position, TextChange
-from .engine import Completion, Engine, EngineStats
+from .engine import Engine
 from .settings import apply_settings
+from .stats import EngineStats
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "fim-server"
 STATS_REQUEST = "fim/stats"
+# Sent by the editor packages when the user accepts a completion (Tab, or a partial accept):
+# params {"uri": str, "chars": int, "partial": bool}.
+ACCEPTED_NOTIFICATION = "fim/accepted"
 
 
 class InvalidRequest(JsonRpcInvalidParams):
@@ -181,10 +186,12 @@ class FimLanguageServer(LanguageServer):
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
             self.window_log_message(types.LogMessageParams(types.MessageType.Error, message))
         else:
-            ms = self.engine.stats().load_ms
+            stats = self.engine.stats()
             self.window_log_message(
                 types.LogMessageParams(
-                    types.MessageType.Info, f"fim-server: model ready ({ms:.0f} ms)"
+                    types.MessageType.Info,
+                    f"fim-server: model ready in {stats.load_ms:.0f} ms: "
+                    f"{stats.backend_description}",
                 )
             )
 
@@ -273,6 +280,11 @@ def create_server(engine: Engine) -> FimLanguageServer:
     @server.feature(STATS_REQUEST)
     def stats(params: Any) -> dict[str, Any]:
         return stats_payload(engine.stats())
+
+    @server.feature(ACCEPTED_NOTIFICATION)
+    def accepted(params: Any) -> None:
+        chars = getattr(params, "chars", 0)
+        engine.accepted(chars if isinstance(chars, int) and not isinstance(chars, bool) else 0)
 
     @server.feature(types.SHUTDOWN)
     def shutdown(params: None) -> None:

@@ -25,7 +25,8 @@ class Infill:
     text: str
     tokens: int
     forward_passes: int
-    finished: bool  # the model wrote end-of-middle (rather than hitting a budget or newline)
+    # Mean probability of the committed tokens when they were committed; None: no tokens.
+    confidence: float | None
 
 
 def save_checkpoint(folder: Path, model: Transformer, tok: CodeTokenizer) -> None:
@@ -131,4 +132,5 @@ class InfillModel:
         text = self.tokenizer.decode(gen.tokens)
         # A budget can cut a multi-byte character in half; never hand out the fragment.
         text = text.rstrip("\ufffd")
-        return Infill(text, len(gen.tokens), gen.forward_passes, gen.finished)
+        confidence = sum(gen.probabilities) / len(gen.probabilities) if gen.tokens else None
+        return Infill(text, len(gen.tokens), gen.forward_passes, confidence)

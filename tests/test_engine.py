@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fim_model import InfillCancelled
-from fim_model.api import Infill
+from fim_server.backends import Infill, InfillCancelled
 from fim_server.context import ContextSettings, Mode
 from fim_server.documents import Position, TextChange
 from fim_server.engine import Engine, EngineSettings
@@ -24,6 +23,9 @@ class ScriptedModel:
     """Answers every infill with `answer`, after `steps` cancellable steps."""
 
     answer: str
+    name: str = "scripted"
+    description: str = "a scripted test backend"
+    context_tokens: int | None = None
     steps: int = 1
     step_s: float = 0.0
     calls: list[tuple[str, str, int, bool]] = field(default_factory=list)
@@ -39,12 +41,15 @@ class ScriptedModel:
             if should_cancel():
                 raise InfillCancelled("stopped")
             time.sleep(self.step_s)
-        return Infill(self.answer, tokens=3, forward_passes=2, finished=True)
+        return Infill(self.answer, tokens=3, forward_passes=2, confidence=0.5)
+
+    def close(self) -> None:
+        pass
 
 
 def make_engine(model: ScriptedModel, **user: object) -> Engine:
     engine = Engine(EngineSettings(context=ContextSettings(), cache_size=16))
-    engine.use_model(model)  # type: ignore[arg-type]
+    engine.use_backend(model)
     engine.configure(UserSettings(debounce_ms=0, **user))  # type: ignore[arg-type]
     return engine
 
