@@ -12,15 +12,11 @@ import tree_sitter
 
 from . import defaults
 from .crossfile import CrossFileIndex, Source, format_snippets, query_text
-from .languages import LANGUAGES, parse
+from .languages import parse
 from .modes import LanguageArg, Literal, Mode, ModeDecision, decide_mode, spec_of
-from .window import CountTokens, build_window, trim_prefix, trim_suffix
-
-# The Python grammar, for callers that parse Python themselves (benchmarks/bench_lsp.py).
-PYTHON = LANGUAGES["python"].tree_sitter_language
+from .window import CountTokens, build_window
 
 __all__ = [
-    "PYTHON",
     "CompletionContext",
     "ContextSettings",
     "CountTokens",
@@ -30,8 +26,6 @@ __all__ = [
     "build_context",
     "decide_mode",
     "detect_indent_unit",
-    "trim_prefix",
-    "trim_suffix",
 ]
 
 

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fim_server.context import (
-    ContextSettings,
-    Mode,
-    build_context,
-    decide_mode,
-    trim_prefix,
-    trim_suffix,
-)
+from fim_server.context import ContextSettings, Mode, build_context, decide_mode
+from fim_server.window import build_window
 
 
 def count_words(text: str) -> int:
@@ -27,6 +21,18 @@ def at_cursor(marked: str) -> tuple[str, int]:
 # -- windows -------------------------------------------------------------------------
 
 PREFIX = "a b\nc d\ne f\ng h\npartial line here"  # 2 words a line, then 3 on the cursor line
+
+
+def trim_prefix(prefix: str, budget: int, count_tokens) -> str:
+    """The prefix the window keeps of plain text ending at the cursor."""
+    return build_window(
+        prefix, len(prefix), count_tokens, prefix_tokens=budget, suffix_tokens=0
+    ).prefix
+
+
+def trim_suffix(suffix: str, budget: int, count_tokens) -> str:
+    """The suffix the window keeps of plain text starting at the cursor."""
+    return build_window(suffix, 0, count_tokens, prefix_tokens=0, suffix_tokens=budget).suffix
 
 
 def test_prefix_keeps_last_whole_lines_within_budget() -> None:
