@@ -58,6 +58,17 @@ class CompletionCache:
         with self._lock:
             self._shown = _Shown(uri, text[:offset], text[offset:], completion)
 
+    def after_accepting(self, uri: str | None) -> tuple[str, int] | None:
+        """The document and cursor offset once the last completion shown in `uri` is
+        accepted whole."""
+        with self._lock:
+            shown = self._shown
+        if shown is None or shown.uri != uri:
+            return None
+        completion = shown.completion
+        text = shown.before + completion.text + shown.after[completion.replace_chars :]
+        return text, len(shown.before) + len(completion.text)
+
     def typed_through(self, text: str, offset: int, uri: str | None) -> Completion | None:
         """The rest of the last completion if the user has since typed its beginning."""
         with self._lock:

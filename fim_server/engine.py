@@ -27,6 +27,7 @@ from .cache import CompletionCache
 from .completion import Completion
 from .context import CompletionContext, ContextSettings, Mode, build_context
 from .crossfile import CrossFileIndex, Source
+from .debounce import AdaptiveDebounce
 from .documents import DocumentStore
 from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_language
 from .postprocess import clean_edit
@@ -86,6 +87,7 @@ class Engine:
         self._load_error: BaseException | None = None
         self._cache = CompletionCache(self.settings.cache_size)
         self._latest: _Call | None = None  # event loop only
+        self._debounce = AdaptiveDebounce()
         self._stats = EngineStats()
         self._stats_lock = threading.Lock()
         # Cancel flags of submitted requests, so that close() can stop a running infill.
@@ -216,13 +218,15 @@ class Engine:
         language: str | None = None,
         uri: str | None = None,
         path: str | None = None,
+        invoked: bool = False,
     ) -> Completion:
         """Complete `text` at `offset` (a code-point index).
 
         `language`: an LSP languageId (or a name from languages.LANGUAGES); `uri` names an
         open document of `documents` (its parse tree is reused, its language known, other
         documents give cross-file context); `path`: a file name, for its extension. With
-        none of them the text is Python. Cancelling the awaiting task stops the model at
+        none of them the text is Python. `invoked`: the user asked explicitly, so the
+        model runs without a debounce. Cancelling the awaiting task stops the model at
         its next step; a newer call supersedes this one, which then answers empty.
         """
         started = time.perf_counter()
@@ -230,13 +234,15 @@ class Engine:
         previous, self._latest = self._latest, call
         if previous is not None:
             previous.supersede()
+        if not invoked:
+            self._debounce.request()
         try:
             prepared = self._prepare(text, offset, language, uri, path)
             if isinstance(prepared, Completion):
                 return self._answered(prepared, text, offset, uri, started)
-            debounce_ms = self.user_settings.debounce_ms
-            if debounce_ms > 0:
-                await asyncio.sleep(debounce_ms / 1000)
+            wait_ms = 0.0 if invoked else self._debounce.wait_ms(self.user_settings.debounce_ms)
+            if wait_ms > 0:
+                await asyncio.sleep(wait_ms / 1000)
             if call.superseded:
                 return self._superseded(prepared.ctx)
             job = self._submit(prepared, call.cancel, started)
@@ -246,6 +252,7 @@ class Engine:
                 if call.superseded:
                     return self._superseded(prepared.ctx)
                 raise
+            self._debounce.model_ran(result.model_ms)
             return self._answered(result, text, offset, uri, started)
         except asyncio.CancelledError:
             call.cancel.set()  # the worker sees it at the model's next step
@@ -274,11 +281,22 @@ class Engine:
             prepared = self._submit(prepared, threading.Event(), started).result()
         return self._answered(prepared, text, offset, uri, started)
 
-    def accepted(self, chars: int) -> None:
-        """The editor reports that the user accepted `chars` characters of a completion."""
+    def accepted(self, uri: str | None, chars: int, partial: bool) -> asyncio.Task | None:
+        """The editor reports that the user accepted `chars` characters of the completion
+        last shown in `uri`. After a whole completion is accepted, the next one is
+        computed in the background for the position the accepted text leads to
+        (speculative FIM), so that it is in the cache when the user gets there; it runs
+        only while no request is, and any request supersedes it. Returns its task."""
         with self._stats_lock:
             self._stats.accepted += 1
             self._stats.accepted_chars += max(chars, 0)
+        after = self._cache.after_accepting(uri)
+        if partial or after is None or self._latest is not None or not self.ready:
+            return None
+        text, offset = after
+        with self._stats_lock:
+            self._stats.speculative += 1
+        return asyncio.ensure_future(self.complete(text, offset, uri=uri, invoked=True))
 
     def _superseded(self, ctx: CompletionContext) -> Completion:
         with self._stats_lock:

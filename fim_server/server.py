@@ -142,13 +142,13 @@ class FimLanguageServer(LanguageServer):
         logger.info("settings (%s): %s", origin, update.settings)
 
     async def complete_at(
-        self, uri: str, position: types.Position
+        self, uri: str, position: types.Position, invoked: bool
     ) -> tuple[Completion, types.Range]:
         """The completion at `position` and the range it replaces."""
         document = open_document(self, uri)
         offset = cursor_offset(document, position, self.position_encoding)
         text = document.text  # the document may change while the model runs
-        completion = await self.engine.complete(text, offset, uri=document.uri)
+        completion = await self.engine.complete(text, offset, uri=document.uri, invoked=invoked)
         if not completion.text:
             logger.debug(
                 "no completion at %s:%d:%d: %s",
@@ -238,7 +238,10 @@ def create_server(engine: Engine) -> FimLanguageServer:
     async def inline_completion(
         params: types.InlineCompletionParams,
     ) -> types.InlineCompletionList:
-        completion, replaced = await server.complete_at(params.text_document.uri, params.position)
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        completion, replaced = await server.complete_at(
+            params.text_document.uri, params.position, invoked
+        )
         if not completion.text:
             return types.InlineCompletionList(items=[])
         item = types.InlineCompletionItem(insert_text=completion.text, range=replaced)
@@ -247,7 +250,13 @@ def create_server(engine: Engine) -> FimLanguageServer:
     # For clients without inline completion: the same text as one completion item.
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
     async def completion(params: types.CompletionParams) -> types.CompletionList:
-        completion, replaced = await server.complete_at(params.text_document.uri, params.position)
+        # Asked for explicitly unless the client says it re-asks as the user types.
+        invoked = params.context is None or (
+            params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        )
+        completion, replaced = await server.complete_at(
+            params.text_document.uri, params.position, invoked
+        )
         # Incomplete: the answer depends on the exact cursor, so the client must ask again
         # as the user types rather than filter this list.
         if not completion.text:
@@ -267,8 +276,12 @@ def create_server(engine: Engine) -> FimLanguageServer:
 
     @server.feature(ACCEPTED_NOTIFICATION)
     def accepted(params: Any) -> None:
-        chars = getattr(params, "chars", 0)
-        engine.accepted(chars if isinstance(chars, int) and not isinstance(chars, bool) else 0)
+        uri, chars = getattr(params, "uri", None), getattr(params, "chars", 0)
+        engine.accepted(
+            document_key(uri) if isinstance(uri, str) else None,
+            chars if isinstance(chars, int) and not isinstance(chars, bool) else 0,
+            getattr(params, "partial", False) is True,
+        )
 
     @server.feature(types.SHUTDOWN)
     def shutdown(params: None) -> None:

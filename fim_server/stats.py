@@ -20,6 +20,7 @@ class EngineStats:
     errors: int = 0
     accepted: int = 0  # completions the editor reports the user accepted (fim/accepted)
     accepted_chars: int = 0  # characters those acceptances inserted
+    speculative: int = 0  # completions computed ahead after an acceptance
     last_mode: str | None = None  # the completion mode of the last request, for clients
     last_language: str | None = None  # and the language it was read as (None: plain text)
     busy: bool = False  # the worker is running a request right now

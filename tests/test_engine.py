@@ -188,6 +188,39 @@ async def test_debounce_lets_a_burst_run_the_model_once() -> None:
     engine.close()
 
 
+async def test_an_explicit_request_does_not_wait_for_the_debounce() -> None:
+    model = ScriptedModel("b")
+    engine = make_engine(model)
+    engine.configure(UserSettings(debounce_ms=10_000))
+    started = time.monotonic()
+    result = await asyncio.wait_for(engine.complete(*at_cursor("x = a +|\n"), invoked=True), 5)
+    assert result.text == "b" and time.monotonic() - started < 5
+    engine.close()
+
+
+async def test_accepting_a_completion_computes_the_next_one_ahead() -> None:
+    model = ScriptedModel("total += x")
+    engine = make_engine(model)
+    uri = "file:///sum.py"
+    text, offset = at_cursor("def f(xs):\n    total = 0\n    for x in xs:\n        |\n")
+    shown = await engine.complete(text, offset, uri=uri)
+    assert shown.text == "total += x"
+    # A partial accept (a word) leaves the rest to typing-through: nothing runs ahead.
+    assert engine.accepted(uri, 5, partial=True) is None
+    ahead = engine.accepted(uri, len(shown.text), partial=False)
+    assert ahead is not None
+    model.answer = "return total"
+    await asyncio.wait_for(ahead, 5)
+    assert len(model.calls) == 2 and model.calls[1][0].endswith("total += x")
+    # The editor's next request, at the end of the accepted text, is answered from it.
+    accepted_text = text[:offset] + shown.text + text[offset:]
+    following = await engine.complete(accepted_text, offset + len(shown.text), uri=uri)
+    assert following.cached and len(model.calls) == 2
+    stats = engine.stats()
+    assert (stats.accepted, stats.accepted_chars, stats.speculative) == (2, 15, 1)
+    engine.close()
+
+
 async def test_cancelling_the_caller_stops_the_model() -> None:
     model = ScriptedModel("b", steps=400, step_s=0.005)
     engine = make_engine(model)
