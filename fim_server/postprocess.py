@@ -431,20 +431,25 @@ class SyntaxCheck:
 
     def _problems(
         self, tree: tree_sitter.Tree, lo: int, hi: int, empty_blocks: bool, where
-    ) -> Counter[tuple[str, int | None]]:
+    ) -> tuple[Counter[tuple[str, int | None]], int]:
+        """The problems of `tree` that overlap bytes `lo`..`hi`, keyed by kind and start
+        (`where` maps it to the text before the edit), and the first byte they start at."""
         cursor = tree_sitter.QueryCursor(_problem_query(self._spec.name))
         cursor.set_byte_range(lo, hi)
         found: Counter[tuple[str, int | None]] = Counter()
+        first = lo
         for name, nodes in cursor.captures(tree.root_node).items():
             for node in nodes:
                 if name == "block":
-                    if empty_blocks and node.child_count == 0:
-                        found["empty block", where(node.start_byte)] += 1
+                    if not empty_blocks or node.child_count:
+                        continue
+                    found["empty block", where(node.start_byte)] += 1
                 elif node.is_missing:
                     found[f"missing {node.type}", None] += 1  # wherever it moved
                 else:
                     found["error", where(node.start_byte)] += 1
-        return found
+                first = min(first, node.start_byte)
+        return found, first
 
     def damages(self, edit: Edit, *, empty_blocks: bool) -> bool:
         """Whether `edit` (at the cursor) adds a problem."""
@@ -471,8 +476,12 @@ class SyntaxCheck:
         def before_edit(at: int) -> int | None:  # a position of `tree` in the old text
             return at if at < start else at + shift if at >= new_end else None
 
-        after = self._problems(tree, lo, hi + 1, empty_blocks, before_edit)
-        before = self._problems(self._tree, lo, hi + shift + 1, empty_blocks, lambda at: at)
+        after, first = self._problems(tree, lo, hi + 1, empty_blocks, before_edit)
+        if not after:
+            return False
+        # The same span before the edit, widened to where the problems found start: an
+        # error the user already had, which now reaches into the edit, starts there.
+        before, _ = self._problems(self._tree, first, hi + shift + 1, empty_blocks, lambda at: at)
         return bool(after - before)
 
 
