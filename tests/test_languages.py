@@ -11,12 +11,11 @@ from fim_server.context import ContextSettings, Literal, Mode, build_context, de
 from fim_server.languages import LANGUAGES, language_from_path, parse, resolve_language
 from fim_server.postprocess import (
     Edit,
+    SyntaxCheck,
     clean_edit,
     cut_at_block_exit,
     drop_repeated_suffix_lines,
-    keep_valid_syntax,
     match_indentation,
-    syntax_problem_rows,
 )
 
 
@@ -122,7 +121,7 @@ FIXTURES = [
         single_line="function f(a: number) {\n  const total = a +|\n}\n",
         block="interface Shape {\n  |\n}\n",
         block_indent=2,
-        body_exists="function f(a: number) {\n  |\n  return a;\n}\n",
+        body_exists="interface Shape {\n  |\n  name: string;\n}\n",
         not_a_body="const point = {\n  |\n};\n",
         comment="// the total of|\nconst x = 1;\n",
         string="const s = 'hello |';\n",
@@ -379,7 +378,7 @@ def test_unknown_language_gets_plain_text_context() -> None:
     ctx = build_context(text, offset, count_words, language=None)
     assert ctx.mode is Mode.REST_OF_LINE and ctx.language is None
     assert ctx.prefix == "some notes\nfoo(" and ctx.suffix == ")\nmore\n"
-    assert keep_valid_syntax("))((", ctx) == "))(("  # nothing to check it against
+    assert clean_edit("))((", ctx) == Edit("))((")  # nothing to check it against
 
 
 # -- modes ---------------------------------------------------------------------------
@@ -392,8 +391,24 @@ def test_mode_none_inside_an_identifier(fx: Fixture) -> None:
 
 
 @every_language
-def test_mode_rest_of_line_before_closing_brackets(fx: Fixture) -> None:
-    decision = decide_mode(*at_cursor(fx.scoped_file(3)), language=fx.language)
+def test_mode_block_inside_brackets_that_end_the_line(fx: Fixture) -> None:
+    # `compute(|)`: an editor closed the bracket; a callback or more lines may follow.
+    text, offset = at_cursor(fx.scoped_file(3))
+    decision = decide_mode(text, offset, language=fx.language)
+    if text[offset - 1] not in "([{,":  # bash: `$(compute "$1"|)`, after an argument
+        assert decision.mode is Mode.REST_OF_LINE, decision.reason
+        return
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    line = text[text.rfind("\n", 0, offset) + 1 : offset]
+    assert decision.block_indent == len(line) - len(line.lstrip()) + 1
+
+
+@every_language
+def test_mode_rest_of_line_before_other_code(fx: Fixture) -> None:
+    text, offset = at_cursor(fx.scoped_file(3))
+    end = text.index("\n", offset)
+    text = text[:end] + " + 1" + text[end:]  # not only closers after the cursor any more
+    decision = decide_mode(text, offset, language=fx.language)
     assert decision.mode is Mode.REST_OF_LINE, decision.reason
 
 
@@ -423,9 +438,10 @@ def test_mode_block_at_the_end_of_the_opener_line(fx: Fixture) -> None:
 
 
 @every_language
-def test_mode_single_line_at_the_top_of_an_existing_body(fx: Fixture) -> None:
+def test_mode_block_at_the_top_of_an_existing_body(fx: Fixture) -> None:
     decision = decide_mode(*at_cursor(fx.body_exists), language=fx.language)
-    assert decision.mode is Mode.SINGLE_LINE, decision.reason
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    assert decision.block_indent == fx.block_indent
 
 
 @every_language
@@ -567,11 +583,15 @@ def test_block_exit_by_syntax_at_the_same_indentation(language: str, raw: str, k
 
 @every_language
 def test_lines_repeating_the_suffix_are_dropped(fx: Fixture) -> None:
-    ctx = block_context(fx)
+    ctx = context(fx, fx.body_exists)
     repeated = [line for line in ctx.suffix.split("\n") if line.strip()]
-    assert repeated, "the fixture needs code after the block"
+    assert repeated, "the fixture needs code after the cursor"
     raw = fx.statement + "\n" + "\n".join(repeated)
     assert drop_repeated_suffix_lines(raw, ctx.suffix) == fx.statement
+    # The same through the whole chain, which also drops a completion that is only the
+    # repetition.
+    assert clean_edit(raw, ctx) == Edit(fx.statement)
+    assert clean_edit("\n".join(line.strip() for line in repeated), ctx) == Edit("")
 
 
 @every_language
@@ -579,13 +599,11 @@ def test_closing_brackets_after_the_cursor_are_replaced_by_a_balanced_completion
     fx: Fixture,
 ) -> None:
     ctx = context(fx, fx.scoped_file(2))
-    assert ctx.mode is Mode.REST_OF_LINE
+    assert ctx.line_suffix.strip() in (")", ");", ")")
     edit = clean_edit(fx.unbalanced, ctx)
     assert edit == Edit(fx.balanced, len(ctx.line_suffix))
     # Without the range the same text could only be inserted, leaving the line unbalanced.
-    assert syntax_problem_rows(
-        ctx.prefix + fx.unbalanced + ctx.suffix, empty_blocks=False, language=fx.language
-    )
+    assert SyntaxCheck(ctx).damages(Edit(fx.unbalanced), empty_blocks=False)
 
 
 @every_language
@@ -598,7 +616,7 @@ def test_completion_writing_the_existing_closers_replaces_them(fx: Fixture) -> N
 @every_language
 def test_completion_that_adds_parse_errors_is_rejected(fx: Fixture) -> None:
     ctx = context(fx, fx.scoped_file(2))
-    assert keep_valid_syntax("x", ctx) == "x"
+    assert not SyntaxCheck(ctx).damages(Edit("x"), empty_blocks=False)
     assert clean_edit("] ) ] (", ctx) == Edit("")
 
 
@@ -608,7 +626,7 @@ def test_errors_at_the_end_of_an_unfinished_file_do_not_block_completions(fx: Fi
     # The file ends at the cursor line: the scope is not closed yet.
     cut = text[: text.index("\n", offset) + 1]
     ctx = build_context(cut, offset, count_words, language=fx.language)
-    assert keep_valid_syntax("x", ctx) == "x"
+    assert not SyntaxCheck(ctx).damages(Edit("x"), empty_blocks=False)
 
 
 @every_language
