@@ -262,6 +262,18 @@ def _python_body_at(source: bytes, token: tree_sitter.Node, column: int) -> tree
     return None
 
 
+def _python_scope_at(source: bytes, token: tree_sitter.Node, column: int) -> str | None:
+    """The kind of definition (`class_definition`, `function_definition`) whose body a line
+    indented `column` belongs to, from the code at the end of the line."""
+    node: tree_sitter.Node | None = token
+    while node is not None:
+        if node.type in ("class_definition", "function_definition"):
+            if _node_indent(source, node) < column:
+                return node.type
+        node = node.parent
+    return None
+
+
 # -- other languages: bodies between an opener and a closer ---------------------------
 
 
@@ -383,9 +395,7 @@ def _general_block(
     if not _WORDS_ONLY.fullmatch(line_prefix):
         return None
     if spec.indented_blocks:
-        body = _python_body_at(source, token, line_indent) if line_indent else None
-        in_class = body is not None and body.parent is not None
-        if not (in_class and body.parent.type == "class_definition"):  # type: ignore[union-attr]
+        if _python_scope_at(source, token, line_indent) != "class_definition":
             return None
     elif where.kind != "body" or where.node is None or where.node.type not in _MEMBER_BODIES:
         return None

@@ -55,6 +55,13 @@ class Fixture:
     unbalanced: str  # a rest-of-line completion that leaves a bracket or quote open
     balanced: str  # it, closed, followed by the existing closers
     indent_unit: str  # how the fixture files indent
+    after_statement: str  # a new line after the first statement of a body
+    # A member started in a class-like body (only words before the cursor); None where the
+    # language has no such bodies.
+    member: str | None
+    # A body opener whose closers the editor inserted after the cursor (`{|})`); None where
+    # bodies have no bracket to close (Python, Lua).
+    closed_block: str | None
 
     def scoped_file(self, filler_lines: int = 40) -> str:
         body = "".join(self.filler.format(i=i) for i in range(filler_lines))
@@ -84,6 +91,9 @@ FIXTURES = [
         unbalanced="len(items",
         balanced="len(items))",
         indent_unit="    ",
+        after_statement="def f(a):\n    b = a\n    |\n",
+        member="class A:\n    def |\n",
+        closed_block=None,
     ),
     Fixture(
         language="javascript",
@@ -107,6 +117,9 @@ FIXTURES = [
         unbalanced="items.map((x",
         balanced="items.map((x)));",
         indent_unit="  ",
+        after_statement="function f(a) {\n  const b = a;\n  |\n}\n",
+        member="class A {\n  get |\n}\n",
+        closed_block="stream.on('data', (d) => {|});\n",
     ),
     Fixture(
         language="typescript",
@@ -130,6 +143,9 @@ FIXTURES = [
         unbalanced="items.length + f(1",
         balanced="items.length + f(1));",
         indent_unit="  ",
+        after_statement="function f(a: number) {\n  const b = a;\n  |\n}\n",
+        member="class A {\n  private |\n}\n",
+        closed_block="items.forEach((x: number) => {|});\n",
     ),
     Fixture(
         language="tsx",
@@ -153,6 +169,9 @@ FIXTURES = [
         unbalanced="[props.a",
         balanced="[props.a]);",
         indent_unit="  ",
+        after_statement="function View() {\n  const a = 1;\n  |\n}\n",
+        member="class A {\n  get |\n}\n",
+        closed_block="const f = () => {|};\n",
     ),
     Fixture(
         language="go",
@@ -176,6 +195,10 @@ FIXTURES = [
         unbalanced="len(items",
         balanced="len(items))",
         indent_unit="\t",
+        after_statement="package m\n\nfunc f(a int) int {\n\tb := a\n\t|\n}\n",
+        member=None,
+        closed_block="package m\n\nfunc f(xs []int) {\n\tsort.Slice(xs, func(i, j int) bool {|})\n"
+        "}\n",
     ),
     Fixture(
         language="rust",
@@ -199,6 +222,9 @@ FIXTURES = [
         unbalanced="items.len(",
         balanced="items.len());",
         indent_unit="    ",
+        after_statement="fn f(a: i32) -> i32 {\n    let b = a;\n    |\n}\n",
+        member="impl A {\n    pub |\n}\n",
+        closed_block="fn f(x: i32) -> i32 {\n    let y = match x {|};\n    y\n}\n",
     ),
     Fixture(
         language="java",
@@ -223,6 +249,9 @@ FIXTURES = [
         unbalanced="Math.max(a, b",
         balanced="Math.max(a, b));",
         indent_unit="    ",
+        after_statement="class A {\n    int f(int a) {\n        int b = a;\n        |\n    }\n}\n",
+        member="class A {\n    public |\n}\n",
+        closed_block="class A {\n    void f() {\n        run(() -> {|});\n    }\n}\n",
     ),
     Fixture(
         language="c",
@@ -246,6 +275,9 @@ FIXTURES = [
         unbalanced="abs(a",
         balanced="abs(a));",
         indent_unit="    ",
+        after_statement="int f(int a) {\n    int b = a;\n    |\n}\n",
+        member=None,
+        closed_block="int f(int a) {\n    if (a) {|}\n}\n",
     ),
     Fixture(
         language="cpp",
@@ -269,6 +301,9 @@ FIXTURES = [
         unbalanced="std::max(a, b",
         balanced="std::max(a, b));",
         indent_unit="    ",
+        after_statement="int f(int a) {\n    int b = a;\n    |\n}\n",
+        member="class A {\n  public:\n    int |\n};\n",
+        closed_block="void f() {\n    auto g = [](int x) {|};\n}\n",
     ),
     Fixture(
         language="lua",
@@ -292,6 +327,9 @@ FIXTURES = [
         unbalanced="math.max(a, b",
         balanced="math.max(a, b))",
         indent_unit="  ",
+        after_statement="local function f(a)\n  local b = a\n  |\nend\n",
+        member=None,
+        closed_block=None,
     ),
     Fixture(
         language="bash",
@@ -315,6 +353,9 @@ FIXTURES = [
         unbalanced='"$2',
         balanced='"$2")',
         indent_unit="  ",
+        after_statement="f() {\n  local b=1\n  |\n}\n",
+        member=None,
+        closed_block="f() {|}\n",
     ),
 ]
 
@@ -442,6 +483,52 @@ def test_mode_block_at_the_top_of_an_existing_body(fx: Fixture) -> None:
     decision = decide_mode(*at_cursor(fx.body_exists), language=fx.language)
     assert decision.mode is Mode.MULTI_LINE, decision.reason
     assert decision.block_indent == fx.block_indent
+
+
+@every_language
+def test_mode_block_on_a_new_line_after_a_statement(fx: Fixture) -> None:
+    decision = decide_mode(*at_cursor(fx.after_statement), language=fx.language)
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    assert decision.block_indent == fx.block_indent
+
+
+@pytest.mark.parametrize("fx", [f for f in FIXTURES if f.member], ids=fixture_id)
+def test_mode_block_for_a_member_being_started(fx: Fixture) -> None:
+    assert fx.member is not None
+    text, offset = at_cursor(fx.member)
+    decision = decide_mode(text, offset, language=fx.language)
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    # It continues the member's line: lines at that line's indentation are past its end.
+    line = text[text.rfind("\n", 0, offset) + 1 : offset]
+    assert decision.block_indent == len(line) - len(line.lstrip()) + 1
+
+
+def test_words_outside_a_class_body_stay_one_line() -> None:
+    for language, marked in [
+        ("javascript", "function f() {\n  return total|\n}\n"),
+        ("python", "def f():\n    return total|\n"),
+        ("java", "class A {\n    void f() {\n        return|\n    }\n}\n"),
+    ]:
+        decision = decide_mode(*at_cursor(marked), language=language)
+        assert decision.mode is Mode.SINGLE_LINE, (language, decision.reason)
+
+
+@pytest.mark.parametrize("fx", [f for f in FIXTURES if f.closed_block], ids=fixture_id)
+def test_mode_block_after_an_opener_the_editor_closed(fx: Fixture) -> None:
+    assert fx.closed_block is not None
+    text, offset = at_cursor(fx.closed_block)
+    decision = decide_mode(text, offset, language=fx.language)
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    line = text[text.rfind("\n", 0, offset) + 1 : offset]
+    assert decision.block_indent == len(line) - len(line.lstrip()) + 1
+
+
+@every_language
+def test_mode_single_line_at_the_top_level(fx: Fixture) -> None:
+    text, offset = at_cursor(fx.scoped_file(1))
+    top = text.index("\n\n", offset) + 1  # the blank line after the cursor's scope
+    decision = decide_mode(text, top, language=fx.language)
+    assert decision.mode is Mode.SINGLE_LINE, decision.reason
 
 
 @every_language
