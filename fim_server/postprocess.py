@@ -95,13 +95,19 @@ def _indent_of(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-def cut_at_dedent(text: str, block_indent: int, line_indent: int | None = None) -> str:
+def cut_at_dedent(
+    text: str,
+    block_indent: int,
+    line_indent: int | None = None,
+    spec: LanguageSpec | None = None,
+) -> str:
     """Stop a multi-line completion at the first line (after the first) indented less than
     `block_indent`: from there the model is writing code outside the block it was asked for.
 
     `line_indent`: the completion continues a statement on a line indented this much (a
     block started mid-line: `items.forEach(|)`). A line back at that indentation that closes
-    a bracket the completion opened (`});`) still belongs to it, as its last line.
+    a bracket or (`spec`) a block the completion opened (`});`, `end)`) still belongs to
+    it, as its last line.
     """
     lines = text.split("\n")
     for i in range(1, len(lines)):
@@ -109,13 +115,15 @@ def cut_at_dedent(text: str, block_indent: int, line_indent: int | None = None) 
         indent = _indent_of(line)
         if not line.strip() or indent >= block_indent:
             continue
-        if (
-            line_indent is not None
-            and indent >= line_indent
-            and line.lstrip()[0] in _CLOSERS
-            and scan_brackets("\n".join(lines[:i])).open_brackets
-        ):
-            return "\n".join(lines[: i + 1])
+        if line_indent is not None and indent >= line_indent:
+            first = _CLOSER_TOKEN.match(line.lstrip())
+            closer_words = spec.block_closers if spec is not None else ()
+            above = "\n".join(lines[:i])
+            if first is not None and (
+                (first.group() in _CLOSERS and scan_brackets(above).open_brackets)
+                or (first.group() in closer_words and _nesting_depth(above, spec) > 0)
+            ):
+                return "\n".join(lines[: i + 1])
         return "\n".join(lines[:i])
     return text
 
@@ -210,27 +218,40 @@ def match_indentation(text: str, unit: str) -> str:
 _NESTING_TOKEN = re.compile(r"[A-Za-z_]\w*|[{}]|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'")
 
 
+def _nesting_tokens(text: str, spec: LanguageSpec):
+    """(position, +1 or -1) for each token of `text` that opens or closes a nesting level:
+    braces, and the language's block words (`then`, `do` / `end`, `fi`, ...)."""
+    openers, closers = spec.nesting_words
+    for match in _NESTING_TOKEN.finditer(text):
+        token = match.group()
+        if token == "{" or token in openers:
+            yield match.start(), 1
+        elif token == "}" or token in closers:
+            yield match.start(), -1
+
+
+def _nesting_depth(text: str, spec: LanguageSpec | None) -> int:
+    if spec is None or spec.indented_blocks:
+        return 0
+    return sum(step for _, step in _nesting_tokens(text, spec))
+
+
 def cut_at_block_exit(text: str, spec: LanguageSpec) -> str:
     """Stop a multi-line completion where it closes the block it was asked to fill: a `}`
     (or `end`, `fi`, `done`, ...) with no opening of its own in the completion belongs to
     the enclosing code, which the suffix already has."""
     if spec.indented_blocks:
         return text
-    openers, closers = spec.nesting_words
     depth = 0
-    for match in _NESTING_TOKEN.finditer(text):
-        token = match.group()
-        if token == "{" or token in openers:
-            depth += 1
-        elif token == "}" or token in closers:
-            depth -= 1
-            if depth < 0:
-                cut = text[: match.start()]
-                # Keep whole lines: cut before the closer's line if only blanks precede it.
-                line_start = cut.rfind("\n") + 1
-                if not cut[line_start:].strip():
-                    cut = cut[:line_start]
-                return cut.rstrip()
+    for at, step in _nesting_tokens(text, spec):
+        depth += step
+        if depth < 0:
+            cut = text[:at]
+            # Keep whole lines: cut before the closer's line if only blanks precede it.
+            line_start = cut.rfind("\n") + 1
+            if not cut[line_start:].strip():
+                cut = cut[:line_start]
+            return cut.rstrip()
     return text
 
 
@@ -347,7 +368,9 @@ def replace_closers(text: str, ctx: CompletionContext) -> Edit | None:
     line_suffix = ctx.line_suffix
     if not only_closers(line_suffix):
         return None
-    core = drop_suffix_overlap(text, line_suffix)
+    # A single line may end with the closers the model copied from the suffix; a block
+    # writes them on its last line, where the scan below finds them.
+    core = text if "\n" in text else drop_suffix_overlap(text, line_suffix)
     outer_at = [(ch, i + 1) for i, ch in enumerate(line_suffix) if ch in _CLOSERS or ch in _QUOTES]
     outer = "".join(ch for ch, _ in outer_at)
     scan = _scan_for(core, ctx, outer)
@@ -501,7 +524,7 @@ def clean_edit(raw: str, ctx: CompletionContext) -> Edit:
         text = match_indentation(text, ctx.indent_unit)
         mid_line = bool(ctx.line_prefix.strip())
         line_indent = _indent_of(ctx.line_prefix) if mid_line else None
-        text = cut_at_dedent(text, ctx.block_indent, line_indent)
+        text = cut_at_dedent(text, ctx.block_indent, line_indent, spec)
         if spec is not None:
             text = cut_at_block_exit(text, spec)
         closer_words = spec.block_closers if spec is not None else ()

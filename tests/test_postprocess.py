@@ -141,7 +141,7 @@ def test_closing_lines_alone_are_no_repetition() -> None:
         ('users");', '")', '"', [], "", '")'),
         ("x = 'it''s", "", "", [], "'", ""),
         ("f(x, // don't", ")", "", ["("], "", ""),  # no string in a comment
-        ("ls -l)\"", ')"', "", [], "", ')"'),  # `"$(|)"`: the quote closes the outer string
+        ('ls -l)"', ')"', "", [], "", ')"'),  # `"$(|)"`: the quote closes the outer string
     ],
 )
 def test_scan_brackets(
@@ -209,8 +209,8 @@ def test_an_error_the_completion_pushes_to_a_later_row_counts() -> None:
     # The triple quote opens a string that swallows the rest of the file: the parse error
     # lands rows below the completion, at the end, where an unfinished file has its own.
     marked = "def f():\n    name = |\n    return name\n\n\ndef g(\n"
-    assert damages("'\'\'Ada", marked)
-    assert cleaned("'\'\'Ada", marked) == marked.replace("|", "")
+    assert damages("'''Ada", marked)
+    assert cleaned("'''Ada", marked) == marked.replace("|", "")
 
 
 # -- the chain -----------------------------------------------------------------------
