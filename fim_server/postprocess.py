@@ -432,23 +432,28 @@ def _point_after(start: tuple[int, int], data: bytes) -> tuple[int, int]:
 
 
 class SyntaxCheck:
-    """Whether an edit at the cursor adds syntax problems anywhere in the text around it:
-    parse errors, missing tokens and (Python) empty blocks.
+    """Whether an edit at the cursor adds syntax problems anywhere in the document: parse
+    errors, missing tokens and (Python) empty blocks.
 
-    The text before the edit is parsed once; each edit is parsed incrementally from that
-    tree, and only the ranges whose syntax changed are compared, so an error the edit
-    shifts to a later row (an unterminated string) counts and an error the user already
-    had does not. A missing token that only moved (the same `}` still missing, now after
-    the completion) is the same problem.
+    The document's tree from the request (`ctx.document`; without one, a parse of the
+    window) is re-parsed incrementally with each edit, and only the ranges whose syntax
+    changed are compared, so an error the edit shifts rows below (an unterminated string)
+    counts, and an error the user already had does not. A missing token that only moved
+    (the same `}` still missing, now after the completion) is the same problem.
     """
 
     def __init__(self, ctx: CompletionContext) -> None:
         assert ctx.language is not None
         self._ctx = ctx
         self._spec = LANGUAGES[ctx.language]
-        self._source = (ctx.prefix + ctx.suffix).encode("utf-8")
-        self._cursor = len(ctx.prefix.encode("utf-8"))
-        self._tree = parse(self._spec, self._source)
+        if ctx.document is not None:
+            self._source = ctx.document.source
+            self._tree = ctx.document.tree
+            self._cursor = ctx.document.cursor
+        else:
+            self._source = (ctx.prefix + ctx.suffix).encode("utf-8")
+            self._tree = parse(self._spec, self._source)
+            self._cursor = len(ctx.prefix.encode("utf-8"))
         line_start = self._source.rfind(b"\n", 0, self._cursor) + 1
         self._cursor_point = (self._source.count(b"\n", 0, self._cursor), self._cursor - line_start)
 

@@ -6,7 +6,8 @@ import ast
 
 import pytest
 
-from fim_server.context import Mode, build_context
+from fim_server.context import ContextSettings, Mode, build_context
+from fim_server.languages import LANGUAGES, parse
 from fim_server.postprocess import (
     Edit,
     SyntaxCheck,
@@ -252,3 +253,20 @@ def test_nothing_useful_gives_empty() -> None:
     assert clean_edit("<eom>", context_at("x = (|)\n")) == Edit("")
     assert clean_edit("anything", context_at("x = a|b\n")) == Edit("")
     assert context_at("x = a|b\n").mode is Mode.NONE
+
+
+def test_the_syntax_check_reads_the_whole_document_beyond_the_window() -> None:
+    # A long Go file and a window of a few lines: the edit is parsed into the document's
+    # own tree, so the raw string it opens is judged against everything below the cursor.
+    body = "".join(f"\tx{i} := {i}\n\t_ = x{i}\n" for i in range(300))
+    below = "".join(f"func g{i}() int {{\n\treturn {i}\n}}\n\n" for i in range(300))
+    text = f"package m\n\nfunc f() string {{\n{body}\tx := \n\treturn x\n}}\n\n{below}"
+    offset = text.index("\tx := \n") + len("\tx := ")
+    settings = ContextSettings(prefix_tokens=12, suffix_tokens=6, cross_file_tokens=0)
+    ctx = build_context(text, offset, count_words, settings, language="go")
+    assert ctx.document is not None
+    assert len(ctx.document.source) > 10 * len((ctx.prefix + ctx.suffix).encode())
+    assert clean_edit("`abc", ctx) == Edit("")
+    assert clean_edit('"abc"', ctx) == Edit('"abc"')
+    accepted = text[:offset] + '"abc"' + text[offset:]
+    assert not parse(LANGUAGES["go"], accepted.encode()).root_node.has_error
