@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 
 import pytest
 
@@ -270,3 +271,16 @@ def test_the_syntax_check_reads_the_whole_document_beyond_the_window() -> None:
     assert clean_edit('"abc"', ctx) == Edit('"abc"')
     accepted = text[:offset] + '"abc"' + text[offset:]
     assert not parse(LANGUAGES["go"], accepted.encode()).root_node.has_error
+
+
+def test_damage_that_only_shows_beyond_the_window_counts() -> None:
+    # The window ends at the `'''` that opens a note: there the completion's string closes
+    # and the window parses. In the document the note's text becomes code and its closing
+    # quotes open a string that never ends.
+    text = "def f():\n    x = \n    y = 1\n    '''\n    Note.\n    '''\n    return x\n"
+    offset = text.index("x = ") + len("x = ")
+    settings = ContextSettings(prefix_tokens=4, suffix_tokens=4, cross_file_tokens=0)
+    ctx = build_context(text, offset, count_words, settings)
+    assert ctx.suffix == "\n    y = 1\n    '''\n"  # the window stops at the quotes
+    assert clean_edit("'''abc", replace(ctx, document=None)) == Edit("'''abc")
+    assert clean_edit("'''abc", ctx) == Edit("")
