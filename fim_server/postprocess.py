@@ -11,6 +11,7 @@ import re
 import unicodedata
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -29,6 +30,8 @@ _SPECIAL_TOKENS = re.compile(
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {v: k for k, v in _OPENERS.items()}
 _QUOTES = "'\"`"
+# A word or a single non-blank character: the first token of a line that may only close.
+_CLOSER_TOKEN = re.compile(r"[A-Za-z_]\w*|\S")
 
 
 def strip_special_tokens(text: str) -> str:
@@ -132,9 +135,6 @@ def _squeeze(line: str) -> str:
     return "".join(line.split())
 
 
-_CLOSER_TOKEN = re.compile(r"[A-Za-z_]\w*|\S")
-
-
 def _only_closes(line: str, closer_words: tuple[str, ...]) -> bool:
     """Whether a line only closes (`}`, `});`, `end`): such a line repeats the suffix's
     closer when it closes the completion's own block, so it proves no repetition."""
@@ -218,7 +218,7 @@ def match_indentation(text: str, unit: str) -> str:
 _NESTING_TOKEN = re.compile(r"[A-Za-z_]\w*|[{}]|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'")
 
 
-def _nesting_tokens(text: str, spec: LanguageSpec):
+def _nesting_tokens(text: str, spec: LanguageSpec) -> Iterator[tuple[int, int]]:
     """(position, +1 or -1) for each token of `text` that opens or closes a nesting level:
     braces, and the language's block words (`then`, `do` / `end`, `fi`, ...)."""
     openers, closers = spec.nesting_words
@@ -445,7 +445,12 @@ class _ParsedText:
         self._cursor_point = (source.count(b"\n", 0, cursor), cursor - line_start)
 
     def _problems(
-        self, tree: tree_sitter.Tree, lo: int, hi: int, empty_blocks: bool, where
+        self,
+        tree: tree_sitter.Tree,
+        lo: int,
+        hi: int,
+        empty_blocks: bool,
+        where: Callable[[int], int | None],
     ) -> tuple[Counter[tuple[str, int | None]], int]:
         """The problems of `tree` that overlap bytes `lo`..`hi`, keyed by kind and start
         (`where` maps it to the text before the edit), and the first byte they start at."""
