@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tree_sitter
 
@@ -20,6 +20,7 @@ __all__ = [
     "CompletionContext",
     "ContextSettings",
     "CountTokens",
+    "DocumentSyntax",
     "Literal",
     "Mode",
     "ModeDecision",
@@ -60,6 +61,16 @@ class ContextSettings:
 
 
 @dataclass(frozen=True)
+class DocumentSyntax:
+    """The whole document as parsed at request time: post-processing judges an edit by the
+    parse errors it adds anywhere in it, re-parsing incrementally from `tree`."""
+
+    source: bytes  # the document, UTF-8
+    tree: tree_sitter.Tree  # its parse; a copy, since the document store edits its own
+    cursor: int  # the cursor's byte offset in `source`
+
+
+@dataclass(frozen=True)
 class CompletionContext:
     prefix: str  # window before the cursor; ends at the cursor
     suffix: str  # window after the cursor; starts at the cursor
@@ -77,6 +88,7 @@ class CompletionContext:
     extra: str = ""
     indent_unit: str = "    "  # one level of indentation as this file writes it
     literal: Literal = Literal.NONE
+    document: DocumentSyntax | None = field(default=None, repr=False, compare=False)
 
     @property
     def model_prefix(self) -> str:
@@ -172,4 +184,9 @@ def build_context(
         extra=extra,
         indent_unit=detect_indent_unit(prefix + suffix),
         literal=decision.literal,
+        document=(
+            DocumentSyntax(source, tree.copy(), len(text[:offset].encode("utf-8")))
+            if source is not None and tree is not None and decision.mode is not Mode.NONE
+            else None
+        ),
     )
