@@ -29,8 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fim_model.api import EMBEDDED_CHECKPOINT, Infill
+from fim_model.api import EMBEDDED_CHECKPOINT
 from fim_model.tokenizer import CodeTokenizer
+from fim_server.backends import BackendSpec, Infill
 from fim_server.context import ContextSettings, build_context
 from fim_server.crossfile import CrossFileIndex, Source
 from fim_server.documents import DocumentStore, Position, TextChange
@@ -119,12 +120,18 @@ class Oracle:
     """A model that suggests the rest of the line the user is about to type."""
 
     answer: str = ""
+    name: str = "oracle"
+    description: str = "suggests the rest of the line the user is about to type"
+    context_tokens: int | None = 448
+
+    def close(self) -> None:
+        pass
 
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)
 
     def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed):
-        return Infill(self.answer, tokens=len(self.answer) // 4, forward_passes=1, finished=True)
+        return Infill(self.answer, tokens=len(self.answer) // 4, forward_passes=1)
 
 
 def typing_session(text: str, lines: int, seed: int) -> tuple[str, list[tuple[str, int, str]]]:
@@ -180,13 +187,13 @@ def bench_cache(text: str, lines: int, seed: int, model: str | None, real: bool)
     print(f"typing session: {lines} lines retyped, {len(steps)} keystrokes")
     oracle = Oracle()
     engine = Engine(EngineSettings(cache_size=256))
-    engine.use_model(oracle, 448)  # type: ignore[arg-type]
+    engine.use_backend(oracle)
     engine.configure(UserSettings(debounce_ms=0))
     print("oracle model (suggests the rest of the line):")
     replay(engine, steps, oracle)
     engine.close()
     if real:
-        engine = Engine(EngineSettings(model_path=model, cache_size=256))
+        engine = Engine(EngineSettings(BackendSpec(model_path=model), cache_size=256))
         engine.configure(UserSettings(debounce_ms=0))
         engine.start_loading().result()
         if engine.load_error is not None:

@@ -32,7 +32,7 @@ import tree_sitter
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from fim_server.context import PYTHON
+from fim_server.languages import LANGUAGES
 
 DEFAULT_SERVER = f"{shlex.quote(sys.executable)} -m fim_server --stdio --cache-size 0"
 
@@ -77,7 +77,7 @@ def _single_line_cursor(line: str, indent: int) -> int | None:
 
 def find_tasks(text: str, limit: int) -> list[Task]:
     """Up to `limit` positions, alternating kinds, spread over the file."""
-    tree = tree_sitter.Parser(PYTHON).parse(text.encode("utf-8"))
+    tree = tree_sitter.Parser(LANGUAGES["python"].tree_sitter_language).parse(text.encode("utf-8"))
     lines = text.split("\n")
     singles: list[Task] = []
     multis: list[Task] = []

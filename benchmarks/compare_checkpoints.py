@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from fim_model.api import InfillModel
-from fim_model.data import ExampleShape, heldout_batches, load_corpus, sample_span
+from fim_model.corpus import load_corpus
+from fim_model.data import ExampleShape, heldout_batches, sample_span
 from fim_model.diffusion import diffusion_loss
 from fim_model.sampler import SamplerSettings
 

@@ -13,9 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
+from . import defaults
+from .backends import KINDS, BackendSpec
 from .engine import Engine, EngineSettings
-from .eval_tasks import SUITES, load_suite, spread
-from .sandbox import SandboxLimits
+from .eval.sandbox import SandboxLimits
+from .eval.tasks import BENCHMARKS, SUITES, load_suite, spread
 
 EXIT_USAGE = 2  # bad file or position, like argparse's own usage errors
 EXIT_MODEL = 1
@@ -25,17 +27,23 @@ class UsageError(Exception):
     pass
 
 
-def _add_common(parser: argparse.ArgumentParser, defaults: bool) -> None:
+def _add_common(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
     # The subcommand repeats these options so they may come after it too; there they
     # must not default, or they would reset values given before the subcommand.
     def default(value: object) -> object:
-        return value if defaults else argparse.SUPPRESS
+        return value if with_defaults else argparse.SUPPRESS
 
+    parser.add_argument(
+        "--backend",
+        default=default("auto"),
+        choices=["auto", *KINDS],
+        help="what fills the middle (default auto: the model folder's kind, else embedded)",
+    )
     parser.add_argument(
         "--model",
         metavar="PATH",
         default=default(None),
-        help="checkpoint folder (default: embedded)",
+        help="model folder (default: the embedded model)",
     )
     parser.add_argument("--device", default=default("cpu"), help="torch device: cpu, cuda, ...")
     parser.add_argument(
@@ -47,13 +55,13 @@ def _add_common(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=default(1),
-        help="torch CPU threads for the model (default 1; 0: torch's default)",
+        default=default(defaults.THREADS),
+        help=f"torch CPU threads for the model (default {defaults.THREADS}; 0: torch's default)",
     )
     parser.add_argument(
         "--cache-size",
         type=int,
-        default=default(256),
+        default=default(defaults.CACHE_SIZE),
         help="completions kept in the LRU cache; 0 turns it off",
     )
 
@@ -64,20 +72,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(parser, defaults=True)
+    _add_common(parser, with_defaults=True)
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="LSP over stdio (default)")
     transport.add_argument("--tcp", metavar="HOST:PORT", help="LSP over TCP")
     commands = parser.add_subparsers(dest="command")
     complete = commands.add_parser("complete", help="print the completion at FILE:LINE:COL")
-    _add_common(complete, defaults=False)
+    _add_common(complete, with_defaults=False)
     complete.add_argument(
         "location", metavar="FILE:LINE:COL", help="LINE and COL 1-based, COL in characters"
     )
     evaluate = commands.add_parser(
         "eval", help="score the pipeline on HumanEval-Infilling and SAFIM (Python)"
     )
-    _add_common(evaluate, defaults=False)
+    _add_common(evaluate, with_defaults=False)
     evaluate.add_argument(
         "--suite",
         action="append",
@@ -91,7 +99,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--benchmarks",
         type=Path,
         default=None,
-        help="the benchmarks folder (default: $FIM_BENCHMARKS, else ../shared/benchmarks)",
+        help="the benchmarks folder (default: the repository's benchmarks/data)",
     )
     evaluate.add_argument("--out", type=Path, help="write per-task results and summary as JSON")
     evaluate.add_argument("--markdown", type=Path, help="write the summary table as markdown")
@@ -106,8 +114,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     evaluate.add_argument(
         "--threshold",
         type=float,
-        default=0.9,
-        help="sampler confidence threshold (default 0.9; lower: fewer passes per token)",
+        default=defaults.THRESHOLD,
+        help=f"sampler confidence threshold (default {defaults.THRESHOLD}; lower: fewer passes "
+        "per token)",
     )
     evaluate.add_argument(
         "--workers", type=int, default=2, help="test programs run at once (default 2)"
@@ -115,17 +124,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _settings(args: argparse.Namespace) -> EngineSettings:
+def _settings(args: argparse.Namespace, threshold: float = defaults.THRESHOLD) -> EngineSettings:
     if args.cache_size < 0:
         raise UsageError("--cache-size must be 0 or more")
     if args.threads < 0:
         raise UsageError("--threads must be 0 or more")
-    return EngineSettings(
+    backend = BackendSpec(
+        kind=args.backend,
         model_path=args.model,
         device=args.device,
-        cache_size=args.cache_size,
+        threshold=threshold,
         threads=args.threads or None,
     )
+    return EngineSettings(backend=backend, cache_size=args.cache_size)
 
 
 def parse_location(location: str) -> tuple[Path, int, int]:
@@ -161,34 +172,31 @@ def run_complete(args: argparse.Namespace) -> int:
     if engine.load_error is not None:
         print(f"fim-server: could not load the model: {engine.load_error}", file=sys.stderr)
         return EXIT_MODEL
+    backend = engine.stats().backend
+    confidence = "" if completion.confidence is None else f" confidence={completion.confidence:.2f}"
     if completion.text:
         sys.stdout.write(completion.text + "\n")
     # A completion may replace the closing brackets after the cursor (replace_chars of
     # them): what is printed is the text that takes their place.
     print(
-        f"mode={completion.mode} replace_chars={completion.replace_chars} "
+        f"backend={backend} mode={completion.mode} replace_chars={completion.replace_chars} "
         f"tokens={completion.tokens} "
         f"forward_passes={completion.forward_passes} model_ms={completion.model_ms:.1f} "
-        f"total_ms={completion.latency_ms:.1f} ({completion.reason})",
+        f"total_ms={completion.latency_ms:.1f}{confidence} ({completion.reason})",
         file=sys.stderr,
     )
     return 0
 
 
 def _benchmarks_folder(given: Path | None) -> Path:
-    if given is not None:
-        folder = given
-    elif os.environ.get("FIM_BENCHMARKS"):
-        folder = Path(os.environ["FIM_BENCHMARKS"])
-    else:
-        folder = Path("../shared/benchmarks")
+    folder = given if given is not None else BENCHMARKS
     if not folder.is_dir():
         raise UsageError(f"benchmarks folder {folder} not found: pass --benchmarks DIR")
     return folder
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import EmptyAnswers, evaluate, markdown_table, summarise, write_results
+    from .eval.run import EmptyAnswers, evaluate, markdown_table, summarise, write_results
 
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be 1 or more")
@@ -203,7 +211,7 @@ def run_eval(args: argparse.Namespace) -> int:
     # Every task is a different file: the completion cache would only cost memory.
     if not 0 < args.threshold <= 1:
         raise UsageError("--threshold must be in (0, 1]")
-    engine = Engine(replace(_settings(args), cache_size=0, threshold=args.threshold))
+    engine = Engine(replace(_settings(args, args.threshold), cache_size=0))
     limits = SandboxLimits(wall_s=args.timeout, cpu_s=max(1, math.ceil(args.timeout)))
     results, summaries = {}, {}
     try:
@@ -219,7 +227,11 @@ def run_eval(args: argparse.Namespace) -> int:
         print("\ninterrupted: scoring the suites finished so far", file=sys.stderr)
     finally:
         engine.close()
-    model = "empty answers (baseline)" if args.empty_baseline else args.model or "embedded"
+    model = (
+        "empty answers (baseline)"
+        if args.empty_baseline
+        else engine.stats().backend_description or args.model or "embedded"
+    )
     table = markdown_table(summaries, model)
     sys.stdout.write(table)
     if args.markdown:

@@ -6,31 +6,27 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tree_sitter
 
+from . import defaults
 from .crossfile import CrossFileIndex, Source, format_snippets, query_text
-from .languages import LANGUAGES, parse
+from .languages import parse
 from .modes import LanguageArg, Literal, Mode, ModeDecision, decide_mode, spec_of
-from .window import CountTokens, build_window, trim_prefix, trim_suffix
-
-# The Python grammar, for callers that parse Python themselves (benchmarks/bench_lsp.py).
-PYTHON = LANGUAGES["python"].tree_sitter_language
+from .window import CountTokens, build_window
 
 __all__ = [
-    "PYTHON",
     "CompletionContext",
     "ContextSettings",
     "CountTokens",
+    "DocumentSyntax",
     "Literal",
     "Mode",
     "ModeDecision",
     "build_context",
     "decide_mode",
     "detect_indent_unit",
-    "trim_prefix",
-    "trim_suffix",
 ]
 
 
@@ -40,13 +36,9 @@ class ContextSettings:
     # seen in front of it: `sized_for` fits the window to the model.
     prefix_tokens: int = 320
     suffix_tokens: int = 128
-    single_line_tokens: int = 48
-    # Four blocks: a few statements, within a second on one CPU thread at ~1 token per
-    # forward pass; the embedded model trained on middles of up to 48 tokens.
-    multi_line_tokens: int = 64
-    # Inside comments and strings: prose, where a long guess is rarely what the user
-    # meant to write.
-    literal_tokens: int = 24
+    single_line_tokens: int = defaults.LINE_TOKENS
+    multi_line_tokens: int = defaults.BLOCK_TOKENS
+    literal_tokens: int = defaults.LITERAL_TOKENS
     # At most this many of the prefix's tokens go to chunks of other files.
     cross_file_tokens: int = 112
 
@@ -69,6 +61,16 @@ class ContextSettings:
 
 
 @dataclass(frozen=True)
+class DocumentSyntax:
+    """The whole document as parsed at request time: post-processing judges an edit by the
+    parse errors it adds anywhere in it, re-parsing incrementally from `tree`."""
+
+    source: bytes  # the document, UTF-8
+    tree: tree_sitter.Tree  # its parse; a copy, since the document store edits its own
+    cursor: int  # the cursor's byte offset in `source`
+
+
+@dataclass(frozen=True)
 class CompletionContext:
     prefix: str  # window before the cursor; ends at the cursor
     suffix: str  # window after the cursor; starts at the cursor
@@ -86,6 +88,7 @@ class CompletionContext:
     extra: str = ""
     indent_unit: str = "    "  # one level of indentation as this file writes it
     literal: Literal = Literal.NONE
+    document: DocumentSyntax | None = field(default=None, repr=False, compare=False)
 
     @property
     def model_prefix(self) -> str:
@@ -181,4 +184,9 @@ def build_context(
         extra=extra,
         indent_unit=detect_indent_unit(prefix + suffix),
         literal=decision.literal,
+        document=(
+            DocumentSyntax(source, tree.copy(), len(text[:offset].encode("utf-8")))
+            if source is not None and tree is not None and decision.mode is not Mode.NONE
+            else None
+        ),
     )

@@ -38,6 +38,19 @@ class TextChange:
     end: Position | None = None
 
 
+class PositionError(ValueError):
+    """An LSP position outside the document."""
+
+
+def units_of(text: str, encoding: str) -> int:
+    """Length of `text` in position units of `encoding` (utf-8, utf-16 or utf-32)."""
+    if encoding == "utf-32":
+        return len(text)
+    if encoding == "utf-8":
+        return len(text.encode("utf-8", "surrogatepass"))
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def units_to_chars(line: str, units: int, encoding: str) -> int:
     """Code points in `line` covering its first `units` position units (clamped)."""
     if encoding == "utf-32":
@@ -116,6 +129,18 @@ class Document:
             self._tree_current = True
         return self._tree
 
+    def offset_at(self, position: Position, encoding: str) -> int:
+        """Code-point offset of an LSP position given in `encoding` units. A character
+        past the end of its line means the end of the line (as LSP says); a line past the
+        last raises PositionError."""
+        last_line = self.text.count("\n")  # the empty line after a final break counts
+        if position.line < 0 or position.character < 0 or position.line > last_line:
+            raise PositionError(
+                f"position {position.line}:{position.character} is outside {self.uri} "
+                f"(lines 0-{last_line})"
+            )
+        return _locate(self.text, position, encoding, self._hint).offset
+
     def apply(self, change: TextChange, encoding: str) -> None:
         if change.start is None or change.end is None:
             self.text = change.text
@@ -170,11 +195,6 @@ class DocumentStore:
         document.last_used = time.monotonic()
         return document
 
-    def replace_text(self, uri: str, text: str) -> None:
-        """Resynchronise a document whose copy drifted (a full parse follows)."""
-        document = self._open[uri]
-        document.apply(TextChange(text), "utf-16")
-
     def close(self, uri: str) -> None:
         document = self._open.pop(uri, None)
         if document is not None and document.edited:
@@ -184,10 +204,6 @@ class DocumentStore:
 
     def get(self, uri: str) -> Document | None:
         return self._open.get(uri)
-
-    def touch(self, uri: str) -> None:
-        if (document := self._open.get(uri)) is not None:
-            document.last_used = time.monotonic()
 
     def neighbours(self, uri: str | None) -> Iterator[Document]:
         """Other open documents and recently edited closed ones, most recently used first."""

@@ -2,11 +2,24 @@
 
 - none: the cursor is inside a word (completing there would split an identifier), or
   after a block opener whose body already exists on the same line (Python);
-- rest of line: there is code after the cursor on its line (`foo(|)`);
-- single line: the cursor ends its line;
-- multi-line (block): an empty body right after a block opener.
+- multi-line (block), where code naturally continues with several lines:
+  - right after a block opener (`{`, `:`, `then`, `do`, ...) with nothing after the cursor
+    on its line but closers the editor inserted (`{|}`, `(data) => {|})`);
+  - a new statement line inside a body: blank up to the cursor and after it (the top of a
+    body, the rest of a function after its first statement, between methods);
+  - a member being started in a class-like body: only words before the cursor (`get |`,
+    `public int |`, `def |`);
+  - inside brackets that end the line (`(|)`, `[|]`, `foo(a, |)`): a callback or a
+    multi-line argument list may follow;
+- rest of line: other code after the cursor on its line (`foo(a|) + 1`);
+- single line: the cursor ends its line anywhere else (`total = a +|`, the top level).
 
-Inside comments and strings the line modes get a shorter budget (`literal`).
+A block's `block_indent` says how far it may run (postprocess cuts the rest): lines after
+the first must be indented at least that much. A block started mid-line (the last three
+cases) continues the cursor's statement: `block_indent` is one more than the cursor line's
+indentation, so the next statement at that level ends it. Inside comments and strings only
+the line modes apply, with a shorter budget (`literal`). docs/modes.md has the rules with
+examples.
 """
 
 from __future__ import annotations
@@ -54,6 +67,23 @@ _CODE_IN_STRING = frozenset(
 )
 _NON_BLANK = re.compile(r"\S")
 _WORD = re.compile(r"[A-Za-z_]\w*|\S")
+# The rest of a line that only closes what is open, as editors auto-insert it: `)`, `")`,
+# `})`, `]);`.
+_ONLY_CLOSERS = re.compile(r"\s*[)\]}\"'`]+[;,:]?\s*")
+# A member being started: words only (`get `, `public static int `, `async def `).
+_WORDS_ONLY = re.compile(r"\s*[A-Za-z_]\w*(?:\s+[A-Za-z_]\w*)*\s*")
+_BRACKETS = {"(": ")", "[": "]", "{": "}"}
+# Bodies whose members are mostly blocks (methods, nested types): a word typed at the start
+# of a member's line begins a block.
+_MEMBER_BODIES = frozenset(
+    {"class_body", "interface_body", "enum_body", "declaration_list", "field_declaration_list"}
+)
+
+
+def only_closers(line_suffix: str) -> bool:
+    """Whether the rest of the line only closes brackets and quotes (and maybe ends the
+    statement): the layout of editors that auto-close what the user opens."""
+    return bool(line_suffix.strip()) and _ONLY_CLOSERS.fullmatch(line_suffix) is not None
 
 
 def spec_of(language: LanguageArg) -> LanguageSpec | None:
@@ -189,25 +219,58 @@ def _node_indent(source: bytes, node: tree_sitter.Node) -> int:
     return len(line) - len(line.lstrip(b" \t"))
 
 
+def _body_indent(opener_indent: int, line_prefix: str) -> int:
+    """Where the lines of a body go: the cursor's column when it is on a blank line deeper
+    than the opener, else one past the opener (the editor did not indent yet)."""
+    here = len(line_prefix) if not line_prefix.strip() else 0
+    return here if here > opener_indent else opener_indent + 1
+
+
 def _python_block(
     source: bytes, token: tree_sitter.Node, line_prefix: str, can_open_block: bool
 ) -> ModeDecision | None:
     block = _block_after_colon(token)
     if block is not None and block.parent is not None:
+        opener_indent = _node_indent(source, block.parent)
         if _statements(block):
+            if not line_prefix.strip() and can_open_block:
+                indent = _body_indent(opener_indent, line_prefix)
+                return ModeDecision(Mode.MULTI_LINE, indent, "new line at the top of a body")
             if not line_prefix.strip():
-                return ModeDecision(Mode.SINGLE_LINE, 0, "new line at the top of a block")
+                return None
             # Text after the colon would turn the existing body into an invalid suite.
             return ModeDecision(Mode.NONE, 0, "block opener that already has a body")
         if can_open_block:
-            opener_indent = _node_indent(source, block.parent)
-            here = len(line_prefix) if not line_prefix.strip() else 0
-            indent = here if here > opener_indent else opener_indent + 1
+            indent = _body_indent(opener_indent, line_prefix)
             return ModeDecision(Mode.MULTI_LINE, indent, "empty block after an opener")
     block = _docstring_block(token)
     if block is not None and can_open_block and not line_prefix.strip():
         indent = _node_indent(source, block)
         return ModeDecision(Mode.MULTI_LINE, indent, "block with only a docstring")
+    return None
+
+
+def _python_body_at(source: bytes, token: tree_sitter.Node, column: int) -> tree_sitter.Node | None:
+    """The block whose statements start at `column` among those enclosing `token` (the end
+    of the code above a blank line): in Python the cursor's column says which block a new
+    line belongs to."""
+    node: tree_sitter.Node | None = token
+    while node is not None:
+        if node.type == "block" and _node_indent(source, node) == column:
+            return node
+        node = node.parent
+    return None
+
+
+def _python_scope_at(source: bytes, token: tree_sitter.Node, column: int) -> str | None:
+    """The kind of definition (`class_definition`, `function_definition`) whose body a line
+    indented `column` belongs to, from the code at the end of the line."""
+    node: tree_sitter.Node | None = token
+    while node is not None:
+        if node.type in ("class_definition", "function_definition"):
+            if _node_indent(source, node) < column:
+                return node.type
+        node = node.parent
     return None
 
 
@@ -237,18 +300,106 @@ def _delimited_block(
     if not _is_opener(spec, token):
         return None
     opener_indent = _node_indent(source, token)
-    here = len(line_prefix) if not line_prefix.strip() else 0
-    indent = here if here > opener_indent else opener_indent + 1
+    indent = _body_indent(opener_indent, line_prefix)
+    line_end = text.find("\n", offset)
+    after_line = len(text) if line_end < 0 else line_end
     following = _NON_BLANK.search(text, offset)
     if following is None:
         return ModeDecision(Mode.MULTI_LINE, indent, "block opened at the end of the file")
     if _starts_with_closer(spec, text, following.start()):
         return ModeDecision(Mode.MULTI_LINE, indent, "empty block after an opener")
+    if following.start() < after_line:  # closers of something else: `{|)]`
+        return None
     if _row_indent(text, _row_start(text, following.start())) > opener_indent:
-        return ModeDecision(Mode.SINGLE_LINE, 0, "new line at the top of a block")
+        if not line_prefix.strip():
+            return ModeDecision(Mode.MULTI_LINE, indent, "new line at the top of a body")
+        return ModeDecision(Mode.SINGLE_LINE, 0, "end of an opener line above its body")
     # The next code is not indented under the opener: the body has not been written yet
     # (its closer is missing too).
     return ModeDecision(Mode.MULTI_LINE, indent, "block opener without a body")
+
+
+def _opens_body(spec: LanguageSpec, node: tree_sitter.Node) -> bool:
+    """Whether `node` opens a body: an opener token, or a node ending with one (Lua's
+    parameter list, whose `)` starts the function body)."""
+    if _is_opener(spec, node):
+        return True
+    last = node.child(node.child_count - 1) if node.child_count else None
+    return last is not None and _is_opener(spec, last)
+
+
+@dataclass(frozen=True)
+class _Enclosing:
+    """What the cursor sits in: a body (statements), brackets (an expression) or neither
+    (the top level)."""
+
+    kind: str  # "body", "brackets" or "top"
+    node: tree_sitter.Node | None = None
+    opener: tree_sitter.Node | None = None
+
+
+def _enclosing(spec: LanguageSpec, root: tree_sitter.Node, cursor: int) -> _Enclosing:
+    node: tree_sitter.Node | None = root.descendant_for_byte_range(cursor, cursor)
+    while node is not None and node.parent is not None:
+        if node.start_byte < cursor and node.child_count >= 2:
+            first = node.child(0)
+            last = node.child(node.child_count - 1)
+            assert first is not None and last is not None
+            open_after = last.start_byte >= cursor or last.is_missing
+            if first.type in _BRACKETS and first.end_byte <= cursor and open_after:
+                if not spec.indented_blocks and _is_opener(spec, first):
+                    return _Enclosing("body", node, first)
+                if last.type == _BRACKETS[first.type] or last.is_missing or node.has_error:
+                    return _Enclosing("brackets", node, first)
+            if not spec.indented_blocks and node.end_byte > cursor:
+                for child in node.children:
+                    if child.end_byte > cursor:
+                        break
+                    if _opens_body(spec, child):
+                        return _Enclosing("body", node, child)
+        node = node.parent
+    return _Enclosing("top")
+
+
+def _general_block(
+    spec: LanguageSpec,
+    root: tree_sitter.Node,
+    source: bytes,
+    cursor: int,
+    token: tree_sitter.Node,
+    line_prefix: str,
+    line_suffix: str,
+) -> ModeDecision | None:
+    """A block where no opener precedes the cursor: a new statement line in a body, a
+    member being started, or the inside of brackets that end the line."""
+    line_indent = _indent_width(line_prefix)
+    continuation = line_indent + 1  # deeper than the cursor's own line
+    if only_closers(line_suffix):
+        if token.type in _BRACKETS or token.type == ",":
+            return ModeDecision(Mode.MULTI_LINE, continuation, "inside brackets that end the line")
+        return None
+    if line_suffix.strip():
+        return None
+    where = _enclosing(spec, root, cursor)
+    if where.kind == "brackets":
+        return None
+    if not line_prefix.strip():
+        if spec.indented_blocks:
+            if line_indent > 0 and _python_body_at(source, token, line_indent) is not None:
+                return ModeDecision(Mode.MULTI_LINE, line_indent, "new statement line in a body")
+            return None
+        if where.kind == "body" and where.opener is not None:
+            indent = _body_indent(_node_indent(source, where.opener), line_prefix)
+            return ModeDecision(Mode.MULTI_LINE, indent, "new statement line in a body")
+        return None
+    if not _WORDS_ONLY.fullmatch(line_prefix):
+        return None
+    if spec.indented_blocks:
+        if _python_scope_at(source, token, line_indent) != "class_definition":
+            return None
+    elif where.kind != "body" or where.node is None or where.node.type not in _MEMBER_BODIES:
+        return None
+    return ModeDecision(Mode.MULTI_LINE, continuation, "member started in a class body")
 
 
 def decide_mode(
@@ -288,14 +439,15 @@ def decide_mode(
     if token is None:
         return ModeDecision(line_mode, 0, "start of file")
 
-    # A block is worth writing only from a cursor with nothing after it on its line.
-    can_open_block = not line_suffix.strip()
     if spec.indented_blocks:
-        decision = _python_block(source, token, line_prefix, can_open_block)
-    elif can_open_block:
+        # Python bodies have no closer: a block opens only at the end of a line.
+        decision = _python_block(source, token, line_prefix, not line_suffix.strip())
+    elif not line_suffix.strip() or only_closers(line_suffix):
         decision = _delimited_block(spec, text, offset, source, token, line_prefix)
     else:
         decision = None
+    if decision is None:
+        decision = _general_block(spec, root, source, cursor, token, line_prefix, line_suffix)
     if decision is not None:
         return decision
     return ModeDecision(line_mode, 0, "inside a statement")

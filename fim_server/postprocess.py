@@ -1,7 +1,8 @@
-"""Turn the model's raw middle into text worth showing as ghost text.
+"""Turn the model's raw middle into the edit worth showing as ghost text.
 
-Pure functions over strings: each rule is one function, `clean_completion` chains them in
-the order the completion mode calls for. Everything works on "\\n" line breaks.
+Each rule is one function over strings; `clean_edit` chains them in the order the
+completion mode calls for (docs/modes.md lists them). Everything works on "\\n" line
+breaks.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import cache
 
 import tree_sitter
 
 from .context import CompletionContext, Literal, Mode
 from .languages import LANGUAGES, LanguageSpec, parse
+from .modes import only_closers
 
 # Stop markers end the useful text; anything after them is the model wandering on.
 _END_MARKERS = re.compile(r"<eom>|<eos>|<\|endoftext\|>|<\|im_end\|>|<\|eot_id\|>")
@@ -26,8 +30,8 @@ _SPECIAL_TOKENS = re.compile(
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {v: k for k, v in _OPENERS.items()}
 _QUOTES = "'\"`"
-# The rest of a line that only closes what is open: `)`, `")`, `]);`.
-_ONLY_CLOSERS = re.compile(r"\s*[)\]}\"'`]+[;,:]?\s*")
+# A word or a single non-blank character: the first token of a line that may only close.
+_CLOSER_TOKEN = re.compile(r"[A-Za-z_]\w*|\S")
 
 
 def strip_special_tokens(text: str) -> str:
@@ -90,33 +94,77 @@ def _first_line_indent(line_prefix: str, first: str) -> int:
     return (len(line_prefix) if not line_prefix.strip() else 0) + lead
 
 
-def cut_at_dedent(text: str, block_indent: int) -> str:
+def _indent_of(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def cut_at_dedent(
+    text: str,
+    block_indent: int,
+    line_indent: int | None = None,
+    spec: LanguageSpec | None = None,
+) -> str:
     """Stop a multi-line completion at the first line (after the first) indented less than
-    `block_indent`: from there the model is writing code outside the block it was asked for."""
+    `block_indent`: from there the model is writing code outside the block it was asked for.
+
+    `line_indent`: the completion continues a statement on a line indented this much (a
+    block started mid-line: `items.forEach(|)`). A line back at that indentation that closes
+    a bracket or (`spec`) a block the completion opened (`});`, `end)`) still belongs to
+    it, as its last line.
+    """
     lines = text.split("\n")
     for i in range(1, len(lines)):
         line = lines[i]
-        if line.strip() and len(line) - len(line.lstrip(" \t")) < block_indent:
-            return "\n".join(lines[:i])
+        indent = _indent_of(line)
+        if not line.strip() or indent >= block_indent:
+            continue
+        if line_indent is not None and indent >= line_indent:
+            first = _CLOSER_TOKEN.match(line.lstrip())
+            closer_words = spec.block_closers if spec is not None else ()
+            above = "\n".join(lines[:i])
+            if first is not None and (
+                (first.group() in _CLOSERS and scan_brackets(above).open_brackets)
+                or (first.group() in closer_words and _nesting_depth(above, spec) > 0)
+            ):
+                return "\n".join(lines[: i + 1])
+        return "\n".join(lines[:i])
     return text
 
 
-def drop_repeated_suffix_lines(text: str, suffix: str) -> str:
-    """Cut a multi-line completion where it starts repeating the code after the cursor.
+def _squeeze(line: str) -> str:
+    return "".join(line.split())
 
-    Compared line by line, ignoring indentation and blank lines: the completion is cut
-    before its first line equal to the first non-blank line of the suffix, when every
-    non-blank line from there on matches the suffix's lines in order.
+
+def _only_closes(line: str, closer_words: tuple[str, ...]) -> bool:
+    """Whether a line only closes (`}`, `});`, `end`): such a line repeats the suffix's
+    closer when it closes the completion's own block, so it proves no repetition."""
+    tokens = _CLOSER_TOKEN.findall(line)
+    return all(t in ")]};," or t in closer_words for t in tokens)
+
+
+def drop_repeated_suffix_lines(
+    text: str, suffix: str, line_prefix: str = "", closer_words: tuple[str, ...] = ()
+) -> str:
+    """Cut a completion where it starts repeating the code after the cursor.
+
+    Compared line by line, ignoring whitespace and blank lines, against the lines after the
+    cursor's own: the completion is cut before its first line equal to the next non-blank
+    line, when every non-blank line from there on matches the following lines in order
+    and one of them does more than close (`}`, `end`: `closer_words`; the block-exit rule
+    judges those). The first line is compared as the whole line it completes
+    (`line_prefix` + it), so a completion that only repeats the next lines becomes empty.
     """
-    wanted = [line.strip() for line in suffix.split("\n") if line.strip()]
+    after_cursor_line = suffix.split("\n", 1)[1] if "\n" in suffix else ""
+    wanted = [_squeeze(line) for line in after_cursor_line.split("\n") if line.strip()]
     if not wanted:
         return text
     lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if line.strip() != wanted[0]:
+    whole = [line_prefix + lines[0], *lines[1:]]
+    for i, line in enumerate(whole):
+        if _squeeze(line) != wanted[0]:
             continue
-        tail = [t.strip() for t in lines[i:] if t.strip()]
-        if tail == wanted[: len(tail)]:
+        tail = [_squeeze(t) for t in whole[i:] if t.strip()]
+        if tail == wanted[: len(tail)] and not all(_only_closes(t, closer_words) for t in tail):
             return "\n".join(lines[:i])
     return text
 
@@ -170,27 +218,40 @@ def match_indentation(text: str, unit: str) -> str:
 _NESTING_TOKEN = re.compile(r"[A-Za-z_]\w*|[{}]|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'")
 
 
+def _nesting_tokens(text: str, spec: LanguageSpec) -> Iterator[tuple[int, int]]:
+    """(position, +1 or -1) for each token of `text` that opens or closes a nesting level:
+    braces, and the language's block words (`then`, `do` / `end`, `fi`, ...)."""
+    openers, closers = spec.nesting_words
+    for match in _NESTING_TOKEN.finditer(text):
+        token = match.group()
+        if token == "{" or token in openers:
+            yield match.start(), 1
+        elif token == "}" or token in closers:
+            yield match.start(), -1
+
+
+def _nesting_depth(text: str, spec: LanguageSpec | None) -> int:
+    if spec is None or spec.indented_blocks:
+        return 0
+    return sum(step for _, step in _nesting_tokens(text, spec))
+
+
 def cut_at_block_exit(text: str, spec: LanguageSpec) -> str:
     """Stop a multi-line completion where it closes the block it was asked to fill: a `}`
     (or `end`, `fi`, `done`, ...) with no opening of its own in the completion belongs to
     the enclosing code, which the suffix already has."""
     if spec.indented_blocks:
         return text
-    openers, closers = spec.nesting_words
     depth = 0
-    for match in _NESTING_TOKEN.finditer(text):
-        token = match.group()
-        if token == "{" or token in openers:
-            depth += 1
-        elif token == "}" or token in closers:
-            depth -= 1
-            if depth < 0:
-                cut = text[: match.start()]
-                # Keep whole lines: cut before the closer's line if only blanks precede it.
-                line_start = cut.rfind("\n") + 1
-                if not cut[line_start:].strip():
-                    cut = cut[:line_start]
-                return cut.rstrip()
+    for at, step in _nesting_tokens(text, spec):
+        depth += step
+        if depth < 0:
+            cut = text[:at]
+            # Keep whole lines: cut before the closer's line if only blanks precede it.
+            line_start = cut.rfind("\n") + 1
+            if not cut[line_start:].strip():
+                cut = cut[:line_start]
+            return cut.rstrip()
     return text
 
 
@@ -202,40 +263,156 @@ class Edit:
     replace_chars: int = 0
 
 
-def balance_closers(text: str, line_suffix: str, in_string: bool) -> Edit | None:
-    """When the rest of the line only closes brackets or quotes (`foo(|)`, `[a, |]);`),
-    the completion followed by them, with whatever the completion itself left open closed
-    first, replacing them: accepting it leaves a balanced line.
+@dataclass
+class Brackets:
+    """What a completion leaves open and what it closes that was open before it."""
 
-    None when this does not apply: other code after the cursor, or a completion that
-    closes something opened before the cursor (the insert rules judge that one).
+    open_brackets: list[str] = field(default_factory=list)  # opened and left open, in order
+    open_quote: str = ""  # a string it opened and left open
+    # Closers (brackets, and the quote of a string the cursor was in) of things opened
+    # before the completion, each with the index just after it.
+    closed_outer: list[tuple[str, int]] = field(default_factory=list)
+    mismatched: bool = False  # a closer of the wrong kind: `(]`
+
+
+def scan_brackets(
+    text: str,
+    *,
+    outer: str = "",
+    in_string: str = "",
+    line_comment: str = "",
+    char_quotes: bool = True,
+) -> Brackets:
+    """Follow the brackets and quotes of `text`, a completion inserted at the cursor.
+
+    `outer`: the closers that follow the cursor on its line, in order; a quote among them
+    that comes up next, with no bracket of the completion open, closes the outer string
+    rather than opening one. `in_string`: the quote of the string the cursor is inside.
+    `line_comment` starts a comment to the end of the line (its apostrophes open nothing);
+    `char_quotes` False for languages where `'` is mostly a lifetime (Rust).
     """
-    if not _ONLY_CLOSERS.fullmatch(line_suffix):
-        return None
-    core = drop_suffix_overlap(text, line_suffix)
-    if in_string and any(q in core for q in _QUOTES):
-        return None
-    stack: list[str] = []
-    quote = ""
+    state = Brackets()
+    quote = in_string
     escaped = False
-    for ch in core:
+    i = 0
+    while i < len(text):
+        ch = text[i]
         if quote:
             if escaped:
                 escaped = False
             elif ch == "\\":
                 escaped = True
             elif ch == quote:
+                if quote == in_string:
+                    state.closed_outer.append((ch, i + 1))
+                    in_string = ""
                 quote = ""
+        elif line_comment and text.startswith(line_comment, i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
         elif ch in _QUOTES:
-            quote = ch
+            expected = (
+                outer[len(state.closed_outer)] if len(state.closed_outer) < len(outer) else ""
+            )
+            if not state.open_brackets and ch == expected:
+                state.closed_outer.append((ch, i + 1))
+            elif (
+                ch != "'"
+                or char_quotes
+                or text[i + 2 : i + 3] == "'"
+                or text[i + 1 : i + 2] == "\\"
+            ):
+                quote = ch
         elif ch in _OPENERS:
-            stack.append(ch)
+            state.open_brackets.append(ch)
         elif ch in _CLOSERS:
-            if not stack or stack[-1] != _CLOSERS[ch]:
-                return None
-            stack.pop()
-    closing = quote + "".join(_OPENERS[ch] for ch in reversed(stack))
-    return Edit(core + closing + line_suffix, len(line_suffix))
+            if state.open_brackets:
+                if state.open_brackets[-1] != _CLOSERS[ch]:
+                    state.mismatched = True
+                    return state
+                state.open_brackets.pop()
+            else:
+                state.closed_outer.append((ch, i + 1))
+        i += 1
+    state.open_quote = quote if quote != in_string else ""
+    return state
+
+
+def _scan_for(text: str, ctx: CompletionContext, outer: str = "") -> Brackets:
+    spec = LANGUAGES.get(ctx.language) if ctx.language else None
+    in_string = ""
+    if ctx.literal is Literal.STRING and outer[:1] in tuple(_QUOTES):
+        in_string = outer[0]  # the quote after the cursor closes the string it is in
+    return scan_brackets(
+        text,
+        outer=outer,
+        in_string=in_string,
+        line_comment=spec.line_comment if spec is not None and not in_string else "",
+        char_quotes=ctx.language != "rust",
+    )
+
+
+def replace_closers(text: str, ctx: CompletionContext) -> Edit | None:
+    """When the rest of the line only closes brackets or quotes (`foo(|)`, `"|")`, `{|})`),
+    the edit that replaces them: the completion, then what it left open closed, then the
+    closers it did not write itself. Accepting it leaves the line balanced, whether the
+    completion closes brackets it opened or ones opened before the cursor
+    (`Math.max(Math.min(|))` + `value, max), min);`).
+
+    A multi-line completion that leaves the closers to the suffix gets them on a line of
+    their own, at the cursor line's indentation (`{|})` + a body). None when this does not
+    apply: other code after the cursor, or a completion closing more than the line does or
+    closing the wrong kind (the insert rules and the syntax check judge that one).
+    """
+    line_suffix = ctx.line_suffix
+    if not only_closers(line_suffix):
+        return None
+    # A single line may end with the closers the model copied from the suffix; a block
+    # writes them on its last line, where the scan below finds them.
+    core = text if "\n" in text else drop_suffix_overlap(text, line_suffix)
+    outer_at = [(ch, i + 1) for i, ch in enumerate(line_suffix) if ch in _CLOSERS or ch in _QUOTES]
+    outer = "".join(ch for ch, _ in outer_at)
+    scan = _scan_for(core, ctx, outer)
+    closed = "".join(ch for ch, _ in scan.closed_outer)
+    if scan.mismatched or not outer.startswith(closed):
+        return None
+    own = scan.open_quote + "".join(_OPENERS[ch] for ch in reversed(scan.open_brackets))
+    rest = line_suffix[outer_at[len(closed) - 1][1] :] if closed else line_suffix
+    if closed and rest.strip() and not own and core.rstrip().endswith(rest.strip()):
+        rest = ""  # the completion ended the statement itself: `x);` for `);`
+    if "\n" in core and not closed:
+        indent = ctx.line_prefix[: _indent_of(ctx.line_prefix)]
+        tail = own + rest.strip()
+        result = core + ("\n" + indent + tail if tail else "")
+    else:
+        result = core + own + rest
+    return Edit(result, len(line_suffix))
+
+
+def fit_to_line(text: str, ctx: CompletionContext) -> Edit:
+    """The edit that puts `text` at the cursor, given what follows it on its line."""
+    replaced = replace_closers(text, ctx)
+    if replaced is not None:
+        return replaced
+    if "\n" in text or not ctx.line_suffix.strip():
+        return Edit(text)
+    return Edit(drop_suffix_overlap(text, ctx.line_suffix))
+
+
+def repeats_next_lines(edit: Edit, ctx: CompletionContext) -> bool:
+    """Whether accepting `edit` writes lines the document already has right below: every
+    non-blank line it completes equals the next non-blank lines, in order (whitespace
+    aside)."""
+    rest_of_line = ctx.line_suffix[edit.replace_chars :]
+    written = (ctx.line_prefix + edit.text + rest_of_line).split("\n")
+    written = [_squeeze(line) for line in written if line.strip()]
+    after_cursor_line = ctx.suffix.split("\n", 1)[1] if "\n" in ctx.suffix else ""
+    following = (_squeeze(line) for line in after_cursor_line.split("\n") if line.strip())
+    return bool(written) and all(w == next(following, None) for w in written)
+
+
+# -- syntax ----------------------------------------------------------------------------
 
 
 @cache
@@ -247,110 +424,167 @@ def _problem_query(language: str) -> tree_sitter.Query:
     return tree_sitter.Query(LANGUAGES[language].tree_sitter_language, patterns)
 
 
-@dataclass(frozen=True)
-class _Problem:
-    row: int
-    at_end: bool  # at the very end of the parsed text (an unclosed window or file)
+def _point_after(start: tuple[int, int], data: bytes) -> tuple[int, int]:
+    lines = data.count(b"\n")
+    if not lines:
+        return (start[0], start[1] + len(data))
+    return (start[0] + lines, len(data) - data.rfind(b"\n") - 1)
 
 
-def _problems(source: str, language: str, *, empty_blocks: bool) -> list[_Problem]:
-    data = source.encode("utf-8")
-    tree = parse(LANGUAGES[language], data)
-    end = len(data.rstrip())
-    captures = tree_sitter.QueryCursor(_problem_query(language)).captures(tree.root_node)
-    return sorted(
-        (
-            _Problem(node.start_point.row, node.start_byte >= end)
-            for name, nodes in captures.items()
-            for node in nodes
-            if name != "block" or (empty_blocks and node.child_count == 0)
-        ),
-        key=lambda p: p.row,
-    )
+class _ParsedText:
+    """A text around the cursor with its parse, to compare with edited versions of it."""
 
+    def __init__(
+        self, spec: LanguageSpec, source: bytes, tree: tree_sitter.Tree, cursor: int
+    ) -> None:
+        self._spec = spec
+        self._source = source
+        self._tree = tree
+        self._cursor = cursor
+        line_start = source.rfind(b"\n", 0, cursor) + 1
+        self._cursor_point = (source.count(b"\n", 0, cursor), cursor - line_start)
 
-def syntax_problem_rows(source: str, *, empty_blocks: bool, language: str = "python") -> list[int]:
-    """Rows where syntax errors, missing tokens and (optionally, Python) empty blocks
-    start."""
-    return [p.row for p in _problems(source, language, empty_blocks=empty_blocks)]
+    def _problems(
+        self,
+        tree: tree_sitter.Tree,
+        lo: int,
+        hi: int,
+        empty_blocks: bool,
+        where: Callable[[int], int | None],
+    ) -> tuple[Counter[tuple[str, int | None]], int]:
+        """The problems of `tree` that overlap bytes `lo`..`hi`, keyed by kind and start
+        (`where` maps it to the text before the edit), and the first byte they start at."""
+        cursor = tree_sitter.QueryCursor(_problem_query(self._spec.name))
+        cursor.set_byte_range(lo, hi)
+        found: Counter[tuple[str, int | None]] = Counter()
+        first = lo
+        for name, nodes in cursor.captures(tree.root_node).items():
+            for node in nodes:
+                if name == "block":
+                    if not empty_blocks or node.child_count:
+                        continue
+                    found["empty block", where(node.start_byte)] += 1
+                elif node.is_missing:
+                    found[f"missing {node.type}", None] += 1  # wherever it moved
+                else:
+                    found["error", where(node.start_byte)] += 1
+                first = min(first, node.start_byte)
+        return found, first
 
-
-def keep_valid_syntax(text: str, ctx: CompletionContext, replace_chars: int = 0) -> str:
-    """`text` if inserting it leaves no syntax problem starting on the lines it spans; for
-    multi-line, otherwise its longest leading run of lines that does; else "".
-
-    Only problems that start where the completion lands count, so an unrelated error
-    elsewhere in the window (the user is mid-edit) does not block every completion. The
-    check runs on the context window, not the whole document, to bound its cost. A block
-    opener is fine at the end of a single line (`for x in xs:`: the body comes next), not
-    at the end of a block the completion was meant to write. A problem at the very end of
-    the window (a block the window cut open, a file being written) is excused when the
-    window has it without the completion too. Plain text is not checked.
-    """
-    if ctx.language is None:
-        return text
-    empty_blocks = ctx.mode is Mode.MULTI_LINE
-    suffix = ctx.suffix[replace_chars:]
-    excuse_end = any(
-        p.at_end for p in _problems(ctx.prefix + suffix, ctx.language, empty_blocks=empty_blocks)
-    )
-    first_row = ctx.prefix.count("\n")
-    lines = text.split("\n")
-    sizes = [len(lines)] if ctx.mode.is_line else range(len(lines), 0, -1)
-    for size in sizes:
-        candidate = "\n".join(lines[:size]).rstrip()
-        if not candidate.strip():
-            continue
-        last_row = first_row + candidate.count("\n")
-        problems = _problems(
-            ctx.prefix + candidate + suffix, ctx.language, empty_blocks=empty_blocks
+    def damages(self, replaced: bytes, inserted: bytes, empty_blocks: bool) -> tuple[bool, bool]:
+        """Whether putting `inserted` in place of `replaced` at the cursor adds a problem,
+        and whether the syntax it changed runs to the end of the text."""
+        start = self._cursor
+        old_end, new_end = start + len(replaced), start + len(inserted)
+        source = self._source[:start] + inserted + self._source[old_end:]
+        edited = self._tree.copy()
+        edited.edit(
+            start_byte=start,
+            old_end_byte=old_end,
+            new_end_byte=new_end,
+            start_point=self._cursor_point,
+            old_end_point=_point_after(self._cursor_point, replaced),
+            new_end_point=_point_after(self._cursor_point, inserted),
         )
-        if not any(
-            first_row <= p.row <= last_row and not (excuse_end and p.at_end) for p in problems
-        ):
-            return candidate if size < len(lines) else text
-    return ""
+        tree = parse(self._spec, source, edited)
+        lo, hi = start, new_end
+        for changed in edited.changed_ranges(tree):
+            lo, hi = min(lo, changed.start_byte), max(hi, changed.end_byte)
+        to_the_end = hi >= len(source.rstrip())
+        shift = len(replaced) - len(inserted)
+
+        def before_edit(at: int) -> int | None:  # a position of `tree` in the old text
+            return at if at < start else at + shift if at >= new_end else None
+
+        after, first = self._problems(tree, lo, hi + 1, empty_blocks, before_edit)
+        if not after:
+            return False, to_the_end
+        # The same span before the edit, widened to where the problems found start: an
+        # error the user already had, which now reaches into the edit, starts there.
+        before, _ = self._problems(self._tree, first, hi + shift + 1, empty_blocks, lambda at: at)
+        return bool(after - before), to_the_end
 
 
-def clean_edit(raw: str, ctx: CompletionContext, *, allow_replace: bool = True) -> Edit:
-    """Apply the rules for `ctx.mode`; an empty edit when nothing useful remains."""
+class SyntaxCheck:
+    """Whether an edit at the cursor adds syntax problems anywhere in the document: parse
+    errors, missing tokens and (Python) empty blocks.
+
+    The text is parsed before the edit and re-parsed incrementally with it, and only the
+    ranges whose syntax changed are compared, so an error the edit shifts rows below (an
+    unterminated string) counts, and an error the user already had does not. A missing
+    token that only moved (the same `}` still missing, now after the completion) is the
+    same problem. The window around the cursor is checked first (a small parse); when the
+    edit's effect runs to the window's end, the whole document (`ctx.document`: its tree
+    from the request) decides, since the damage may only show beyond the window.
+    """
+
+    def __init__(self, ctx: CompletionContext) -> None:
+        assert ctx.language is not None
+        self._ctx = ctx
+        spec = LANGUAGES[ctx.language]
+        source = (ctx.prefix + ctx.suffix).encode("utf-8")
+        cursor = len(ctx.prefix.encode("utf-8"))
+        self._window = _ParsedText(spec, source, parse(spec, source), cursor)
+        document = ctx.document
+        self._document = (
+            _ParsedText(spec, document.source, document.tree, document.cursor)
+            if document is not None
+            else None
+        )
+
+    def damages(self, edit: Edit, *, empty_blocks: bool) -> bool:
+        """Whether `edit` (at the cursor) adds a problem."""
+        replaced = self._ctx.suffix[: edit.replace_chars].encode("utf-8")
+        inserted = edit.text.encode("utf-8")
+        damaged, to_the_end = self._window.damages(replaced, inserted, empty_blocks)
+        if damaged or not to_the_end or self._document is None:
+            return damaged
+        return self._document.damages(replaced, inserted, empty_blocks)[0]
+
+
+def clean_edit(raw: str, ctx: CompletionContext) -> Edit:
+    """Apply the rules for `ctx.mode` to the model's raw text; an empty edit when nothing
+    useful remains."""
     if ctx.mode is Mode.NONE:
         return Edit("")
     spec = LANGUAGES.get(ctx.language) if ctx.language else None
     text = strip_special_tokens(raw)
-    replace = 0
     if ctx.mode.is_line:
         text = cut_at_newline(text)
         if not ctx.line_suffix.strip():
             text = text.rstrip()
-        balanced = (
-            balance_closers(text, ctx.line_suffix, ctx.literal is Literal.STRING)
-            if allow_replace
-            else None
-        )
-        if balanced is not None:
-            text, replace = balanced.text, balanced.replace_chars
-            if text == ctx.line_suffix:
-                return Edit("")  # nothing but what is already there
-        else:
-            text = drop_suffix_overlap(text, ctx.line_suffix)
+        candidates = [text]
     else:
         text = match_indentation(text, ctx.indent_unit)
-        text = cut_at_dedent(text, ctx.block_indent)
+        mid_line = bool(ctx.line_prefix.strip())
+        line_indent = _indent_of(ctx.line_prefix) if mid_line else None
+        text = cut_at_dedent(text, ctx.block_indent, line_indent, spec)
         if spec is not None:
             text = cut_at_block_exit(text, spec)
-        text = drop_repeated_suffix_lines(text, ctx.suffix)
+        closer_words = spec.block_closers if spec is not None else ()
+        text = drop_repeated_suffix_lines(text, ctx.suffix, ctx.line_prefix, closer_words)
         text = strip_trailing_blank(text)
         first = text.split("\n", 1)[0]
         if first.strip() and _first_line_indent(ctx.line_prefix, first) < ctx.block_indent:
-            return Edit("")  # a first line left of the block would not belong to it
+            if not mid_line:
+                return Edit("")  # a first line left of the block would not belong to it
+        # The longest leading run of lines that passes every check below.
+        lines = text.split("\n")
+        candidates = ["\n".join(lines[:n]).rstrip() for n in range(len(lines), 0, -1)]
     if not text.strip() or is_degenerate(text):
         return Edit("")
-    text = keep_valid_syntax(text, ctx, replace)
-    return Edit(text, replace if text else 0)
-
-
-def clean_completion(raw: str, ctx: CompletionContext) -> str:
-    """The cleaned text to insert at the cursor (replacing nothing); "" when nothing
-    useful remains."""
-    return clean_edit(raw, ctx, allow_replace=False).text
+    check = SyntaxCheck(ctx) if ctx.language is not None else None
+    for candidate in candidates:
+        if not candidate.strip():
+            continue
+        edit = fit_to_line(candidate, ctx)
+        if not edit.text.strip() or edit.text == ctx.line_suffix[: edit.replace_chars]:
+            continue  # nothing but what is already there
+        if repeats_next_lines(edit, ctx):
+            continue
+        # A block opener is fine at the end of a single line continuing typed code (`for x
+        # in xs:`: the body comes next), not at the end of a block meant to be written.
+        single = "\n" not in edit.text and bool(ctx.line_prefix.strip())
+        if check is None or not check.damages(edit, empty_blocks=not single):
+            return edit
+    return Edit("")

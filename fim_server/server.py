@@ -16,17 +16,22 @@ from lsprotocol import types
 from pygls.capabilities import get_capability
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.workspace import TextDocument
+from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from . import __version__
-from .documents import Position, TextChange
-from .engine import Completion, Engine, EngineStats
+from .completion import Completion
+from .documents import Document, Position, PositionError, TextChange, units_of
+from .engine import Engine
 from .settings import apply_settings
+from .stats import EngineStats
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "fim-server"
 STATS_REQUEST = "fim/stats"
+# Sent by the editor packages when the user accepts a completion (Tab, or a partial accept):
+# params {"uri": str, "chars": int, "partial": bool}.
+ACCEPTED_NOTIFICATION = "fim/accepted"
 
 
 class InvalidRequest(JsonRpcInvalidParams):
@@ -36,33 +41,27 @@ class InvalidRequest(JsonRpcInvalidParams):
         super().__init__(message)
 
 
-def open_document(server: LanguageServer, uri: str) -> TextDocument:
-    """The synchronised copy of an open document; only open documents are trusted, since
-    a file on disk may differ from the editor's buffer."""
-    # pygls keys its documents by the unquoted URI.
-    document = server.workspace.text_documents.get(unquote(uri))
+def document_key(uri: str) -> str:
+    # Clients differ in how they quote URIs (`%3A` or `:`); one spelling keys the store.
+    return unquote(uri)
+
+
+def open_document(server: FimLanguageServer, uri: str) -> Document:
+    """An open document, as the editor has it; only open documents are trusted, since a
+    file on disk may differ from the editor's buffer."""
+    document = server.engine.documents.get(document_key(uri))
     if document is None:
         raise InvalidRequest(f"document is not open: {uri}")
     return document
 
 
-def cursor_offset(document: TextDocument, position: types.Position) -> int:
-    """Code-point offset into `document.source` of an LSP position given in the
-    negotiated encoding (UTF-16 code units by default)."""
-    lines = document.lines
-    ends_with_break = not lines or lines[-1].endswith(("\n", "\r"))
-    last_line = len(lines) if ends_with_break else len(lines) - 1
-    if position.line > last_line:
-        raise InvalidRequest(
-            f"line {position.line} is past the end of {document.uri} (last line {last_line})"
-        )
-    if position.line == len(lines):
-        return len(document.source)  # the empty line after a final line break
-    codec = document.position_codec
-    units = codec.client_num_units(lines[position.line].rstrip("\r\n"))
-    # LSP: a character past the end of the line means the end of the line.
-    clamped = types.Position(line=position.line, character=min(position.character, units))
-    return document.offset_at_server_position(codec.position_from_client_units(lines, clamped))
+def cursor_offset(document: Document, position: types.Position, encoding: str) -> int:
+    """Code-point offset into the document of an LSP position in the negotiated encoding
+    (UTF-16 code units by default)."""
+    try:
+        return document.offset_at(Position(position.line, position.character), encoding)
+    except PositionError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def stats_payload(stats: EngineStats) -> dict[str, Any]:
@@ -73,24 +72,6 @@ def stats_payload(stats: EngineStats) -> dict[str, Any]:
         return head + "".join(word.title() for word in rest)
 
     return {camel(k): v for k, v in asdict(stats).items()}
-
-
-def replaced_range(
-    document: TextDocument, position: types.Position, offset: int, completion: Completion
-) -> types.Range:
-    """The range a completion replaces: from the cursor over `replace_chars` characters
-    of its line (counted in the client's position units)."""
-    replaced = document.source[offset : offset + completion.replace_chars]
-    units = document.position_codec.client_num_units(replaced)
-    return types.Range(
-        start=position,
-        end=types.Position(line=position.line, character=position.character + units),
-    )
-
-
-def position_encoding(server: LanguageServer) -> str:
-    encoding = server.workspace.position_encoding
-    return str(getattr(encoding, "value", encoding) or "utf-16")
 
 
 def text_changes(params: types.DidChangeTextDocumentParams) -> list[TextChange]:
@@ -115,12 +96,37 @@ def _label(text: str) -> str:
     return first + (" …" if rest else "")
 
 
+class FimProtocol(LanguageServerProtocol):
+    """pygls' protocol without its own copy of each document: the engine's DocumentStore
+    (text and parse tree together) is the one copy, kept by the handlers below."""
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams):
+        yield self.fm.features[types.TEXT_DOCUMENT_DID_OPEN], (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
+        yield self.fm.features[types.TEXT_DOCUMENT_DID_CHANGE], (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams):
+        yield self.fm.features[types.TEXT_DOCUMENT_DID_CLOSE], (params,), None
+
+
 class FimLanguageServer(LanguageServer):
     def __init__(self, engine: Engine) -> None:
         super().__init__(
-            SERVER_NAME, __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+            SERVER_NAME,
+            __version__,
+            protocol_cls=FimProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.engine = engine
+
+    @property
+    def position_encoding(self) -> str:
+        encoding = self.workspace.position_encoding
+        return str(getattr(encoding, "value", encoding) or "utf-16")
 
     def configure(self, payload: Any, origin: str) -> None:
         """Apply settings from the client; report bad values and keep serving."""
@@ -136,13 +142,13 @@ class FimLanguageServer(LanguageServer):
         logger.info("settings (%s): %s", origin, update.settings)
 
     async def complete_at(
-        self, uri: str, position: types.Position
-    ) -> tuple[Completion, TextDocument, int]:
+        self, uri: str, position: types.Position, invoked: bool
+    ) -> tuple[Completion, types.Range]:
+        """The completion at `position` and the range it replaces."""
         document = open_document(self, uri)
-        offset = cursor_offset(document, position)
-        completion = await self.engine.complete(
-            document.source, offset, language=document.language_id, uri=document.uri
-        )
+        offset = cursor_offset(document, position, self.position_encoding)
+        text = document.text  # the document may change while the model runs
+        completion = await self.engine.complete(text, offset, uri=document.uri, invoked=invoked)
         if not completion.text:
             logger.debug(
                 "no completion at %s:%d:%d: %s",
@@ -151,7 +157,9 @@ class FimLanguageServer(LanguageServer):
                 position.character,
                 completion.reason,
             )
-        return completion, document, offset
+        replaced = text[offset : offset + completion.replace_chars]
+        end = position.character + units_of(replaced, self.position_encoding)
+        return completion, types.Range(position, types.Position(position.line, end))
 
     async def report_model_load(self) -> None:
         """Show the background model load as work-done progress, then its outcome."""
@@ -181,10 +189,12 @@ class FimLanguageServer(LanguageServer):
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
             self.window_log_message(types.LogMessageParams(types.MessageType.Error, message))
         else:
-            ms = self.engine.stats().load_ms
+            stats = self.engine.stats()
             self.window_log_message(
                 types.LogMessageParams(
-                    types.MessageType.Info, f"fim-server: model ready ({ms:.0f} ms)"
+                    types.MessageType.Info,
+                    f"fim-server: model ready in {stats.load_ms:.0f} ms: "
+                    f"{stats.backend_description}",
                 )
             )
 
@@ -200,33 +210,24 @@ def create_server(engine: Engine) -> FimLanguageServer:
     def did_change_configuration(params: types.DidChangeConfigurationParams) -> None:
         server.configure(params.settings, "workspace/didChangeConfiguration")
 
-    # pygls keeps the text of open documents; the engine keeps their parse trees, updated
-    # edit by edit.
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(params: types.DidOpenTextDocumentParams) -> None:
         item = params.text_document
-        document = open_document(server, item.uri)
-        engine.documents.open(document.uri, document.source, item.language_id, item.version)
+        engine.documents.open(document_key(item.uri), item.text, item.language_id, item.version)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(params: types.DidChangeTextDocumentParams) -> None:
-        document = open_document(server, params.text_document.uri)
-        changes = text_changes(params)
+        uri = document_key(params.text_document.uri)
         try:
-            kept = engine.documents.change(
-                document.uri, params.text_document.version, changes, position_encoding(server)
+            engine.documents.change(
+                uri, params.text_document.version, text_changes(params), server.position_encoding
             )
         except KeyError:
-            logger.warning("change to a document we did not see open: %s", document.uri)
-            engine.documents.open(document.uri, document.source, document.language_id)
-            return
-        if kept.text != document.source:
-            logger.warning("parse tree copy of %s drifted; re-parsing it whole", document.uri)
-            engine.documents.replace_text(document.uri, document.source)
+            logger.warning("change to a document that is not open, ignored: %s", uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(params: types.DidCloseTextDocumentParams) -> None:
-        engine.documents.close(unquote(params.text_document.uri))
+        engine.documents.close(document_key(params.text_document.uri))
 
     @server.feature(types.INITIALIZED)
     async def initialized(params: types.InitializedParams) -> None:
@@ -237,22 +238,24 @@ def create_server(engine: Engine) -> FimLanguageServer:
     async def inline_completion(
         params: types.InlineCompletionParams,
     ) -> types.InlineCompletionList:
-        completion, document, offset = await server.complete_at(
-            params.text_document.uri, params.position
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        completion, replaced = await server.complete_at(
+            params.text_document.uri, params.position, invoked
         )
         if not completion.text:
             return types.InlineCompletionList(items=[])
-        item = types.InlineCompletionItem(
-            insert_text=completion.text,
-            range=replaced_range(document, params.position, offset, completion),
-        )
+        item = types.InlineCompletionItem(insert_text=completion.text, range=replaced)
         return types.InlineCompletionList(items=[item])
 
     # For clients without inline completion: the same text as one completion item.
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
     async def completion(params: types.CompletionParams) -> types.CompletionList:
-        completion, document, offset = await server.complete_at(
-            params.text_document.uri, params.position
+        # Asked for explicitly unless the client says it re-asks as the user types.
+        invoked = params.context is None or (
+            params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        )
+        completion, replaced = await server.complete_at(
+            params.text_document.uri, params.position, invoked
         )
         # Incomplete: the answer depends on the exact cursor, so the client must ask again
         # as the user types rather than filter this list.
@@ -271,16 +274,22 @@ def create_server(engine: Engine) -> FimLanguageServer:
             kind=types.CompletionItemKind.Snippet,
             detail=SERVER_NAME,
             insert_text_format=types.InsertTextFormat.PlainText,
-            text_edit=types.TextEdit(
-                range=replaced_range(document, params.position, offset, completion),
-                new_text=completion.text,
-            ),
+            text_edit=types.TextEdit(range=replaced, new_text=completion.text),
         )
         return types.CompletionList(is_incomplete=True, items=[item])
 
     @server.feature(STATS_REQUEST)
     def stats(params: Any) -> dict[str, Any]:
         return stats_payload(engine.stats())
+
+    @server.feature(ACCEPTED_NOTIFICATION)
+    def accepted(params: Any) -> None:
+        uri, chars = getattr(params, "uri", None), getattr(params, "chars", 0)
+        engine.accepted(
+            document_key(uri) if isinstance(uri, str) else None,
+            chars if isinstance(chars, int) and not isinstance(chars, bool) else 0,
+            getattr(params, "partial", False) is True,
+        )
 
     @server.feature(types.SHUTDOWN)
     def shutdown(params: None) -> None:

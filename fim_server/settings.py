@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import defaults
+
 # LSP key -> (field name, accepted types, can be null, minimum)
 _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
     "enable": ("enable", bool, False, None),
@@ -26,12 +28,12 @@ class UserSettings:
     enable: bool = True  # False: every request answers empty without running the model
     # Wait this long after a request before running the model, so that a burst of
     # keystrokes runs it once, for the last one; cached answers skip the wait.
-    debounce_ms: int = 50
+    debounce_ms: int = defaults.DEBOUNCE_MS
     # Tokens of the context window (prefix + suffix + other files); None: sized from the
     # loaded model's `context_tokens`.
     context_tokens: int | None = None
-    line_tokens: int = 48  # budget of rest-of-line and single-line completions
-    block_tokens: int = 64  # budget of block (multi-line) completions
+    line_tokens: int = defaults.LINE_TOKENS  # budget of rest-of-line and single-line completions
+    block_tokens: int = defaults.BLOCK_TOKENS  # budget of block (multi-line) completions
     cross_file: bool = True  # chunks of other open documents in front of the prefix
 
 

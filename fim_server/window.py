@@ -40,40 +40,6 @@ class LineTokenCounter:
         return n
 
 
-def trim_prefix(prefix: str, budget: int, count_tokens: CountTokens) -> str:
-    """Keep the last whole lines of `prefix` that fit in `budget` tokens.
-
-    The partial line before the cursor is always kept whole, even over budget: cutting it
-    would hide the very statement being completed. Lines are counted one by one, which
-    slightly over-counts merges across line breaks; the model guards its hard limit.
-    """
-    pos = prefix.rfind("\n") + 1
-    used = count_tokens(prefix[pos:])
-    while pos > 0:
-        start = prefix.rfind("\n", 0, pos - 1) + 1
-        cost = count_tokens(prefix[start:pos])
-        if used + cost > budget:
-            break
-        used += cost
-        pos = start
-    return prefix[pos:]
-
-
-def trim_suffix(suffix: str, budget: int, count_tokens: CountTokens) -> str:
-    """Keep the first whole lines of `suffix` that fit in `budget` tokens; the rest of the
-    cursor line is always kept whole."""
-    pos = suffix.find("\n") + 1 or len(suffix)
-    used = count_tokens(suffix[:pos])
-    while pos < len(suffix):
-        end = suffix.find("\n", pos) + 1 or len(suffix)
-        cost = count_tokens(suffix[pos:end])
-        if used + cost > budget:
-            break
-        used += cost
-        pos = end
-    return suffix[:pos]
-
-
 @dataclass(frozen=True)
 class HeaderLine:
     row: int
@@ -84,7 +50,6 @@ class HeaderLine:
 class Window:
     prefix: str  # kept scope headers, then the text before the cursor
     suffix: str
-    headers: tuple[HeaderLine, ...]  # the scope header lines put in front of the prefix
     tokens: int  # estimated tokens of prefix + suffix
 
 
@@ -266,4 +231,4 @@ def build_window(
         suffix_end, suffix_used = fill_suffix(budget - prefix_used)
     kept_headers = tuple(h for h in headers if h.row < first_row)
     prefix = "".join(h.text for h in kept_headers) + text[prefix_start:offset]
-    return Window(prefix, text[offset:suffix_end], kept_headers, prefix_used + suffix_used)
+    return Window(prefix, text[offset:suffix_end], prefix_used + suffix_used)

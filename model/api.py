@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from .sampler import InfillCancelled, SamplerSettings, StopTokens, generate
 from .tokenizer import CodeTokenizer
-from .transformer import KVCache, ModelConfig, Transformer
+from .transformer import KVCache, Transformer
+from .weights import load_transformer
 
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "checkpoint"
 
@@ -25,24 +25,8 @@ class Infill:
     text: str
     tokens: int
     forward_passes: int
-    finished: bool  # the model wrote end-of-middle (rather than hitting a budget or newline)
-
-
-def save_checkpoint(folder: Path, model: Transformer, tok: CodeTokenizer) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    model.cfg.save(folder / "config.json")
-    state = {
-        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
-    }
-    save_file(state, str(folder / "model.safetensors"))
-    tok.save(folder / "tokenizer.json")
-
-
-def load_transformer(folder: Path, device: str = "cpu") -> Transformer:
-    cfg = ModelConfig.load(folder / "config.json")
-    model = Transformer(cfg)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return model.to(device).eval()
+    # Mean probability of the committed tokens when they were committed; None: no tokens.
+    confidence: float | None
 
 
 class InfillModel:
@@ -99,7 +83,7 @@ class InfillModel:
         # keeping the text nearest the cursor.
         suffix_ids = suffix_ids[: max(room - len(prefix_ids), room // 4)]
         prefix_ids = prefix_ids[max(0, len(prefix_ids) - (room - len(suffix_ids))) :]
-        return [sp.fim_suffix, *suffix_ids, sp.fim_prefix, *prefix_ids, sp.fim_middle]
+        return sp.fim_context(prefix_ids, suffix_ids)
 
     def infill(
         self,
@@ -131,4 +115,5 @@ class InfillModel:
         text = self.tokenizer.decode(gen.tokens)
         # A budget can cut a multi-byte character in half; never hand out the fragment.
         text = text.rstrip("\ufffd")
-        return Infill(text, len(gen.tokens), gen.forward_passes, gen.finished)
+        confidence = sum(gen.probabilities) / len(gen.probabilities) if gen.tokens else None
+        return Infill(text, len(gen.tokens), gen.forward_passes, confidence)

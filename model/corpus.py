@@ -16,11 +16,46 @@ import argparse
 import json
 import random
 import time
-from pathlib import Path
+import zlib
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 
-from .data import load_corpus, write_corpus
-from .sources import LANGUAGE_OF_SUFFIX, SourceRoot, collect_sources, default_roots
+from .sources import LANGUAGE_OF_SUFFIX, SourceFile, SourceRoot, collect_sources, default_roots
 from .tokenizer import CodeTokenizer, train_tokenizer
+
+HELD_OUT_PERCENT = 4
+
+
+def is_held_out(path: str) -> bool:
+    """Held-out split by folder, so no file of a held-out folder (a package, a module's
+    directory) is trained on."""
+    return zlib.crc32(str(PurePosixPath(path).parent).encode()) % 100 < HELD_OUT_PERCENT
+
+
+def write_corpus(
+    files: Iterable[SourceFile], out_dir: Path
+) -> dict[str, dict[str, dict[str, int]]]:
+    """train.jsonl / heldout.jsonl; returns files and bytes per split and language."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stats: dict[str, dict[str, dict[str, int]]] = {"train": {}, "heldout": {}}
+    with (
+        (out_dir / "train.jsonl").open("w") as train,
+        (out_dir / "heldout.jsonl").open("w") as heldout,
+    ):
+        for f in files:
+            split = "heldout" if is_held_out(f.path) else "train"
+            (heldout if split == "heldout" else train).write(
+                json.dumps({"path": f.path, "language": f.language, "text": f.text}) + "\n"
+            )
+            row = stats[split].setdefault(f.language, {"files": 0, "bytes": 0})
+            row["files"] += 1
+            row["bytes"] += len(f.text.encode())
+    return stats
+
+
+def load_corpus(path: Path) -> list[SourceFile]:
+    with path.open() as fh:
+        return [SourceFile(**json.loads(line)) for line in fh]
 
 
 def _refuse_benchmarks(roots: list[SourceRoot]) -> None:

@@ -9,55 +9,18 @@ list, found with tree-sitter), random character spans, and plain left-to-right t
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import random
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
 
 import torch
 
+from fim_server.languages import LANGUAGES, parse
+
 from .diffusion import DiffusionBatch, FimExample, make_batch, pad_middle
 from .sources import SourceFile
-from .syntax import parser_for
 from .tokenizer import CodeTokenizer
-
-HELD_OUT_PERCENT = 4
-
-
-def is_held_out(path: str) -> bool:
-    """Held-out split by folder, so no file of a held-out folder (a package, a module's
-    directory) is trained on."""
-    return zlib.crc32(str(PurePosixPath(path).parent).encode()) % 100 < HELD_OUT_PERCENT
-
-
-def write_corpus(
-    files: Iterable[SourceFile], out_dir: Path
-) -> dict[str, dict[str, dict[str, int]]]:
-    """train.jsonl / heldout.jsonl; returns files and bytes per split and language."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stats: dict[str, dict[str, dict[str, int]]] = {"train": {}, "heldout": {}}
-    with (
-        (out_dir / "train.jsonl").open("w") as train,
-        (out_dir / "heldout.jsonl").open("w") as heldout,
-    ):
-        for f in files:
-            split = "heldout" if is_held_out(f.path) else "train"
-            (heldout if split == "heldout" else train).write(
-                json.dumps({"path": f.path, "language": f.language, "text": f.text}) + "\n"
-            )
-            row = stats[split].setdefault(f.language, {"files": 0, "bytes": 0})
-            row["files"] += 1
-            row["bytes"] += len(f.text.encode())
-    return stats
-
-
-def load_corpus(path: Path) -> list[SourceFile]:
-    with path.open() as fh:
-        return [SourceFile(**json.loads(line)) for line in fh]
-
 
 # --- FIM spans -------------------------------------------------------------------------
 
@@ -108,14 +71,14 @@ def node_category(node_type: str) -> str | None:
 
 def syntax_nodes(text: str, language: str) -> dict[str, list[tuple[int, int]]]:
     """Character spans of the error-free nodes of `text` per category (empty when no grammar)."""
-    parser = parser_for(language)
-    if parser is None:
+    spec = LANGUAGES.get(language)
+    if spec is None:
         return {}
     source = text.encode()
     if len(source) != len(text):
         return {}  # byte offsets would need mapping; ASCII covers nearly all code
     found: dict[str, list[tuple[int, int]]] = {}
-    stack = [parser.parse(source).root_node]
+    stack = [parse(spec, source).root_node]
     while stack:
         node = stack.pop()
         stack.extend(node.named_children)
@@ -209,12 +172,8 @@ def make_example(
     n_suffix = min(len(suffix), int(budget * suffix_share))
     n_prefix = min(len(prefix), budget - n_suffix)
     n_suffix = min(len(suffix), budget - n_prefix)
-    context = (
-        [sp.fim_suffix]
-        + suffix[:n_suffix]
-        + [sp.fim_prefix]
-        + (prefix[len(prefix) - n_prefix :] if n_prefix else [])
-        + [sp.fim_middle]
+    context = sp.fim_context(
+        prefix[len(prefix) - n_prefix :] if n_prefix else [], suffix[:n_suffix]
     )
     return FimExample(context=context, middle=middle)
 

@@ -39,6 +39,8 @@ class Generation:
     tokens: list[int]  # middle tokens, without <eom> and padding
     forward_passes: int
     finished: bool  # True when the model wrote <eom>
+    # The probability each of `tokens` had when it was committed.
+    probabilities: list[float]
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,13 @@ def generate(
         pending = context[cache.length :]
         pending_groups = list(range(len(pending)))  # context: one group per token
     middle: list[int] = []
+    probs: list[float] = []
     passes = 0
     finished = False
     while len(middle) < max_tokens:
         block = [special.mask] * B
         committed = [False] * B
+        block_probs = [0.0] * B
         block_start = n_ctx + len(middle)
         stop_at = -1
         while not all(committed):
@@ -164,6 +168,7 @@ def generate(
                 chosen[fallback] = True
             for j in chosen.nonzero().flatten().tolist():
                 block[open_at[j]] = int(predicted[j])
+                block_probs[open_at[j]] = float(confidence[j])
                 committed[open_at[j]] = True
             stop_at = _stop_index(block, committed, stop_ids)
             if stop_at >= 0:
@@ -171,9 +176,17 @@ def generate(
         if stop_at >= 0:
             finished = block[stop_at] in end_ids
             # Keep a newline token (single-line mode cuts its text later); drop <eom>.
-            middle.extend(block[: stop_at + (0 if finished else 1)])
+            kept = stop_at + (0 if finished else 1)
+            middle.extend(block[:kept])
+            probs.extend(block_probs[:kept])
             break
         middle.extend(block)
+        probs.extend(block_probs)
         if cache is not None:
             pending, pending_groups = block, [0] * B
-    return Generation(tokens=middle[:max_tokens], forward_passes=passes, finished=finished)
+    return Generation(
+        tokens=middle[:max_tokens],
+        forward_passes=passes,
+        finished=finished,
+        probabilities=probs[:max_tokens],
+    )

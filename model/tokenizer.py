@@ -30,6 +30,12 @@ class SpecialIds:
     fim_middle: int
     end_of_middle: int
 
+    def fim_context(self, prefix: list[int], suffix: list[int]) -> list[int]:
+        """What the model reads before the middle, in suffix-prefix-middle order:
+        <fim_suffix> S <fim_prefix> P <fim_middle>. Training and serving both build it
+        here, so the two cannot drift."""
+        return [self.fim_suffix, *suffix, self.fim_prefix, *prefix, self.fim_middle]
+
 
 class CodeTokenizer:
     def __init__(self, tokenizer: Tokenizer) -> None:

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import torch
 
-from .api import save_checkpoint
-from .data import ExampleShape, ExampleStream, heldout_batches, load_corpus
+from .corpus import load_corpus
+from .data import ExampleShape, ExampleStream, heldout_batches
 from .diffusion import diffusion_loss, make_batch
 from .tokenizer import CodeTokenizer
 from .transformer import ModelConfig, Transformer
+from .weights import save_checkpoint
 
 
 def lr_at(step: int, progress: float, peak: float, warmup: int) -> float:
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     model = Transformer(cfg)
     if args.init_from is not None:
-        from .api import load_transformer
+        from .weights import load_transformer
 
         model = load_transformer(args.init_from)
         model.cfg = replace(model.cfg, context_tokens=cfg.context_tokens)

@@ -57,7 +57,7 @@ def test_complete_prints_the_completion_and_a_summary(source: Path) -> None:
     result = run("complete", f"{source}:3:5")
     assert result.returncode == 0, result.stderr
     summary = result.stderr.strip().splitlines()[-1]
-    assert summary.startswith("mode=multi_line ")
+    assert summary.startswith("backend=embedded mode=multi_line ")
     assert "forward_passes=" in summary
     # What is printed is exactly what would be inserted (plus one line break).
     if result.stdout:

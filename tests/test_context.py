@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fim_server.context import (
-    ContextSettings,
-    Mode,
-    build_context,
-    decide_mode,
-    trim_prefix,
-    trim_suffix,
-)
+from fim_server.context import ContextSettings, Mode, build_context, decide_mode
+from fim_server.window import build_window
 
 
 def count_words(text: str) -> int:
@@ -27,6 +21,18 @@ def at_cursor(marked: str) -> tuple[str, int]:
 # -- windows -------------------------------------------------------------------------
 
 PREFIX = "a b\nc d\ne f\ng h\npartial line here"  # 2 words a line, then 3 on the cursor line
+
+
+def trim_prefix(prefix: str, budget: int, count_tokens) -> str:
+    """The prefix the window keeps of plain text ending at the cursor."""
+    return build_window(
+        prefix, len(prefix), count_tokens, prefix_tokens=budget, suffix_tokens=0
+    ).prefix
+
+
+def trim_suffix(suffix: str, budget: int, count_tokens) -> str:
+    """The suffix the window keeps of plain text starting at the cursor."""
+    return build_window(suffix, 0, count_tokens, prefix_tokens=0, suffix_tokens=budget).suffix
 
 
 def test_prefix_keeps_last_whole_lines_within_budget() -> None:
@@ -107,7 +113,7 @@ def test_none(marked: str) -> None:
 @pytest.mark.parametrize(
     "marked",
     [
-        "x = foo(|)\n",
+        "x = foo(|) + 1\n",
         "d = {'a':|}\n",  # a colon that opens no block
         "def f(x):\n    |)\n",
     ],
@@ -121,8 +127,7 @@ def test_rest_of_line(marked: str) -> None:
     "marked",
     [
         "total = a +|\n",
-        "def f(x):\n    y = 1\n    |\n",  # a new line after a statement
-        "def f(x):\n    |\n    return x\n",  # a new first line of a non-empty body
+        "x = 1\n|\n",  # a new line at the top level
         "x = 1  # comm|\n",
         "",
     ],
@@ -149,6 +154,9 @@ def test_single_line(marked: str) -> None:
         ("def f(\n    a,\n    b,\n) -> int:\n    |\n", 4),
         ("def f(x):\n    # explain\n    |\n\ndef g():\n    pass\n", 4),
         ("class A:\n    def m(self):\n        '''Doc.'''\n        |\n", 8),
+        ("def f(x):\n    y = 1\n    |\n", 4),  # a new line after a statement
+        ("def f(x):\n    |\n    return x\n", 4),  # a new first line of a non-empty body
+        ("x = foo(|)\n", 1),  # brackets ending the line: the statement may go on below
     ],
 )
 def test_multi_line(marked: str, indent: int) -> None:
@@ -159,7 +167,7 @@ def test_multi_line(marked: str, indent: int) -> None:
 
 def test_docstring_followed_by_code_is_not_an_empty_body() -> None:
     decision = decide_mode(*at_cursor("def f():\n    '''Doc.'''\n    |\n    return 1\n"))
-    assert decision.mode is Mode.SINGLE_LINE
+    assert decision.reason == "new statement line in a body"
 
 
 def test_text_after_cursor_prevents_multi_line() -> None:
@@ -180,6 +188,6 @@ def test_non_ascii_text_before_the_cursor() -> None:
 def test_mode_sets_the_token_budget() -> None:
     settings = ContextSettings(single_line_tokens=7, multi_line_tokens=70)
     multi = build_context(*at_cursor("def f():\n    |\n"), count_words, settings)
-    single = build_context(*at_cursor("x = (|)\n"), count_words, settings)
+    single = build_context(*at_cursor("x = (|) + 1\n"), count_words, settings)
     none = build_context(*at_cursor("x = a|b\n"), count_words, settings)
     assert (multi.max_tokens, single.max_tokens, none.max_tokens) == (70, 7, 0)

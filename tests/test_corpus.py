@@ -8,8 +8,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from fim_model.corpus import is_held_out, load_corpus, write_corpus
 from fim_model.corpus import main as corpus_main
-from fim_model.data import is_held_out, load_corpus, write_corpus
 from fim_model.sources import SourceRoot, collect_sources, decode_source, language_of
 
 BODY = "def f(x):\n    return x + 1\n" * 10  # comfortably above the size floor

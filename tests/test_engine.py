@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fim_model import InfillCancelled
-from fim_model.api import Infill
+from fim_server.backends import Infill, InfillCancelled
 from fim_server.context import ContextSettings, Mode
 from fim_server.documents import Position, TextChange
 from fim_server.engine import Engine, EngineSettings
@@ -24,6 +23,9 @@ class ScriptedModel:
     """Answers every infill with `answer`, after `steps` cancellable steps."""
 
     answer: str
+    name: str = "scripted"
+    description: str = "a scripted test backend"
+    context_tokens: int | None = None
     steps: int = 1
     step_s: float = 0.0
     calls: list[tuple[str, str, int, bool]] = field(default_factory=list)
@@ -39,12 +41,15 @@ class ScriptedModel:
             if should_cancel():
                 raise InfillCancelled("stopped")
             time.sleep(self.step_s)
-        return Infill(self.answer, tokens=3, forward_passes=2, finished=True)
+        return Infill(self.answer, tokens=3, forward_passes=2, confidence=0.5)
+
+    def close(self) -> None:
+        pass
 
 
 def make_engine(model: ScriptedModel, **user: object) -> Engine:
     engine = Engine(EngineSettings(context=ContextSettings(), cache_size=16))
-    engine.use_model(model)  # type: ignore[arg-type]
+    engine.use_backend(model)
     engine.configure(UserSettings(debounce_ms=0, **user))  # type: ignore[arg-type]
     return engine
 
@@ -71,9 +76,11 @@ def test_language_from_the_path_and_a_replace_range_over_closing_brackets() -> N
     text, offset = at_cursor(GO)
     completion = engine.complete_blocking(text, offset, path="/src/area.go")
     assert engine.stats().last_language == "go"
-    assert completion.mode is Mode.REST_OF_LINE
+    # Inside brackets that end the line the model may write a block (a callback); the
+    # answer replaces the `)` the editor already put there.
+    assert completion.mode is Mode.MULTI_LINE
     assert (completion.text, completion.replace_chars) == ("w, h)", 1)
-    assert model.calls[-1][3] is True  # a line mode stops at the line break
+    assert model.calls[-1][3] is False
     engine.close()
 
 
@@ -180,6 +187,39 @@ async def test_debounce_lets_a_burst_run_the_model_once() -> None:
     assert [r.reason for r in results[:2]] == ["superseded by a newer request"] * 2
     assert len(model.calls) == 1
     assert engine.stats().superseded == 2
+    engine.close()
+
+
+async def test_an_explicit_request_does_not_wait_for_the_debounce() -> None:
+    model = ScriptedModel("b")
+    engine = make_engine(model)
+    engine.configure(UserSettings(debounce_ms=10_000))
+    started = time.monotonic()
+    result = await asyncio.wait_for(engine.complete(*at_cursor("x = a +|\n"), invoked=True), 5)
+    assert result.text == "b" and time.monotonic() - started < 5
+    engine.close()
+
+
+async def test_accepting_a_completion_computes_the_next_one_ahead() -> None:
+    model = ScriptedModel("total += x")
+    engine = make_engine(model)
+    uri = "file:///sum.py"
+    text, offset = at_cursor("def f(xs):\n    total = 0\n    for x in xs:\n        |\n")
+    shown = await engine.complete(text, offset, uri=uri)
+    assert shown.text == "total += x"
+    # A partial accept (a word) leaves the rest to typing-through: nothing runs ahead.
+    assert engine.accepted(uri, 5, partial=True) is None
+    ahead = engine.accepted(uri, len(shown.text), partial=False)
+    assert ahead is not None
+    model.answer = "return total"
+    await asyncio.wait_for(ahead, 5)
+    assert len(model.calls) == 2 and model.calls[1][0].endswith("total += x")
+    # The editor's next request, at the end of the accepted text, is answered from it.
+    accepted_text = text[:offset] + shown.text + text[offset:]
+    following = await engine.complete(accepted_text, offset + len(shown.text), uri=uri)
+    assert following.cached and len(model.calls) == 2
+    stats = engine.stats()
+    assert (stats.accepted, stats.accepted_chars, stats.speculative) == (2, 15, 1)
     engine.close()
 
 

@@ -11,15 +11,19 @@ from pathlib import Path
 import pytest
 
 from fim_server.cli import main
-from fim_server.engine import Completion
-from fim_server.eval_tasks import SUITES, Task, UnitTest, load_suite, normalise, spread
-from fim_server.evaluate import check, evaluate, summarise
-from fim_server.sandbox import Outcome, SandboxLimits, run_python
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
-needs_benchmarks = pytest.mark.skipif(
-    not BENCHMARKS.is_dir(), reason=f"no benchmarks folder at {BENCHMARKS}"
+from fim_server.completion import Completion
+from fim_server.eval.run import check, evaluate, summarise
+from fim_server.eval.sandbox import Outcome, SandboxLimits, run_python
+from fim_server.eval.tasks import (
+    BENCHMARKS,
+    SUITES,
+    Task,
+    UnitTest,
+    load_suite,
+    normalise,
+    spread,
 )
+
 FAST = SandboxLimits(wall_s=3, cpu_s=2, memory_mb=512)
 
 
@@ -108,7 +112,6 @@ def test_spread_takes_tasks_from_the_whole_suite() -> None:
     assert spread(tasks, None) == tasks
 
 
-@needs_benchmarks
 @pytest.mark.parametrize("suite", [s for s in SUITES if s != "safim-api"])
 def test_reference_completions_pass_their_own_tests(suite: str) -> None:
     tasks = spread(load_suite(BENCHMARKS, suite), 6)
@@ -119,7 +122,6 @@ def test_reference_completions_pass_their_own_tests(suite: str) -> None:
         assert check(task, "raise ValueError", SandboxLimits(wall_s=20))[0] is False
 
 
-@needs_benchmarks
 def test_humaneval_line_tasks_put_the_cursor_on_an_empty_line() -> None:
     task = load_suite(BENCHMARKS, "humaneval-single")[0]
     line_start = task.document.rfind("\n", 0, task.offset) + 1
@@ -127,8 +129,8 @@ def test_humaneval_line_tasks_put_the_cursor_on_an_empty_line() -> None:
     assert not task.reference.endswith("\n")
 
 
-@needs_benchmarks
 def test_eval_command_writes_a_table_and_json(tmp_path: Path, capsys) -> None:
+    # No --benchmarks: the suites ship in the repository, so a fresh clone can evaluate.
     out = tmp_path / "results.json"
     code = main(
         [
@@ -137,8 +139,6 @@ def test_eval_command_writes_a_table_and_json(tmp_path: Path, capsys) -> None:
             "humaneval-random",
             "--limit",
             "2",
-            "--benchmarks",
-            str(BENCHMARKS),
             "--out",
             str(out),
             "--markdown",
@@ -154,7 +154,6 @@ def test_eval_command_writes_a_table_and_json(tmp_path: Path, capsys) -> None:
     assert payload["summary"]["humaneval-random"]["tasks"] == 2
 
 
-@needs_benchmarks
 def test_empty_baseline_scores_doing_nothing(capsys) -> None:
     code = main(
         [

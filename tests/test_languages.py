@@ -11,12 +11,11 @@ from fim_server.context import ContextSettings, Literal, Mode, build_context, de
 from fim_server.languages import LANGUAGES, language_from_path, parse, resolve_language
 from fim_server.postprocess import (
     Edit,
+    SyntaxCheck,
     clean_edit,
     cut_at_block_exit,
     drop_repeated_suffix_lines,
-    keep_valid_syntax,
     match_indentation,
-    syntax_problem_rows,
 )
 
 
@@ -56,6 +55,13 @@ class Fixture:
     unbalanced: str  # a rest-of-line completion that leaves a bracket or quote open
     balanced: str  # it, closed, followed by the existing closers
     indent_unit: str  # how the fixture files indent
+    after_statement: str  # a new line after the first statement of a body
+    # A member started in a class-like body (only words before the cursor); None where the
+    # language has no such bodies.
+    member: str | None
+    # A body opener whose closers the editor inserted after the cursor (`{|})`); None where
+    # bodies have no bracket to close (Python, Lua).
+    closed_block: str | None
 
     def scoped_file(self, filler_lines: int = 40) -> str:
         body = "".join(self.filler.format(i=i) for i in range(filler_lines))
@@ -85,6 +91,9 @@ FIXTURES = [
         unbalanced="len(items",
         balanced="len(items))",
         indent_unit="    ",
+        after_statement="def f(a):\n    b = a\n    |\n",
+        member="class A:\n    def |\n",
+        closed_block=None,
     ),
     Fixture(
         language="javascript",
@@ -108,6 +117,9 @@ FIXTURES = [
         unbalanced="items.map((x",
         balanced="items.map((x)));",
         indent_unit="  ",
+        after_statement="function f(a) {\n  const b = a;\n  |\n}\n",
+        member="class A {\n  get |\n}\n",
+        closed_block="stream.on('data', (d) => {|});\n",
     ),
     Fixture(
         language="typescript",
@@ -122,7 +134,7 @@ FIXTURES = [
         single_line="function f(a: number) {\n  const total = a +|\n}\n",
         block="interface Shape {\n  |\n}\n",
         block_indent=2,
-        body_exists="function f(a: number) {\n  |\n  return a;\n}\n",
+        body_exists="interface Shape {\n  |\n  name: string;\n}\n",
         not_a_body="const point = {\n  |\n};\n",
         comment="// the total of|\nconst x = 1;\n",
         string="const s = 'hello |';\n",
@@ -131,6 +143,9 @@ FIXTURES = [
         unbalanced="items.length + f(1",
         balanced="items.length + f(1));",
         indent_unit="  ",
+        after_statement="function f(a: number) {\n  const b = a;\n  |\n}\n",
+        member="class A {\n  private |\n}\n",
+        closed_block="items.forEach((x: number) => {|});\n",
     ),
     Fixture(
         language="tsx",
@@ -154,6 +169,9 @@ FIXTURES = [
         unbalanced="[props.a",
         balanced="[props.a]);",
         indent_unit="  ",
+        after_statement="function View() {\n  const a = 1;\n  |\n}\n",
+        member="class A {\n  get |\n}\n",
+        closed_block="const f = () => {|};\n",
     ),
     Fixture(
         language="go",
@@ -177,6 +195,10 @@ FIXTURES = [
         unbalanced="len(items",
         balanced="len(items))",
         indent_unit="\t",
+        after_statement="package m\n\nfunc f(a int) int {\n\tb := a\n\t|\n}\n",
+        member=None,
+        closed_block="package m\n\nfunc f(xs []int) {\n\tsort.Slice(xs, func(i, j int) bool {|})\n"
+        "}\n",
     ),
     Fixture(
         language="rust",
@@ -200,6 +222,9 @@ FIXTURES = [
         unbalanced="items.len(",
         balanced="items.len());",
         indent_unit="    ",
+        after_statement="fn f(a: i32) -> i32 {\n    let b = a;\n    |\n}\n",
+        member="impl A {\n    pub |\n}\n",
+        closed_block="fn f(x: i32) -> i32 {\n    let y = match x {|};\n    y\n}\n",
     ),
     Fixture(
         language="java",
@@ -224,6 +249,9 @@ FIXTURES = [
         unbalanced="Math.max(a, b",
         balanced="Math.max(a, b));",
         indent_unit="    ",
+        after_statement="class A {\n    int f(int a) {\n        int b = a;\n        |\n    }\n}\n",
+        member="class A {\n    public |\n}\n",
+        closed_block="class A {\n    void f() {\n        run(() -> {|});\n    }\n}\n",
     ),
     Fixture(
         language="c",
@@ -247,6 +275,9 @@ FIXTURES = [
         unbalanced="abs(a",
         balanced="abs(a));",
         indent_unit="    ",
+        after_statement="int f(int a) {\n    int b = a;\n    |\n}\n",
+        member=None,
+        closed_block="int f(int a) {\n    if (a) {|}\n}\n",
     ),
     Fixture(
         language="cpp",
@@ -270,6 +301,9 @@ FIXTURES = [
         unbalanced="std::max(a, b",
         balanced="std::max(a, b));",
         indent_unit="    ",
+        after_statement="int f(int a) {\n    int b = a;\n    |\n}\n",
+        member="class A {\n  public:\n    int |\n};\n",
+        closed_block="void f() {\n    auto g = [](int x) {|};\n}\n",
     ),
     Fixture(
         language="lua",
@@ -293,6 +327,9 @@ FIXTURES = [
         unbalanced="math.max(a, b",
         balanced="math.max(a, b))",
         indent_unit="  ",
+        after_statement="local function f(a)\n  local b = a\n  |\nend\n",
+        member=None,
+        closed_block=None,
     ),
     Fixture(
         language="bash",
@@ -316,6 +353,9 @@ FIXTURES = [
         unbalanced='"$2',
         balanced='"$2")',
         indent_unit="  ",
+        after_statement="f() {\n  local b=1\n  |\n}\n",
+        member=None,
+        closed_block="f() {|}\n",
     ),
 ]
 
@@ -379,7 +419,7 @@ def test_unknown_language_gets_plain_text_context() -> None:
     ctx = build_context(text, offset, count_words, language=None)
     assert ctx.mode is Mode.REST_OF_LINE and ctx.language is None
     assert ctx.prefix == "some notes\nfoo(" and ctx.suffix == ")\nmore\n"
-    assert keep_valid_syntax("))((", ctx) == "))(("  # nothing to check it against
+    assert clean_edit("))((", ctx) == Edit("))((")  # nothing to check it against
 
 
 # -- modes ---------------------------------------------------------------------------
@@ -392,8 +432,24 @@ def test_mode_none_inside_an_identifier(fx: Fixture) -> None:
 
 
 @every_language
-def test_mode_rest_of_line_before_closing_brackets(fx: Fixture) -> None:
-    decision = decide_mode(*at_cursor(fx.scoped_file(3)), language=fx.language)
+def test_mode_block_inside_brackets_that_end_the_line(fx: Fixture) -> None:
+    # `compute(|)`: an editor closed the bracket; a callback or more lines may follow.
+    text, offset = at_cursor(fx.scoped_file(3))
+    decision = decide_mode(text, offset, language=fx.language)
+    if text[offset - 1] not in "([{,":  # bash: `$(compute "$1"|)`, after an argument
+        assert decision.mode is Mode.REST_OF_LINE, decision.reason
+        return
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    line = text[text.rfind("\n", 0, offset) + 1 : offset]
+    assert decision.block_indent == len(line) - len(line.lstrip()) + 1
+
+
+@every_language
+def test_mode_rest_of_line_before_other_code(fx: Fixture) -> None:
+    text, offset = at_cursor(fx.scoped_file(3))
+    end = text.index("\n", offset)
+    text = text[:end] + " + 1" + text[end:]  # not only closers after the cursor any more
+    decision = decide_mode(text, offset, language=fx.language)
     assert decision.mode is Mode.REST_OF_LINE, decision.reason
 
 
@@ -423,8 +479,55 @@ def test_mode_block_at_the_end_of_the_opener_line(fx: Fixture) -> None:
 
 
 @every_language
-def test_mode_single_line_at_the_top_of_an_existing_body(fx: Fixture) -> None:
+def test_mode_block_at_the_top_of_an_existing_body(fx: Fixture) -> None:
     decision = decide_mode(*at_cursor(fx.body_exists), language=fx.language)
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    assert decision.block_indent == fx.block_indent
+
+
+@every_language
+def test_mode_block_on_a_new_line_after_a_statement(fx: Fixture) -> None:
+    decision = decide_mode(*at_cursor(fx.after_statement), language=fx.language)
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    assert decision.block_indent == fx.block_indent
+
+
+@pytest.mark.parametrize("fx", [f for f in FIXTURES if f.member], ids=fixture_id)
+def test_mode_block_for_a_member_being_started(fx: Fixture) -> None:
+    assert fx.member is not None
+    text, offset = at_cursor(fx.member)
+    decision = decide_mode(text, offset, language=fx.language)
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    # It continues the member's line: lines at that line's indentation are past its end.
+    line = text[text.rfind("\n", 0, offset) + 1 : offset]
+    assert decision.block_indent == len(line) - len(line.lstrip()) + 1
+
+
+def test_words_outside_a_class_body_stay_one_line() -> None:
+    for language, marked in [
+        ("javascript", "function f() {\n  return total|\n}\n"),
+        ("python", "def f():\n    return total|\n"),
+        ("java", "class A {\n    void f() {\n        return|\n    }\n}\n"),
+    ]:
+        decision = decide_mode(*at_cursor(marked), language=language)
+        assert decision.mode is Mode.SINGLE_LINE, (language, decision.reason)
+
+
+@pytest.mark.parametrize("fx", [f for f in FIXTURES if f.closed_block], ids=fixture_id)
+def test_mode_block_after_an_opener_the_editor_closed(fx: Fixture) -> None:
+    assert fx.closed_block is not None
+    text, offset = at_cursor(fx.closed_block)
+    decision = decide_mode(text, offset, language=fx.language)
+    assert decision.mode is Mode.MULTI_LINE, decision.reason
+    line = text[text.rfind("\n", 0, offset) + 1 : offset]
+    assert decision.block_indent == len(line) - len(line.lstrip()) + 1
+
+
+@every_language
+def test_mode_single_line_at_the_top_level(fx: Fixture) -> None:
+    text, offset = at_cursor(fx.scoped_file(1))
+    top = text.index("\n\n", offset) + 1  # the blank line after the cursor's scope
+    decision = decide_mode(text, top, language=fx.language)
     assert decision.mode is Mode.SINGLE_LINE, decision.reason
 
 
@@ -567,11 +670,15 @@ def test_block_exit_by_syntax_at_the_same_indentation(language: str, raw: str, k
 
 @every_language
 def test_lines_repeating_the_suffix_are_dropped(fx: Fixture) -> None:
-    ctx = block_context(fx)
+    ctx = context(fx, fx.body_exists)
     repeated = [line for line in ctx.suffix.split("\n") if line.strip()]
-    assert repeated, "the fixture needs code after the block"
+    assert repeated, "the fixture needs code after the cursor"
     raw = fx.statement + "\n" + "\n".join(repeated)
     assert drop_repeated_suffix_lines(raw, ctx.suffix) == fx.statement
+    # The same through the whole chain, which also drops a completion that is only the
+    # repetition.
+    assert clean_edit(raw, ctx) == Edit(fx.statement)
+    assert clean_edit("\n".join(line.strip() for line in repeated), ctx) == Edit("")
 
 
 @every_language
@@ -579,13 +686,11 @@ def test_closing_brackets_after_the_cursor_are_replaced_by_a_balanced_completion
     fx: Fixture,
 ) -> None:
     ctx = context(fx, fx.scoped_file(2))
-    assert ctx.mode is Mode.REST_OF_LINE
+    assert ctx.line_suffix.strip() in (")", ");", ")")
     edit = clean_edit(fx.unbalanced, ctx)
     assert edit == Edit(fx.balanced, len(ctx.line_suffix))
     # Without the range the same text could only be inserted, leaving the line unbalanced.
-    assert syntax_problem_rows(
-        ctx.prefix + fx.unbalanced + ctx.suffix, empty_blocks=False, language=fx.language
-    )
+    assert SyntaxCheck(ctx).damages(Edit(fx.unbalanced), empty_blocks=False)
 
 
 @every_language
@@ -598,7 +703,7 @@ def test_completion_writing_the_existing_closers_replaces_them(fx: Fixture) -> N
 @every_language
 def test_completion_that_adds_parse_errors_is_rejected(fx: Fixture) -> None:
     ctx = context(fx, fx.scoped_file(2))
-    assert keep_valid_syntax("x", ctx) == "x"
+    assert not SyntaxCheck(ctx).damages(Edit("x"), empty_blocks=False)
     assert clean_edit("] ) ] (", ctx) == Edit("")
 
 
@@ -608,7 +713,7 @@ def test_errors_at_the_end_of_an_unfinished_file_do_not_block_completions(fx: Fi
     # The file ends at the cursor line: the scope is not closed yet.
     cut = text[: text.index("\n", offset) + 1]
     ctx = build_context(cut, offset, count_words, language=fx.language)
-    assert keep_valid_syntax("x", ctx) == "x"
+    assert not SyntaxCheck(ctx).damages(Edit("x"), empty_blocks=False)
 
 
 @every_language

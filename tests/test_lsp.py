@@ -14,9 +14,9 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams, JsonRpcRequestCancelled
-from pygls.workspace import TextDocument
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from fim_server.documents import Document
 from fim_server.server import InvalidRequest, cursor_offset
 
 # The model loads once per module: the client fixture and its tests share one event loop.
@@ -87,16 +87,26 @@ def inline_params(uri: str, line: int, character: int) -> types.InlineCompletion
     )
 
 
+def assert_answer(result: Any, line: int, character: int) -> None:
+    """An inline completion answer an editor can use: a list of at most one item, whose
+    text is non-empty and whose range starts at the cursor on the cursor's line."""
+    assert isinstance(result, types.InlineCompletionList) and len(result.items) <= 1, result
+    for item in result.items:
+        assert isinstance(item.insert_text, str) and item.insert_text
+        assert item.range is not None
+        assert item.range.start == types.Position(line=line, character=character)
+        assert item.range.end.line == line and item.range.end.character >= character
+
+
 async def inline(client: LanguageClient, uri: str, line: int, character: int) -> str | None:
     """The inline completion's text, or None for an empty list."""
     result = await client.text_document_inline_completion_async(inline_params(uri, line, character))
-    assert result is not None and len(result.items) <= 1
+    assert_answer(result, line, character)
     if not result.items:
         return None
     item = result.items[0]
     position = types.Position(line=line, character=character)
     assert item.range == types.Range(start=position, end=position)
-    assert isinstance(item.insert_text, str) and item.insert_text
     return item.insert_text
 
 
@@ -226,7 +236,11 @@ async def test_incremental_edit_is_applied_before_completing(client: LanguageCli
     before = await get_stats(client)
     completion = await inline(client, uri, 1, 4)
     # The server saw the edit: the same position is now an empty body the model fills.
-    assert (await get_stats(client))["forwardPasses"] > before["forwardPasses"]
+    stats = await get_stats(client)
+    assert stats["forwardPasses"] > before["forwardPasses"]
+    assert stats["lastMode"] == "multi_line"
+    # The embedded model may write nothing that survives cleanup (an empty answer); a body
+    # it does offer must leave the edited document parsing.
     if completion is not None:
         assert_parses(insert(edited, 1, 4, completion))
 
@@ -314,7 +328,9 @@ async def test_cancel_stops_the_model_and_the_server_keeps_serving(
     assert after["cancelled"] >= before["cancelled"] + 1
     # The next request is served normally.
     result = await client.text_document_inline_completion_async(inline_params(uri, 45, 4))
-    assert result is not None
+    assert_answer(result, 45, 4)
+    served = await get_stats(client)
+    assert served["requests"] > after["requests"] and served["errors"] == before["errors"]
 
 
 @module_loop
@@ -326,7 +342,7 @@ async def test_a_newer_request_supersedes_the_running_one(client: LanguageClient
     _, older, line = started
     # The user moved on: a request elsewhere, without cancelling the older one.
     newer = await client.text_document_inline_completion_async(inline_params(uri, 1, 4))
-    assert newer is not None
+    assert_answer(newer, 1, 4)
     superseded = await asyncio.wait_for(asyncio.wrap_future(older), 5)
     assert len(superseded.items) == 0  # answered, empty: not an error
     after = await get_stats(client)
@@ -344,11 +360,13 @@ async def test_bad_requests_get_errors_and_the_server_keeps_running(
             inline_params("file:///never/opened.py", 0, 0)
         )
     uri = open_document(client, "x = 1\n")
-    with pytest.raises(JsonRpcInvalidParams, match="past the end"):
+    with pytest.raises(JsonRpcInvalidParams, match="outside"):
         await client.text_document_inline_completion_async(inline_params(uri, 7, 0))
-    # A character past the end of a line means the end of the line (LSP spec).
+    # A character past the end of a line means the end of the line (LSP spec): any range
+    # answered starts there.
     result = await client.text_document_inline_completion_async(inline_params(uri, 0, 99))
-    assert result is not None
+    assert isinstance(result, types.InlineCompletionList)
+    assert all(item.range.start == types.Position(0, 5) for item in result.items)
     stats = await get_stats(client)
     assert stats["modelReady"]
 
@@ -426,7 +444,7 @@ async def test_other_languages_are_read_with_their_grammar(client: LanguageClien
         result = await client.text_document_inline_completion_async(
             inline_params(uri, line, character)
         )
-        assert result is not None
+        assert_answer(result, line, character)
         stats = await get_stats(client)
         expected = None if language_id == "plaintext" else language_id
         assert stats["lastLanguage"] == expected
@@ -499,20 +517,25 @@ async def test_capabilities_and_a_failed_model_load(broken_client: LanguageClien
 
 def test_cursor_offset_counts_utf16_units() -> None:
     line = 'label = "😀é" + str('
-    document = TextDocument("file:///x.py", f"{line}x)\nsecond\n")
+    document = Document("file:///x.py", f"{line}x)\nsecond\n", None)
     utf16_column = len(line.encode("utf-16-le")) // 2
     assert utf16_column == len(line) + 1  # the emoji is two UTF-16 units
-    offset = cursor_offset(document, types.Position(line=0, character=utf16_column))
-    assert document.source[:offset] == line
+    offset = cursor_offset(document, types.Position(line=0, character=utf16_column), "utf-16")
+    assert document.text[:offset] == line
+    utf8_column = len(line.encode("utf-8"))
+    offset = cursor_offset(document, types.Position(line=0, character=utf8_column), "utf-8")
+    assert document.text[:offset] == line
 
 
 def test_cursor_offset_bounds() -> None:
-    document = TextDocument("file:///x.py", "ab\ncd\n")
-    assert cursor_offset(document, types.Position(line=1, character=99)) == 5  # end of "cd"
-    assert cursor_offset(document, types.Position(line=2, character=0)) == 6  # after last \n
+    def offset(text: str, line: int, character: int) -> int:
+        document = Document("file:///x.py", text, None)
+        return cursor_offset(document, types.Position(line, character), "utf-16")
+
+    assert offset("ab\ncd\n", 1, 99) == 5  # past the end of "cd": its end
+    assert offset("ab\ncd\n", 2, 0) == 6  # the empty line after the last \n
     with pytest.raises(InvalidRequest):
-        cursor_offset(document, types.Position(line=3, character=0))
-    no_final_break = TextDocument("file:///y.py", "ab\ncd")
+        offset("ab\ncd\n", 3, 0)
     with pytest.raises(InvalidRequest):
-        cursor_offset(no_final_break, types.Position(line=2, character=0))
-    assert cursor_offset(TextDocument("file:///z.py", ""), types.Position(0, 0)) == 0
+        offset("ab\ncd", 2, 0)  # no final line break: no line 2
+    assert offset("", 0, 0) == 0

@@ -130,7 +130,7 @@ def test_cached_sampling_matches_full_recompute_token_for_token(settings, block_
     longest = 0
     for _keystroke in range(3):
         prefix.append(rng.randrange(8, 40))
-        context = [SPECIAL.fim_suffix, *suffix, SPECIAL.fim_prefix, *prefix, SPECIAL.fim_middle]
+        context = SPECIAL.fim_context(prefix, suffix)
         # An untrained model may end (<eom>/<pad>) at once: several seeds, so that the
         # comparison surely covers multi-block outputs.
         for seed in range(4):
@@ -146,7 +146,7 @@ def test_cached_sampling_matches_full_recompute_token_for_token(settings, block_
 
 def test_sampler_commits_several_tokens_per_pass_when_confident() -> None:
     model = tiny_model(block_size=4)
-    context = [SPECIAL.fim_suffix, 9, SPECIAL.fim_prefix, 10, 11, SPECIAL.fim_middle]
+    context = SPECIAL.fim_context([10, 11], [9])
     strict = _generate(model, context, None, settings=SamplerSettings(threshold=1.1))
     loose = _generate(model, context, None, settings=SamplerSettings(threshold=0.0))
     assert strict.forward_passes == len(strict.tokens)  # one token per pass
@@ -260,6 +260,17 @@ def test_node_spans_are_whole_syntax_nodes(language: str, text: str, expected: s
 def test_node_spans_fall_back_to_lines_without_a_grammar() -> None:
     span = sample_span("a b c\nd e f\n", random.Random(0), "node", "cobol")
     assert span.kind == "lines"
+
+
+def test_training_and_serving_read_the_same_context(shipped_tokenizer: CodeTokenizer) -> None:
+    from fim_model import InfillModel
+
+    span = FimSpan(
+        prefix="total = 0\nfor x in xs:\n    ", middle="total += x", suffix="\n", kind=""
+    )
+    trained_on = make_example(shipped_tokenizer, span, ExampleShape(256, 32, 16), random.Random(0))
+    served = InfillModel.load().context_ids(span.prefix, span.suffix, max_context=256)
+    assert served == trained_on.context
 
 
 def test_fim_example_layout_is_suffix_prefix_middle(shipped_tokenizer: CodeTokenizer) -> None:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 
 import pytest
 
-from fim_server.context import build_context
+from fim_server.context import ContextSettings, Mode, build_context
+from fim_server.languages import LANGUAGES, parse
 from fim_server.postprocess import (
-    clean_completion,
+    Edit,
+    SyntaxCheck,
+    clean_edit,
     cut_at_dedent,
     cut_at_newline,
     drop_repeated_suffix_lines,
     drop_suffix_overlap,
     is_degenerate,
-    keep_valid_syntax,
+    scan_brackets,
     strip_special_tokens,
     strip_trailing_blank,
 )
@@ -26,6 +30,17 @@ def count_words(text: str) -> int:
 
 def context_at(marked: str):
     return build_context(marked.replace("|", ""), marked.index("|"), count_words)
+
+
+def cleaned(raw: str, marked: str) -> str:
+    """The document after accepting the cleaned completion of `raw` at the `|`."""
+    text, offset = marked.replace("|", ""), marked.index("|")
+    edit = clean_edit(raw, context_at(marked))
+    return text[:offset] + edit.text + text[offset + edit.replace_chars :]
+
+
+def damages(text: str, marked: str, *, empty_blocks: bool = False) -> bool:
+    return SyntaxCheck(context_at(marked)).damages(Edit(text), empty_blocks=empty_blocks)
 
 
 # -- special tokens ------------------------------------------------------------------
@@ -87,6 +102,15 @@ def test_cut_at_dedent_ignores_blank_lines_and_the_first_line() -> None:
     assert cut_at_dedent(text, block_indent=4) == text
 
 
+def test_cut_at_dedent_keeps_the_line_closing_what_the_completion_opened() -> None:
+    # A block started mid-line (`items.forEach(|)`, cursor line indented 2): the closing
+    # `});` is back at the line's indentation and still belongs to the completion.
+    text = "(x) => {\n    log(x);\n  });\n  next();"
+    assert cut_at_dedent(text, block_indent=3, line_indent=2) == "(x) => {\n    log(x);\n  });"
+    # A closer with nothing of the completion's own to close leaves with the dedent.
+    assert cut_at_dedent("a\n    b\n  }", block_indent=3, line_indent=2) == "a\n    b"
+
+
 def test_repeated_suffix_lines_are_dropped() -> None:
     text = "y = x * 2\n    return y"
     assert drop_repeated_suffix_lines(text, "\n    return y\n\n\ndef g():\n") == "y = x * 2"
@@ -95,6 +119,44 @@ def test_repeated_suffix_lines_are_dropped() -> None:
 def test_repeated_suffix_lines_need_every_later_line_to_match() -> None:
     text = "return y\n    z = 1"
     assert drop_repeated_suffix_lines(text, "\n    return y\n    w = 2\n") == text
+
+
+def test_a_completion_repeating_only_the_next_lines_becomes_empty() -> None:
+    suffix = "\n    return y\n"
+    assert drop_repeated_suffix_lines("return y", suffix, line_prefix="    ") == ""
+    assert drop_repeated_suffix_lines("turn y", suffix, line_prefix="    re") == ""
+
+
+def test_closing_lines_alone_are_no_repetition() -> None:
+    # `}` closes the completion's own method; the suffix's `}` closes the class.
+    text = "name() {\n    return this._name;\n  }"
+    assert drop_repeated_suffix_lines(text, "\n}\n", line_prefix="  get ") == text
+    text = "if a then\n    b()\n  end"
+    assert drop_repeated_suffix_lines(text, "\nend\n", "  ", ("end",)) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "outer", "in_string", "open_brackets", "open_quote", "closed"),
+    [
+        ("value, max), min);", "))", "", [], "", "))"),
+        ("a, [b", ")", "", ["["], "", ""),
+        ('users");', '")', '"', [], "", '")'),
+        ("x = 'it''s", "", "", [], "'", ""),
+        ("f(x, // don't", ")", "", ["("], "", ""),  # no string in a comment
+        ('ls -l)"', ')"', "", [], "", ')"'),  # `"$(|)"`: the quote closes the outer string
+    ],
+)
+def test_scan_brackets(
+    text: str, outer: str, in_string: str, open_brackets: list[str], open_quote: str, closed: str
+) -> None:
+    scan = scan_brackets(text, outer=outer, in_string=in_string, line_comment="//")
+    assert not scan.mismatched
+    assert scan.open_brackets == open_brackets and scan.open_quote == open_quote
+    assert "".join(ch for ch, _ in scan.closed_outer) == closed
+
+
+def test_scan_brackets_reports_the_wrong_closer() -> None:
+    assert scan_brackets("(a]").mismatched
 
 
 def test_looping_output_is_degenerate() -> None:
@@ -107,7 +169,7 @@ def test_looping_output_is_degenerate() -> None:
 
 
 def test_degenerate_completions_are_dropped() -> None:
-    assert clean_completion("_self" * 20, context_at("total = |\n")) == ""
+    assert clean_edit("_self" * 20, context_at("total = |\n")) == Edit("")
 
 
 def test_strip_trailing_blank() -> None:
@@ -118,70 +180,107 @@ def test_strip_trailing_blank() -> None:
 
 
 def test_single_line_that_breaks_the_syntax_is_dropped() -> None:
-    ctx = context_at("def f(values):\n    total = |\n    return total\n")
-    assert keep_valid_syntax("sum(values)", ctx) == "sum(values)"
-    assert keep_valid_syntax(",,,,", ctx) == ""
-    assert keep_valid_syntax("sum(values", ctx) == ""  # leaves a bracket open
+    marked = "def f(values):\n    total = |\n    return total\n"
+    assert not damages("sum(values)", marked)
+    assert damages(",,,,", marked)
+    assert damages("sum(values", marked)  # leaves a bracket open
+    assert cleaned("sum(values", marked) == marked.replace("|", "")
 
 
 def test_single_line_may_open_a_block() -> None:
-    ctx = context_at("def f(values):\n    for v in |\n    return values\n")
-    assert keep_valid_syntax("values:", ctx) == "values:"
+    marked = "def f(values):\n    for v in |\n    return values\n"
+    assert cleaned("values:", marked) == marked.replace("|", "values:")
 
 
 def test_multi_line_keeps_its_longest_valid_leading_lines() -> None:
-    ctx = context_at("def f(xs):\n    |\n\n\nprint(f([1]))\n")
+    marked = "def f(xs):\n    |\n\n\nprint(f([1]))\n"
     good = "total = 0\n    for x in xs:\n        total += x\n    return total"
-    assert keep_valid_syntax(good, ctx) == good
-    assert keep_valid_syntax("total = 0\n    return total +", ctx) == "total = 0"
+    assert cleaned(good, marked) == marked.replace("|", good)
+    assert cleaned("total = 0\n    return total +", marked) == marked.replace("|", "total = 0")
     # A block opener with nothing in it is not valid Python, though tree-sitter takes it.
-    assert keep_valid_syntax("total = 0\n    for x in xs:", ctx) == "total = 0"
-    assert keep_valid_syntax(",,,,\n    return 1", ctx) == ""
+    assert cleaned("total = 0\n    for x in xs:", marked) == marked.replace("|", "total = 0")
+    assert cleaned(",,,,\n    return 1", marked) == marked.replace("|", "")
 
 
 def test_errors_elsewhere_in_the_window_do_not_block_completions() -> None:
-    ctx = context_at("broken = (1,\n\n\ndef f(xs):\n    |\n")
-    assert keep_valid_syntax("return len(xs)", ctx) == "return len(xs)"
+    marked = "broken = (1,\n\n\ndef f(xs):\n    |\n"
+    assert cleaned("return len(xs)", marked) == marked.replace("|", "return len(xs)")
+
+
+def test_an_error_the_completion_pushes_to_a_later_row_counts() -> None:
+    # The triple quote opens a string that swallows the rest of the file: the parse error
+    # lands rows below the completion, at the end, where an unfinished file has its own.
+    marked = "def f():\n    name = |\n    return name\n\n\ndef g(\n"
+    assert damages("'''Ada", marked)
+    assert cleaned("'''Ada", marked) == marked.replace("|", "")
 
 
 # -- the chain -----------------------------------------------------------------------
 
 
 def test_single_line_chain() -> None:
-    ctx = context_at("total = compute(|)\n")
-    assert clean_completion("a, b)<eom>", ctx) == "a, b"
-    assert clean_completion("a, b)\nprint(total)", ctx) == "a, b"
+    marked = "total = compute(|)\n"
+    assert cleaned("a, b)<eom>", marked) == "total = compute(a, b)\n"
+    assert cleaned("a, b)\nprint(total)", marked) == "total = compute(a, b)\n"
 
 
 def test_single_line_without_rest_of_line_drops_trailing_space() -> None:
-    ctx = context_at("total = |\n")
-    assert clean_completion("a + b   ", ctx) == "a + b"
+    assert cleaned("a + b   ", "total = |\n") == "total = a + b\n"
 
 
 def test_multi_line_chain_gives_a_parseable_body() -> None:
     marked = "def double(x):\n    |\n\n\ndef g():\n    pass\n"
-    ctx = context_at(marked)
     raw = "y = x * 2\n    return y\n\n\ndef g():\n    pass\n<eom>"
-    text = clean_completion(raw, ctx)
-    assert text == "y = x * 2\n    return y"
-    ast.parse(marked.replace("|", text))
+    text = cleaned(raw, marked)
+    assert text == marked.replace("|", "y = x * 2\n    return y")
+    ast.parse(text)
 
 
 def test_multi_line_at_end_of_opener_line() -> None:
     marked = "def double(x):|\n"
-    ctx = context_at(marked)
-    text = clean_completion("\n    return x * 2\nprint(double(2))", ctx)
-    assert text == "\n    return x * 2"
-    ast.parse(marked.replace("|", text))
+    text = cleaned("\n    return x * 2\nprint(double(2))", marked)
+    assert text == "def double(x):\n    return x * 2\n"
+    ast.parse(text)
 
 
 def test_multi_line_first_line_outside_the_block_is_rejected() -> None:
-    ctx = context_at("def f(x):\n|\n")
-    assert clean_completion("return x", ctx) == ""
-    assert clean_completion("    return x", ctx) == "    return x"
+    marked = "def f(x):\n|\n"
+    assert cleaned("return x", marked) == "def f(x):\n\n"
+    assert cleaned("    return x", marked) == "def f(x):\n    return x\n"
 
 
 def test_nothing_useful_gives_empty() -> None:
-    assert clean_completion("   \n\n", context_at("def f():\n    |\n")) == ""
-    assert clean_completion("<eom>", context_at("x = (|)\n")) == ""
-    assert clean_completion("anything", context_at("x = a|b\n")) == ""
+    assert clean_edit("   \n\n", context_at("def f():\n    |\n")) == Edit("")
+    assert clean_edit("<eom>", context_at("x = (|)\n")) == Edit("")
+    assert clean_edit("anything", context_at("x = a|b\n")) == Edit("")
+    assert context_at("x = a|b\n").mode is Mode.NONE
+
+
+def test_the_syntax_check_reads_the_whole_document_beyond_the_window() -> None:
+    # A long Go file and a window of a few lines: the edit is parsed into the document's
+    # own tree, so the raw string it opens is judged against everything below the cursor.
+    body = "".join(f"\tx{i} := {i}\n\t_ = x{i}\n" for i in range(300))
+    below = "".join(f"func g{i}() int {{\n\treturn {i}\n}}\n\n" for i in range(300))
+    text = f"package m\n\nfunc f() string {{\n{body}\tx := \n\treturn x\n}}\n\n{below}"
+    offset = text.index("\tx := \n") + len("\tx := ")
+    settings = ContextSettings(prefix_tokens=12, suffix_tokens=6, cross_file_tokens=0)
+    ctx = build_context(text, offset, count_words, settings, language="go")
+    assert ctx.document is not None
+    assert len(ctx.document.source) > 10 * len((ctx.prefix + ctx.suffix).encode())
+    assert clean_edit("`abc", ctx) == Edit("")
+    assert clean_edit('"abc"', ctx) == Edit('"abc"')
+    accepted = text[:offset] + '"abc"' + text[offset:]
+    assert not parse(LANGUAGES["go"], accepted.encode()).root_node.has_error
+
+
+def test_damage_that_only_shows_beyond_the_window_counts() -> None:
+    # The window ends at the `'''` that opens a note: there the completion's string closes
+    # and the window parses. In the document the note's text becomes code and its closing
+    # quotes open a string that never ends.
+    text = "def f():\n    x = \n    y = 1\n    '''\n    Note.\n    '''\n    return x\n"
+    offset = text.index("x = ") + len("x = ")
+    settings = ContextSettings(prefix_tokens=4, suffix_tokens=4, cross_file_tokens=0)
+    ctx = build_context(text, offset, count_words, settings)
+    assert ctx.suffix == "\n    y = 1\n    '''\n"  # the window stops at the quotes
+    assert clean_edit("'''abc", replace(ctx, document=None)) == Edit("'''abc")
+    assert clean_edit("'''abc", ctx) == Edit("")

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from .engine import Completion
-from .eval_tasks import Task, normalise, output_matches
+from ..completion import Completion
 from .sandbox import Outcome, SandboxLimits, run_python
+from .tasks import Task, normalise, output_matches
 
 
 class Completer(Protocol):

@@ -16,6 +16,9 @@ from pathlib import Path
 
 SAFIM_MARKER = "{{completion}}"
 
+# The suites' data and licenses, in the repository (fim-server is installed from a clone).
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
+
 SUITES: dict[str, tuple[str, str]] = {
     # name: (file under the benchmarks folder, kind)
     "humaneval-single": ("humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz", "humaneval"),

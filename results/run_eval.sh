@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The standard evaluation behind model/results/README.md:
-#   model/results/run_eval.sh NAME [fim-server eval options, e.g. --model runs/ckpt]
-# writes model/results/NAME-{single,multi,random,safim}.json and .md: every HumanEval
+# The standard evaluation behind results/README.md:
+#   results/run_eval.sh NAME [fim-server eval options, e.g. --model runs/ckpt]
+# writes results/NAME-{single,multi,random,safim}.json and .md: every HumanEval
 # single-line (1,033) and random-span-light (164) task, 500 evenly spread multi-line
 # tasks (of 5,815), every SAFIM Python block (805), control (750) and api (181) task.
 # About 8 minutes per model on 2 CPU cores.

@@ -1,0 +1,69 @@
+"""Model backends behind one interface (base.Backend), chosen by `--backend`/`--model`
+or the client's `backend` setting.
+
+- embedded: the block-diffusion model shipped inside the package (fim_model).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled
+
+__all__ = [
+    "KINDS",
+    "Backend",
+    "BackendError",
+    "BackendSpec",
+    "Infill",
+    "InfillCancelled",
+    "load_backend",
+    "resolve_kind",
+]
+
+
+def _embedded(spec: BackendSpec) -> Backend:
+    from .embedded import EmbeddedBackend  # torch is only imported for local models
+
+    return EmbeddedBackend.load(spec)
+
+
+# Backend kind -> loader. Loaders import their module lazily: a remote backend must not
+# pay for torch, nor the embedded one for an HTTP client.
+KINDS: dict[str, Callable[[BackendSpec], Backend]] = {
+    "embedded": _embedded,
+}
+
+
+def resolve_kind(spec: BackendSpec) -> str:
+    """The backend kind `spec` asks for; `auto` looks at the model folder."""
+    if spec.kind != "auto":
+        if spec.kind not in KINDS:
+            raise BackendError(
+                f"unknown backend {spec.kind!r}; choose one of: {', '.join(sorted(KINDS))}"
+            )
+        return spec.kind
+    if spec.model_path is None:
+        return "embedded"
+    folder = Path(spec.model_path)
+    if not folder.is_dir():
+        raise BackendError(f"model folder {folder} does not exist")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except OSError:
+        raise BackendError(f"model folder {folder} has no config.json") from None
+    except ValueError as exc:
+        raise BackendError(f"model folder {folder}: config.json is not JSON ({exc})") from None
+    if isinstance(config, dict) and "block_size" in config and "model_type" not in config:
+        return "embedded"
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    raise BackendError(
+        f"model folder {folder}: model_type {model_type!r} is not a supported architecture"
+    )
+
+
+def load_backend(spec: BackendSpec) -> Backend:
+    """Load the backend `spec` names; BackendError says what is wrong if it cannot."""
+    return KINDS[resolve_kind(spec)](spec)

@@ -1,0 +1,75 @@
+"""The seam between the completion pipeline and whatever fills the middle.
+
+Every model backend (the embedded block-diffusion model, open-weight diffusion coders
+from a local folder, remote inference servers) implements `Backend`; the engine talks to
+nothing else. A backend is called from one worker thread at a time, so it may keep state
+between calls (a key/value cache, a connection pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .. import defaults
+
+
+@dataclass(frozen=True)
+class Infill:
+    text: str  # the middle, as the backend wrote it (post-processing comes later)
+    tokens: int  # tokens written (0 where the backend cannot count them)
+    forward_passes: int  # model passes it took (0 for a remote backend)
+    # The model's confidence in `text`, 0-1 (the mean probability of the tokens it
+    # committed); None where the backend cannot tell.
+    confidence: float | None = None
+
+
+class InfillCancelled(Exception):
+    """`should_cancel()` returned True: the backend stopped before finishing."""
+
+
+class BackendError(Exception):
+    """A backend that cannot load or answer, in one line a user can act on: it names the
+    folder or endpoint and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Which backend to load and how: from the command line and the client's settings."""
+
+    kind: str = "auto"  # a name from `backends.KINDS`; auto: from `model_path`
+    model_path: str | None = None  # None: the checkpoint shipped inside fim_model
+    device: str = "cpu"
+    threshold: float = defaults.THRESHOLD
+    threads: int | None = defaults.THREADS  # torch CPU threads; None: torch's default
+
+
+class Backend(Protocol):
+    name: str  # short, for logs, `fim/stats` and summaries: "embedded", "dream", ...
+    description: str  # one line for status displays: what model, where, on what device
+    # Context (prefix + suffix tokens) the model was trained on; None: unknown.
+    context_tokens: int | None
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in the model's input (an estimate where unknown)."""
+        ...
+
+    def infill(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        max_tokens: int,
+        single_line: bool,
+        should_cancel: Callable[[], bool],
+        seed: int,
+    ) -> Infill:
+        """Write the middle between `prefix` and `suffix`, at most `max_tokens` tokens,
+        stopping at the first line break when `single_line`. Checks `should_cancel`
+        between steps and raises InfillCancelled when it says so."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds (connections, memory)."""
+        ...

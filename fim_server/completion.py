@@ -1,0 +1,24 @@
+"""The answer to one completion request, as every layer after the backend sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .modes import Mode
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str  # what to insert at the cursor; "" when there is nothing to offer
+    mode: Mode | None  # None when no context was built (model not ready, disabled)
+    reason: str
+    tokens: int = 0
+    forward_passes: int = 0
+    model_ms: float = 0.0
+    latency_ms: float = 0.0
+    cached: bool = False
+    # Characters right after the cursor, on its line, that `text` replaces: the closing
+    # brackets and quotes that a balanced completion already ends with.
+    replace_chars: int = 0
+    # The backend's confidence in `text` (0-1), None when it cannot tell.
+    confidence: float | None = None

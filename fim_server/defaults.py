@@ -1,0 +1,26 @@
+"""Every default a user can change, defined once: settings, the command line, the engine
+and the backends all read them from here."""
+
+# Token budgets of one completion: a rest-of-line or single-line completion, a block
+# (four blocks of the embedded model: a few statements, within a second on one CPU
+# thread), and inside comments and strings (prose, where a long guess is rarely what the
+# user meant to write).
+LINE_TOKENS = 48
+BLOCK_TOKENS = 64
+LITERAL_TOKENS = 24
+
+# Wait this long after a keystroke before running the model: a burst of keystrokes runs
+# it once, for the last one.
+DEBOUNCE_MS = 50
+
+# Completions kept in the LRU cache (0 turns the cache and typing-through off).
+CACHE_SIZE = 256
+
+# Diffusion decoding commits every masked position whose confidence clears this; lower:
+# fewer forward passes per token, more mistakes; 1.0 commits one token per pass.
+THRESHOLD = 0.9
+
+# Torch intra-op threads. The embedded model's matrices are small, so extra threads
+# mostly add synchronisation, and under load from other processes (the editor, a build)
+# they stall each other: one thread was ~40x faster per step on a busy 2-core machine.
+THREADS = 1

@@ -1,0 +1,31 @@
+"""Counters of the completion pipeline, as `fim/stats` reports them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    completions: int = 0  # requests answered with non-empty text
+    tokens_generated: int = 0
+    forward_passes: int = 0
+    model_ms: float = 0.0
+    last_latency_ms: float = 0.0
+    cache_hits: int = 0  # answered from the cache or by typing-through, without the model
+    cancelled: int = 0  # requests cancelled by the caller, queued or running
+    superseded: int = 0  # requests dropped because a newer one came
+    interrupted: int = 0  # model runs stopped mid-way by a cancellation
+    errors: int = 0
+    accepted: int = 0  # completions the editor reports the user accepted (fim/accepted)
+    accepted_chars: int = 0  # characters those acceptances inserted
+    speculative: int = 0  # completions computed ahead after an acceptance
+    last_mode: str | None = None  # the completion mode of the last request, for clients
+    last_language: str | None = None  # and the language it was read as (None: plain text)
+    busy: bool = False  # the worker is running a request right now
+    backend: str | None = None  # the loaded backend's name ("embedded", ...)
+    backend_description: str | None = None  # what it is, on which device
+    model_ready: bool = False
+    model_error: str | None = None
+    load_ms: float = 0.0
