@@ -254,6 +254,17 @@ def create_server(engine: Engine) -> FimLanguageServer:
         invoked = params.context is None or (
             params.context.trigger_kind == types.CompletionTriggerKind.Invoked
         )
+        # Clients filter items by the word before the cursor (eglot: the symbol at point,
+        # whatever the edit's range), so the label starts with that word; the edit itself
+        # still starts at the cursor.
+        document = open_document(server, params.text_document.uri)
+        offset = cursor_offset(document, params.position, server.position_encoding)
+        word_start = offset
+        while word_start > 0 and (
+            document.text[word_start - 1].isalnum() or document.text[word_start - 1] == "_"
+        ):
+            word_start -= 1
+        word = document.text[word_start:offset]
         completion, replaced = await server.complete_at(
             params.text_document.uri, params.position, invoked
         )
@@ -261,16 +272,8 @@ def create_server(engine: Engine) -> FimLanguageServer:
         # as the user types rather than filter this list.
         if not completion.text:
             return types.CompletionList(is_incomplete=True, items=[])
-        # Clients filter items by the word before the cursor (eglot: the symbol at point,
-        # whatever the edit's range), so the label starts with that word; the edit itself
-        # still starts at the cursor.
-        word_start = offset
-        while word_start > 0 and (
-            document.source[word_start - 1].isalnum() or document.source[word_start - 1] == "_"
-        ):
-            word_start -= 1
         item = types.CompletionItem(
-            label=_label(document.source[word_start:offset] + completion.text),
+            label=_label(word + completion.text),
             kind=types.CompletionItemKind.Snippet,
             detail=SERVER_NAME,
             insert_text_format=types.InsertTextFormat.PlainText,

@@ -243,6 +243,8 @@ def test_ghost_text_appears_as_you_type_and_tab_accepts_it(
             "partial": False,
         }
     ]
+    stats = nvim.stats()
+    assert (stats["accepted"], stats["acceptedChars"]) == (1, len(expected_completion))
 
 
 def test_partial_accept_takes_the_next_word_then_the_next_line(
@@ -277,6 +279,8 @@ def test_partial_accept_takes_the_next_word_then_the_next_line(
         assert nvim.lua(GHOST) == []
     chars = [n["chars"] for n in nvim.lua(ACCEPTED) if n["partial"]]
     assert chars == [len(word), len(taken)]
+    stats = nvim.stats()
+    assert (stats["accepted"], stats["acceptedChars"]) == (2, len(word) + len(taken))
 
 
 def test_accepting_before_an_auto_closed_bracket_replaces_it(

@@ -153,6 +153,9 @@ FIM_TEST_GATE."
       (should (equal (fim-test--accepted)
                      (list (list :uri (plist-get (eglot--TextDocumentIdentifier) :uri)
                                  :chars (length expected) :partial :json-false))))
+      (let ((stats (jsonrpc-request (fim--server) :fim/stats nil)))
+        (should (equal (list (plist-get stats :accepted) (plist-get stats :acceptedChars))
+                       (list 1 (length expected)))))
       ;; M-x fim-status: the state, the server, its command and the last latency.
       (let ((status (fim-status)))
         (should (string-match-p "\\`fim: ready" status))
@@ -179,7 +182,10 @@ FIM_TEST_GATE."
         (should-not (fim-test--ghost)))
       (should (equal (mapcar (lambda (p) (list (plist-get p :chars) (plist-get p :partial)))
                              (fim-test--accepted))
-                     (list (list (length word) t) (list (length word-line) t)))))))
+                     (list (list (length word) t) (list (length word-line) t))))
+      (let ((stats (jsonrpc-request (fim--server) :fim/stats nil)))
+        (should (equal (list (plist-get stats :accepted) (plist-get stats :acceptedChars))
+                       (list 2 (+ (length word) (length word-line)))))))))
 
 (ert-deftest fim-accept-before-an-auto-closed-bracket-replaces-it ()
   (fim-test--visit "join.py" (string-to-number (fim-test--env "FIM_TEST_BRACKET_LINE")) nil
