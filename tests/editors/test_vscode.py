@@ -1,8 +1,10 @@
 """VS Code: the extension in editors/vscode is compiled and packed into a .vsix
 (TypeScript, @vscode/vsce), installed into code-server (VS Code in the browser) with
 `--install-extension`, and editors/vscode/e2e/run.mjs drives it in headless Chromium
-with Playwright: open the file, wait for the status bar to say ready, type, read the
-ghost text from the editor's DOM, press Tab, save, read the file; type "(" in another file
+with Playwright: open the file, type while the status bar says the model is loading (its
+load held back by tests/editors/load_gate), let it load and read the ghost text the
+extension then asks for by itself from the editor's DOM, accept the next word with
+Ctrl+Right and the rest with Tab, save, read the file; type "(" in another file
 with VS Code's own bracket closing on and check Tab replaces the ")"; then toggle
 completions off from the Command Palette and check no ghost text appears."""
 
@@ -23,6 +25,7 @@ from .conftest import (
     REPO,
     TYPED,
     editor_available,
+    gated_env,
     server_command,
 )
 
@@ -75,14 +78,21 @@ def vsix(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_extension_in_code_server(
-    workspace: Path, vsix: Path, expected_completion: str, bracket_completion: tuple[str, int]
+    workspace: Path,
+    tmp_path: Path,
+    vsix: Path,
+    expected_completion: str,
+    bracket_completion: tuple[str, int],
 ) -> None:
+    gate = tmp_path / "load-the-model"
     completion, replace = bracket_completion
     cursor = len(BRACKET_TYPED_LINE) - 1  # between the brackets
     replaced = BRACKET_TYPED_LINE[cursor : cursor + replace]
     accepted = BRACKET_TYPED_LINE[:cursor] + completion + BRACKET_TYPED_LINE[cursor + replace :]
     env = {
         **os.environ,
+        **gated_env(gate),  # the server's model load waits for FIM_TEST_GATE
+        "FIM_TEST_GATE": str(gate),
         "FIM_TEST_VSIX": str(vsix),
         "FIM_TEST_SERVER": server_command()[0],
         "FIM_TEST_WORKSPACE": str(workspace),

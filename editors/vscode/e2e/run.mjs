@@ -13,6 +13,9 @@
 //                       file and line to type "(" at the end of, which the editor closes
 //   FIM_TEST_BRACKET_SHOWN, FIM_TEST_BRACKET_ACCEPTED
 //                       the ghost text expected between the brackets, and the line after Tab
+//   FIM_TEST_GATE       the server's model load waits until this file exists (the test
+//                       puts tests/editors/load_gate on PYTHONPATH): the e2e types while
+//                       the model loads, then creates it
 //   FIM_TEST_ARTIFACTS  folder for screenshots
 //   FIM_TEST_CHROMIUM   browser binary (default /usr/bin/chromium)
 import { spawn, spawnSync } from 'node:child_process';
@@ -40,6 +43,7 @@ const bracketFile = env('FIM_TEST_BRACKET_FILE');
 const bracketLine = Number(env('FIM_TEST_BRACKET_LINE'));
 const bracketShown = env('FIM_TEST_BRACKET_SHOWN');
 const bracketAccepted = env('FIM_TEST_BRACKET_ACCEPTED');
+const gate = env('FIM_TEST_GATE');
 const artifacts = env('FIM_TEST_ARTIFACTS');
 const browserPath = process.env.FIM_TEST_CHROMIUM || '/usr/bin/chromium';
 const codeServer = join(here, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
@@ -204,9 +208,22 @@ try {
   };
   await openFile(file);
 
-  // The extension starts the server; its status-bar item says when the model is ready.
+  // The extension starts the server; its status-bar item says the model is loading (its
+  // load waits for the gate file).
   const status = page.locator('.statusbar-item[aria-label^="fim-server: "]').first();
   await status.waitFor();
+  await page.locator('.statusbar-item[aria-label^="fim-server: loading"]').first().waitFor();
+  log('status:', await status.getAttribute('aria-label'));
+
+  // Go to the end of the line and type while the model loads: no suggestion yet.
+  await goToLineEnd(line);
+  await page.keyboard.type(typed, { delay: 60 });
+  const ghost = editor.locator('.ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text');
+  await page.waitForTimeout(1500);
+  if ((await ghost.count()) !== 0) throw new Error('ghost text shown before the model loaded');
+
+  // The model loads; no key is pressed: the extension asks again and the suggestion shows.
+  writeFileSync(gate, '');
   await page
     .locator('.statusbar-item[aria-label^="fim-server: ready"], .statusbar-item[aria-label^="fim-server: error"]')
     .first()
@@ -214,12 +231,6 @@ try {
   const ready = await status.getAttribute('aria-label');
   log('status:', ready);
   if (!ready.startsWith('fim-server: ready')) throw new Error(`the extension reports ${ready}`);
-
-  // Go to the end of the line and type.
-  await goToLineEnd(line);
-  await page.keyboard.type(typed, { delay: 60 });
-
-  const ghost = editor.locator('.ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text');
   await ghost.first().waitFor({ timeout: 60_000 });
   // The first line is inline decorations (one span per token); further lines, if any,
   // are a view zone of lines below.
@@ -253,7 +264,20 @@ try {
   }
   log('status:', label);
 
-  // Tab accepts; save and compare the file on disk.
+  // Ctrl+Right accepts the next word (VS Code's own partial accept): part of the
+  // suggestion goes in, the rest stays shown.
+  await page.keyboard.press('Control+ArrowRight');
+  let rest = await readGhost();
+  for (const until = Date.now() + 10_000; rest === expected && Date.now() < until; ) {
+    await page.waitForTimeout(100);
+    rest = await readGhost();
+  }
+  if (!(rest.length > 0 && rest.length < expected.length && expected.endsWith(rest))) {
+    throw new Error(`after Ctrl+Right the ghost text is ${JSON.stringify(rest)}, not the rest of ${JSON.stringify(expected)}`);
+  }
+  log('accepted the next word; ghost text left:', JSON.stringify(rest));
+
+  // Tab accepts the rest; save and compare the file on disk.
   await page.keyboard.press('Tab');
   await ghost.first().waitFor({ state: 'detached', timeout: 10_000 });
   const want = process.env.FIM_TEST_LINE_BEFORE + typed + expected;

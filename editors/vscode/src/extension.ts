@@ -174,6 +174,13 @@ async function waitForModel(current: LanguageClient): Promise<void> {
       }
       if (stats.modelReady) {
         status.set('ready');
+        // Requests made while the model loaded were answered empty and VS Code asks again
+        // only on the next keystroke: ask now at the cursor of the editor being typed in.
+        const editor = vscode.window.activeTextEditor;
+        const languages = vscode.workspace.getConfiguration(SECTION).get<string[]>('languages', []);
+        if (editor && languages.includes(editor.document.languageId)) {
+          await vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
+        }
         return;
       }
     } catch (error) {
