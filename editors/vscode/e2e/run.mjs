@@ -287,6 +287,10 @@ try {
     throw new Error(`line ${line} after Tab is ${JSON.stringify(accepted)}, expected ${JSON.stringify(want)}`);
   }
   log('accepted; saved line:', JSON.stringify(accepted));
+  // Accepting told the server (fim/accepted); the status shows the server's count.
+  const acceptedStatus = (count) =>
+    page.locator(`.statusbar-item[aria-label^="fim-server: ready"][aria-label*=", ${count} accepted"]`).first();
+  await acceptedStatus(1).waitFor({ timeout: 10_000 });
 
   // "(" closed by the editor: the suggestion between the brackets replaces the ")", so
   // Tab leaves no ")" too many.
@@ -309,6 +313,7 @@ try {
     );
   }
   log('accepted between the brackets; saved line:', JSON.stringify(bracketSaved));
+  await acceptedStatus(2).waitFor({ timeout: 10_000 });
   // Back to the first file, by its tab.
   await page.locator('.tabs-container .tab', { hasText: file }).first().click();
   await page.locator('.tabs-container .tab.active', { hasText: file }).waitFor();

@@ -20,6 +20,7 @@ interface Stats {
   modelReady: boolean;
   modelError: string | null;
   lastLatencyMs: number;
+  accepted?: number;
 }
 
 /** The settings the server reads (initializationOptions and `settings.fim`); keys left
@@ -56,6 +57,8 @@ class Status {
   readonly item = vscode.window.createStatusBarItem('fim.status', vscode.StatusBarAlignment.Right, 100);
   state: 'loading' | 'ready' | 'error' | 'off' = 'loading';
   latencyMs: number | undefined;
+  // Completions accepted, as the server counts them (fim/stats).
+  accepted: number | undefined;
   detail = '';
 
   constructor() {
@@ -73,6 +76,11 @@ class Status {
 
   latency(ms: number): void {
     this.latencyMs = ms;
+    this.render();
+  }
+
+  acceptedCount(count: number | undefined): void {
+    this.accepted = count;
     this.render();
   }
 
@@ -95,6 +103,7 @@ class Status {
       this.item.tooltip =
         'fim-server: ready' +
         (this.latencyMs === undefined ? '' : `, last completion ${Math.round(this.latencyMs)} ms`) +
+        (this.accepted === undefined ? '' : `, ${this.accepted} accepted`) +
         ' (click to turn off)';
     }
     this.item.accessibilityInformation = { label: this.item.tooltip as string };
@@ -240,8 +249,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }),
     vscode.commands.registerCommand('fim.restart', restart),
     vscode.commands.registerCommand(ACCEPTED_COMMAND, async (uri: string, chars: number) => {
-      if (client?.state === State.Running) {
-        await client.sendNotification(ACCEPTED_NOTIFICATION, { uri, chars, partial: false });
+      const current = client;
+      if (current?.state === State.Running) {
+        await current.sendNotification(ACCEPTED_NOTIFICATION, { uri, chars, partial: false });
+        const stats = await current.sendRequest<Stats>(STATS_REQUEST, null);
+        status.acceptedCount(stats.accepted);
       }
     }),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
