@@ -30,7 +30,7 @@ from .conftest import (
 
 EMACS = os.environ.get("FIM_TEST_EMACS") or find_program("emacs")
 EXAMPLES = REPO / "examples" / "editors"
-ERT_TESTS = 6
+ERT_TESTS = 7
 
 
 def _emacs_has(library: str) -> bool:

@@ -396,3 +396,16 @@ def test_ghost_text_highlight_and_checkhealth(start_nvim: Callable[..., Nvim]) -
     assert server_command()[0] in report
     assert "fim-server" in report and "ready" in report
     assert "ERROR" not in report, report
+
+
+def test_a_model_that_fails_to_load_shows_as_an_error(
+    start_nvim: Callable[..., Nvim], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-checkpoint"
+    nvim = start_nvim(model=str(missing), wait_model=False)
+    nvim.wait("require('fim').status() == 'fim: error'", 60, "the status to say error")
+    assert "fim: error" in nvim.statusline()
+    state, message = nvim.lua(
+        "{require('fim').server_state(vim.lsp.get_clients({name = 'fim'})[1].id)}"
+    )
+    assert state == "error" and str(missing) in message

@@ -77,8 +77,8 @@
 (defmacro fim-test--visit (file line gated &rest body)
   "Visit FILE with C-x C-f as a user would; `fim-setup' (from init.el) makes eglot
 start fim-server there and turns on `fim-mode'. Wait for it (and, unless GATED, for the
-model), go to the end of LINE, run BODY. GATED: the server's model load waits for
-FIM_TEST_GATE."
+model), go to the end of LINE, run BODY. GATED t: the server's model load waits for
+FIM_TEST_GATE; `no-wait': do not wait for the model."
   (declare (indent 3))
   `(let ((buffer nil))
      (setq fim-test--notifications nil)
@@ -86,7 +86,7 @@ FIM_TEST_GATE."
      (unwind-protect
          (progn
            (let ((process-environment
-                  (if ,gated
+                  (if (eq ,gated t)
                       (append (list (concat "PYTHONPATH=" (fim-test--env "FIM_TEST_GATE_PYTHONPATH"))
                                     (concat "FIM_TEST_LOAD_GATE=" (fim-test--env "FIM_TEST_GATE")))
                               process-environment)
@@ -261,5 +261,13 @@ FIM_TEST_GATE."
       (should (equal (fim-test--line) (concat line-before typed (car (split-string expected "\n")))))
       (when (not (string-match-p "\n" expected))
         (should (= (point) (line-end-position)))))))
+
+(ert-deftest fim-a-model-that-fails-to-load-shows-as-an-error ()
+  (let ((fim-model-path (expand-file-name "no-such-checkpoint" temporary-file-directory)))
+    (fim-test--visit "mean.py" fim-test--line 'no-wait
+      (fim-test--wait (lambda () (eq (car (fim--state)) 'error)) 60 "the error state")
+      (should (string-match-p (regexp-quote fim-model-path) (cdr (fim--state))))
+      (should (string-match-p " fim:error" (fim-test--mode-line)))
+      (should (string-match-p "\\`fim: error" (fim-status))))))
 
 ;;; fim-e2e-test.el ends here
