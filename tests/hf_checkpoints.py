@@ -102,22 +102,39 @@ def _random(shape: tuple[int, ...], gen: torch.Generator, scale: float) -> torch
     return torch.randn(shape, generator=gen) * scale
 
 
-def _vocab_rows(vocab: int, hidden: int, gen: torch.Generator) -> torch.Tensor:
-    # Large rows for the 256 byte tokens, small ones for the fillers and specials: the
-    # random model then writes bytes (printable text), so the pipeline has text to clean.
+# Ids of the byte-level tokens for letters, digits, space and a little punctuation.
+_ALPHABET = sorted(pre_tokenizers.ByteLevel.alphabet())
+PRINTABLE_IDS = [_ALPHABET.index(c) for c in "abcdefghijklmnopqrstuvwxyz0123456789_()+=,:Ġ"]
+
+
+def _vocab_rows(
+    vocab: int, hidden: int, gen: torch.Generator, loud: dict[int, float] | None = None
+) -> torch.Tensor:
+    # Large rows for printable byte tokens, small ones for the rest: the random model then
+    # writes printable text, so the pipeline has something to clean and show. `loud`:
+    # other ids given rows of that scale (DreamOn's <|expand|> and end-of-text).
     rows = _random((vocab, hidden), gen, 0.02)
-    rows[:256] = _random((256, hidden), gen, 2.0)
+    rows[PRINTABLE_IDS] = _random((len(PRINTABLE_IDS), hidden), gen, 2.0)
+    for token, scale in (loud or {}).items():
+        rows[token] = _random((hidden,), gen, scale)
     return rows
 
 
 def qwen_tensors(
-    vocab: int, *, bias: bool, qk_norm: bool, head_dim: int, tied: bool, seed: int
+    vocab: int,
+    *,
+    bias: bool,
+    qk_norm: bool,
+    head_dim: int,
+    tied: bool,
+    seed: int,
+    loud: dict[int, float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """transformers' Qwen2/Qwen3 parameter names and shapes."""
     gen = torch.Generator().manual_seed(seed)
     h, inter = TINY["hidden"], TINY["intermediate"]
     q_out, kv_out = TINY["heads"] * head_dim, TINY["kv_heads"] * head_dim
-    t = {"model.embed_tokens.weight": _vocab_rows(vocab, h, gen)}
+    t = {"model.embed_tokens.weight": _vocab_rows(vocab, h, gen, loud)}
     for i in range(TINY["layers"]):
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = 1 + _random((h,), gen, 0.1)
@@ -135,7 +152,7 @@ def qwen_tensors(
         t[p + "mlp.down_proj.weight"] = _random((h, inter), gen, 0.3)
     t["model.norm.weight"] = 1 + _random((h,), gen, 0.1)
     if not tied:
-        t["lm_head.weight"] = _vocab_rows(vocab, h, gen)
+        t["lm_head.weight"] = _vocab_rows(vocab, h, gen, loud)
     return t
 
 
@@ -200,8 +217,14 @@ def build_dream(folder: Path, *, dreamon: bool = False, seed: int = 0) -> Path:
             "tokenizer_class": "DreamTokenizer",
         },
     )
+    # DreamOn's random model is pushed to write <|expand|> and end-of-text now and then,
+    # so that tests see the middle grow and shrink.
+    loud = {151667: 3.0, 151643: 2.5} if dreamon else None
     write_shards(
-        folder, qwen_tensors(vocab, bias=True, qk_norm=False, head_dim=8, tied=False, seed=seed)
+        folder,
+        qwen_tensors(
+            vocab, bias=True, qk_norm=False, head_dim=8, tied=False, seed=seed, loud=loud
+        ),
     )
     return folder
 
@@ -295,7 +318,11 @@ def build_llada(folder: Path, seed: int = 1) -> Path:
     write_tokenizer(
         folder,
         LLADA_SPECIALS,
-        {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+        {
+            "bos_token": "<|startoftext|>",
+            "eos_token": "<|endoftext|>",
+            "pad_token": "<|endoftext|>",
+        },
     )
     write_shards(folder, llada_tensors(vocab, seed))
     return folder
