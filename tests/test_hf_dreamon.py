@@ -46,3 +46,84 @@ def test_growing_middle_equals_plain_loop(folder: Path, max_tokens: int) -> None
     )  # fmt: skip
     assert ours.tokens == theirs
     assert len(ours.tokens) <= max_tokens
+
+
+# -- the growing and shrinking middle, on a scripted network ------------------------------
+# A random network rarely writes <|expand|> or end-of-text at the right moments, so the
+# expand/delete rules are checked on a scripted one: it asks for more room until the middle
+# has 7 positions, then ends the text two positions before the end. Both fim-server's loop
+# and the plain reference run on the same script.
+
+VOCAB, MASK, EXPAND, EOS = 151668, 151666, 151667, 151643
+BEFORE, AFTER = [151665, 70, 71], [72, 151643]
+
+
+def _logit_for(probability: float) -> float:
+    import math
+
+    return math.log(probability * (VOCAB - 1) / (1 - probability))
+
+
+def scripted_logits(ids: list[int]):
+    import torch
+
+    middle = len(ids) - len(BEFORE) - len(AFTER)
+    logits = torch.zeros(len(ids), VOCAB)
+    for row in range(len(ids)):
+        m = row + 1 - len(BEFORE)  # the shifted row predicts the next position
+        if not 0 <= m < middle:
+            continue
+        if middle < 7:
+            token, p = (EXPAND, 0.9) if m == 0 else (80 + m, 0.2)
+        elif m == middle - 2:
+            token, p = EOS, 0.95
+        else:
+            token, p = 80 + m, (0.9 if m % 2 == 0 else 0.3)
+        logits[row, token] = _logit_for(p)
+    return logits
+
+
+class ScriptedOurs:
+    """fim-server's Transformer interface."""
+
+    def __init__(self) -> None:
+        self.lengths: list[int] = []
+
+    def __call__(self, x, positions, *, rows=None, **_):
+        ids = x.tolist()
+        self.lengths.append(len(ids) - len(BEFORE) - len(AFTER))
+        logits = scripted_logits(ids)
+        return (logits[rows[0] : rows[1]] if rows else logits), []
+
+
+class ScriptedTheirs:
+    """transformers' interface, for the reference loop."""
+
+    def __call__(self, input_ids, attention_mask=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=scripted_logits(input_ids[0].tolist())[None])
+
+
+def test_middle_grows_on_expand_and_shrinks_on_end_of_text() -> None:
+    import torch
+
+    from fim_server.backends.hf.decoding import Settings, decode_variable_length
+    from fim_server.backends.hf.family import Prompt, SpecialTokens
+
+    special = SpecialTokens(mask=MASK, bos=151665, eos=EOS, stops=frozenset({EOS}), expand=EXPAND)
+    settings = Settings(0.5, False, lambda _: False, lambda: False)
+    ours_model = ScriptedOurs()
+    ours = decode_variable_length(
+        ours_model, Prompt(BEFORE, AFTER), 16, 4, special, settings, device=torch.device("cpu")
+    )
+    theirs = reference_dreamon(
+        ScriptedTheirs(), BEFORE, 16, AFTER, mask=MASK, expand=EXPAND, eos=EOS, threshold=0.5,
+        stops=frozenset({EOS}),
+    )  # fmt: skip
+    assert ours.tokens == theirs
+    assert max(ours_model.lengths) == 7 and ours_model.lengths[0] == 4  # it grew
+    # End-of-text at position 5 deleted itself (position 6 was committed in the same pass,
+    # so it stays): the middle shrank to 6.
+    assert ours_model.lengths[-1] == 6 and len(ours.tokens) == 6
+    assert EXPAND not in ours.tokens and EOS not in ours.tokens
