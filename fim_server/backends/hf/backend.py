@@ -38,6 +38,10 @@ from .transformer import Transformer, internal_names
 logger = logging.getLogger(__name__)
 
 
+def parameter_count(n: int) -> str:
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -127,8 +131,9 @@ def check_memory(folder: Folder, device: str) -> None:
             if device == "cpu"
             else "free GPU memory or use a smaller model"
         )
+        count = parameter_count(folder.weights.parameters)
         raise BackendError(
-            f"model folder {folder.path}: {folder.weights.parameters / 1e9:.1f}B parameters need "
+            f"model folder {folder.path}: {count} parameters need "
             f"about {need / GIB:.1f} GiB in {dtype} on {device}, but only {free / GIB:.1f} GiB "
             f"is free: {advice}"
         )
@@ -182,8 +187,8 @@ class DiffusionBackend:
         self.context_tokens: int | None = min(trained, positions) if positions else trained
         dtype = "bf16" if next(model.parameters()).dtype == torch.bfloat16 else "fp32"
         self.description = (
-            f"{self.family.title}: {folder.weights.parameters / 1e9:.2f}B parameters from "
-            f"{folder.path} on {device} in {dtype}"
+            f"{self.family.title}: {parameter_count(folder.weights.parameters)} parameters "
+            f"from {folder.path} on {device} in {dtype}"
         )
         self._line_end: dict[int, bool] = {}
 

@@ -9,7 +9,7 @@ from .checkpoint import GIB
 
 def describe(path: str, device: str = "auto") -> tuple[list[str], bool]:
     """Lines to print, and whether the folder will load on `device`."""
-    from .backend import memory_line, precision, read_folder, resolve_device
+    from .backend import memory_line, parameter_count, precision, read_folder, resolve_device
 
     lines = [f"folder: {path}"]
     try:
@@ -22,14 +22,16 @@ def describe(path: str, device: str = "auto") -> tuple[list[str], bool]:
         f"family: {family.kind} ({family.title})",
         f"network: {arch.layers} layers, hidden {arch.hidden_size}, {arch.heads} heads "
         f"({arch.kv_heads} key/value), vocabulary {arch.vocab_size}",
-        f"parameters: {folder.weights.parameters / 1e9:.2f}B in "
+        f"parameters: {parameter_count(folder.weights.parameters)} in "
         f"{len(set(folder.weights.files.values()))} safetensors file(s), "
         f"{folder.weights.bytes_on_disk / GIB:.2f} GiB on disk",
         "tokens: "
         + ", ".join(
             f"{label} {tid} {tok.id_to_token(tid)}"
             for label, tid in (
-                ("mask", special.mask), ("bos", special.bos), ("eos", special.eos),
+                ("mask", special.mask),
+                ("bos", special.bos),
+                ("eos", special.eos),
                 ("expand", special.expand),
             )
             if tid is not None
