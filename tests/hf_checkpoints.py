@@ -405,3 +405,20 @@ BUILDERS = {
     "sdar": build_sdar,
     "open-dcoder": build_open_dcoder,
 }
+
+
+_SHARED: dict[str, Path] = {}
+
+
+def shared_folder(kind: str) -> Path:
+    """A tiny folder of `kind` built once per test process, for tests that only read it
+    (tests that break a folder build their own)."""
+    if kind not in _SHARED:
+        import atexit
+        import shutil
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix=f"fim-hf-{kind}-"))
+        atexit.register(shutil.rmtree, root, True)
+        _SHARED[kind] = BUILDERS[kind](root / kind)
+    return _SHARED[kind]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hf_checkpoints import build_dream
+from hf_checkpoints import shared_folder
 from hf_reference import (
     check_matches_reference,
     check_weights_load_by_real_names,
@@ -25,8 +25,8 @@ IDS = [151665, 70, 71, 72, 73, 151666, 151666, 151666, 74, 75, 151643]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_dream(tmp_path_factory.mktemp("dream") / "DiffuCoder-7B-Base")
+def folder() -> Path:
+    return shared_folder("dream")
 
 
 def test_folder_is_recognised_as_dream(folder: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hf_checkpoints import build_dreamon
+from hf_checkpoints import shared_folder
 from hf_reference import (
     check_weights_load_by_real_names,
     loaded,
@@ -19,8 +19,8 @@ from fim_server.backends.hf.backend import DiffusionBackend
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_dreamon(tmp_path_factory.mktemp("dreamon") / "DreamOn-v0-7B")
+def folder() -> Path:
+    return shared_folder("dreamon")
 
 
 def test_folder_is_recognised_as_dreamon(folder: Path) -> None:

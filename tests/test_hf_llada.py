@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hf_checkpoints import build_llada
+from hf_checkpoints import shared_folder
 from hf_reference import (
     check_matches_reference,
     check_weights_load_by_real_names,
@@ -24,8 +24,8 @@ IDS = [126080, 70, 71, 72, 73, 126336, 126336, 126336, 74, 75]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_llada(tmp_path_factory.mktemp("llada") / "LLaDA-8B-Base")
+def folder() -> Path:
+    return shared_folder("llada")
 
 
 def test_folder_is_recognised_as_llada(folder: Path) -> None:

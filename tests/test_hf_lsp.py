@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hf_checkpoints import BUILDERS
+from hf_checkpoints import BUILDERS, shared_folder
 from lsprotocol import types
 from pytest_lsp import LanguageClient, make_test_lsp_client
 from safetensors.torch import load_file, save_file
 from test_lsp import CAPABILITIES, inline, open_document, wait_for
+
+from fim_server.cli import main
 
 LOAD_TIMEOUT_S = 120.0
 
@@ -26,7 +28,11 @@ async def _start(folder: Path) -> LanguageClient:
     await client.start_io(sys.executable, "-m", "fim_server", "--stdio", "--model", str(folder))
     await client.initialize_session(
         types.InitializeParams(
-            capabilities=CAPABILITIES, initialization_options={"fim": {"crossFile": False}}
+            capabilities=CAPABILITIES,
+            # Short budgets keep the random models' runs short; no debounce to wait out.
+            initialization_options={
+                "fim": {"crossFile": False, "lineTokens": 8, "blockTokens": 8, "debounceMs": 0}
+            },
         )
     )
     return client
@@ -38,8 +44,8 @@ async def _stop(client: LanguageClient) -> None:
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
-async def test_each_family_serves_inline_completions(kind: str, tmp_path: Path) -> None:
-    folder = BUILDERS[kind](tmp_path / kind)
+async def test_each_family_serves_inline_completions(kind: str) -> None:
+    folder = shared_folder(kind)
     client = await _start(folder)
     try:
         stats = await wait_for(
@@ -84,7 +90,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_complete_and_inspect_on_a_tiny_folder(tmp_path: Path) -> None:
-    folder = BUILDERS["sdar"](tmp_path / "SDAR-1.7B-Chat")
+    folder = shared_folder("sdar")
     source = tmp_path / "add.py"
     source.write_text("def add(a, b):\n    return \n\nprint(add(1, 2))\n")
     done = _cli("complete", "--model", str(folder), f"{source}:2:12")
@@ -106,7 +112,7 @@ def test_complete_and_inspect_on_a_tiny_folder(tmp_path: Path) -> None:
     ],
 )
 def test_folders_that_cannot_load_get_one_line_naming_them(
-    tmp_path: Path, breakage: str, expected: str
+    tmp_path: Path, breakage: str, expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = BUILDERS["llada"](tmp_path / "model")
     config = json.loads((folder / "config.json").read_text())
@@ -129,9 +135,8 @@ def test_folders_that_cannot_load_get_one_line_naming_them(
         wm[new] = wm.pop(old)
         (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     (folder / "config.json").write_text(json.dumps(config))
-    shown = _cli("inspect", str(folder))
-    assert shown.returncode == 1
-    last = shown.stdout.strip().splitlines()[-1]
+    assert main(["inspect", str(folder)]) == 1
+    last = capsys.readouterr().out.strip().splitlines()[-1]
     assert expected in last and str(folder) in last, last
     if breakage != "no_mask_token":
         return  # one complete run shows the same line reaches `fim-server complete`

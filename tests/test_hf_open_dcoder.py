@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hf_checkpoints import build_open_dcoder
+from hf_checkpoints import shared_folder
 from hf_reference import (
     check_matches_reference,
     check_weights_load_by_real_names,
@@ -25,8 +25,8 @@ IDS = [70, 71, 72, 73, 151665, 151665, 151665, 74, 75]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_open_dcoder(tmp_path_factory.mktemp("odc") / "open-dcoder-0.5B")
+def folder() -> Path:
+    return shared_folder("open-dcoder")
 
 
 def test_folder_is_recognised_as_open_dcoder(folder: Path) -> None:

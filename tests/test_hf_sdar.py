@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hf_checkpoints import build_sdar
+from hf_checkpoints import shared_folder
 from hf_reference import (
     block_causal,
     check_matches_reference,
@@ -26,8 +26,8 @@ IDS = [70, 71, 72, 73, 74, 151669, 151669, 151669, 75, 76, 151669, 77]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_sdar(tmp_path_factory.mktemp("sdar") / "SDAR-1.7B-Chat")
+def folder() -> Path:
+    return shared_folder("sdar")
 
 
 def test_folder_is_recognised_as_sdar(folder: Path) -> None:

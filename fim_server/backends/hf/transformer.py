@@ -28,10 +28,29 @@ from .architecture import Architecture
 LayerKV = tuple[torch.Tensor, torch.Tensor]
 
 
+# Parameters are created uninitialised (every value comes from the checkpoint), so that the
+# network can be built on the meta device without running initialisers there, which is
+# slow (it pulls in torch's reference decompositions).
+
+
+def _empty(*shape: int) -> nn.Parameter:
+    return nn.Parameter(torch.empty(*shape), requires_grad=False)
+
+
+class Linear(nn.Module):
+    def __init__(self, inputs: int, outputs: int, bias: bool) -> None:
+        super().__init__()
+        self.weight = _empty(outputs, inputs)
+        self.bias = _empty(outputs) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, size: int, eps: float) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(size))
+        self.weight = _empty(size)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,10 +81,10 @@ class Attention(nn.Module):
         super().__init__()
         self.arch = arch
         h, d = arch.hidden_size, arch.head_dim
-        self.q = nn.Linear(h, arch.heads * d, bias=arch.qkv_bias)
-        self.k = nn.Linear(h, arch.kv_heads * d, bias=arch.qkv_bias)
-        self.v = nn.Linear(h, arch.kv_heads * d, bias=arch.qkv_bias)
-        self.o = nn.Linear(arch.heads * d, h, bias=False)
+        self.q = Linear(h, arch.heads * d, bias=arch.qkv_bias)
+        self.k = Linear(h, arch.kv_heads * d, bias=arch.qkv_bias)
+        self.v = Linear(h, arch.kv_heads * d, bias=arch.qkv_bias)
+        self.o = Linear(arch.heads * d, h, bias=False)
         self.q_norm = RMSNorm(d, arch.rms_eps) if arch.qk_norm else None
         self.k_norm = RMSNorm(d, arch.rms_eps) if arch.qk_norm else None
 
@@ -108,9 +127,9 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        self.gate = nn.Linear(arch.hidden_size, arch.intermediate_size, bias=False)
-        self.up = nn.Linear(arch.hidden_size, arch.intermediate_size, bias=False)
-        self.down = nn.Linear(arch.intermediate_size, arch.hidden_size, bias=False)
+        self.gate = Linear(arch.hidden_size, arch.intermediate_size, bias=False)
+        self.up = Linear(arch.hidden_size, arch.intermediate_size, bias=False)
+        self.down = Linear(arch.intermediate_size, arch.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(F.silu(self.gate(x)) * self.up(x))
@@ -125,15 +144,24 @@ class Layer(nn.Module):
         self.mlp = MLP(arch)
 
 
+class Embedding(nn.Module):
+    def __init__(self, vocab: int, hidden: int) -> None:
+        super().__init__()
+        self.weight = _empty(vocab, hidden)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)
+
+
 class Transformer(nn.Module):
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
         self.arch = arch
-        self.embed = nn.Embedding(arch.vocab_size, arch.hidden_size)
+        self.embed = Embedding(arch.vocab_size, arch.hidden_size)
         self.layers = nn.ModuleList(Layer(arch) for _ in range(arch.layers))
         self.norm = RMSNorm(arch.hidden_size, arch.rms_eps)
         self.lm_head = (
-            None if arch.tied_embeddings else nn.Linear(arch.hidden_size, arch.vocab_size, False)
+            None if arch.tied_embeddings else Linear(arch.hidden_size, arch.vocab_size, False)
         )
 
     @torch.no_grad()
