@@ -54,16 +54,22 @@ OPEN_DCODER_SPECIALS = {**QWEN_SPECIALS, 151665: "<M>"}
 TINY = {"hidden": 32, "layers": 2, "heads": 4, "kv_heads": 2, "intermediate": 64}
 
 
+MERGES = [("d", "e"), ("de", "f")]  # "def" is one token
+MERGED = ["de", "def"]
+
+
 def write_tokenizer(folder: Path, specials: dict[int, str], config: dict) -> None:
     base = Tokenizer(models.BPE(vocab={}, merges=[]))
     spec = json.loads(base.to_str())
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    for merged in MERGED:
+        vocab[merged] = len(vocab)
     first = min(specials)
     for i in range(len(vocab), first):
         vocab[f"<filler_{i}>"] = i
     spec["model"]["vocab"] = vocab
-    spec["model"]["merges"] = []
+    spec["model"]["merges"] = [list(pair) for pair in MERGES]
     spec["pre_tokenizer"] = json.loads(
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).__getstate__()
     )
@@ -422,3 +428,18 @@ def shared_folder(kind: str) -> Path:
         atexit.register(shutil.rmtree, root, True)
         _SHARED[kind] = BUILDERS[kind](root / kind)
     return _SHARED[kind]
+
+
+def as_slow_tokenizer(folder: Path) -> None:
+    """Replace tokenizer.json by what a slow (DreamTokenizer-style) checkpoint ships:
+    vocab.json, merges.txt, and the added tokens in tokenizer_config.json."""
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    (folder / "vocab.json").write_text(json.dumps(spec["model"]["vocab"]))
+    merges = ["#version: 0.2", *(" ".join(pair) for pair in spec["model"]["merges"])]
+    (folder / "merges.txt").write_text("\n".join(merges) + "\n")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["added_tokens_decoder"] = {
+        str(t["id"]): {k: v for k, v in t.items() if k != "id"} for t in spec["added_tokens"]
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "tokenizer.json").unlink()

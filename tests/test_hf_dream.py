@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hf_checkpoints import shared_folder
+from hf_checkpoints import as_slow_tokenizer, shared_folder
 from hf_reference import (
     check_matches_reference,
     check_weights_load_by_real_names,
@@ -94,3 +94,22 @@ def test_dual_cache_agrees_with_the_exact_path_within_its_approximation(folder: 
     same = sum(x == y for x, y in zip(a.tokens, b.tokens, strict=False))
     assert same >= 0.75 * max(len(b.tokens), 1), (a.tokens, b.tokens)
     assert cached.infill(*args, **kw).text  # answers
+
+
+def test_a_folder_with_vocab_and_merges_instead_of_tokenizer_json(
+    folder: Path, tmp_path: Path
+) -> None:
+    """Dream ships a slow tokenizer (vocab.json, merges.txt): it must give the same ids."""
+    from fim_server.backends.hf.checkpoint import load_tokenizer
+
+    slow = tmp_path / "Dream-v0-Base-7B"
+    slow.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (slow / name).write_bytes((folder / name).read_bytes())
+    as_slow_tokenizer(slow)
+    text = "def add(a, b):\n    return a + b<|mask|>\n"
+    fast = load_tokenizer(folder).tokenizer.encode(text, add_special_tokens=False).ids
+    rebuilt = load_tokenizer(slow)
+    assert rebuilt.tokenizer.encode(text, add_special_tokens=False).ids == fast
+    assert 257 in fast and 151666 in fast  # the merge "def" and <|mask|>
+    assert rebuilt.token_id("<|beginoftext|>") == 151665

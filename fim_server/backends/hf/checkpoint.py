@@ -171,21 +171,86 @@ class TokenizerFiles:
         return value if isinstance(value, str) else None
 
 
+# Qwen2's pre-tokenization split, as transformers' Qwen2 converter writes it into the
+# tokenizer.json of Qwen2-family models (transformers convert_slow_tokenizer.Qwen2Converter).
+QWEN2_SPLIT = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
 def load_tokenizer(folder: Path) -> TokenizerFiles:
+    """tokenizer.json; failing that, a Qwen2-style vocab.json + merges.txt (Dream's slow
+    DreamTokenizer ships only those) with the added tokens of tokenizer_config.json."""
     from tokenizers import Tokenizer
 
+    config = read_json(folder, "tokenizer_config.json", required=False) or {}
     path = folder / "tokenizer.json"
-    if not path.is_file():
+    if path.is_file():
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises its own Exception subclass
+            raise BackendError(
+                f"model folder {folder}: tokenizer.json does not load ({exc})"
+            ) from None
+    elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        tokenizer = _byte_level_bpe(folder, config)
+    else:
         raise BackendError(
-            f"model folder {folder} has no tokenizer.json (only the fast-tokenizer file is read)"
+            f"model folder {folder} has no tokenizer.json (nor vocab.json and merges.txt)"
         )
-    try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises its own Exception subclass
-        raise BackendError(f"model folder {folder}: tokenizer.json does not load ({exc})") from None
-    return TokenizerFiles(
-        tokenizer, read_json(folder, "tokenizer_config.json", required=False) or {}
+    return TokenizerFiles(tokenizer, config)
+
+
+def _byte_level_bpe(folder: Path, config: dict[str, Any]) -> Any:
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
     )
+
+    try:
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError) as exc:
+        raise BackendError(
+            f"model folder {folder}: vocab.json/merges.txt unreadable ({exc})"
+        ) from None
+    merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    added = config.get("added_tokens_decoder")
+    if isinstance(added, dict):
+        for key in sorted(added, key=int):
+            entry = added[key]
+            token = AddedToken(
+                entry["content"],
+                single_word=entry.get("single_word", False),
+                lstrip=entry.get("lstrip", False),
+                rstrip=entry.get("rstrip", False),
+                normalized=entry.get("normalized", False),
+                special=entry.get("special", True),
+            )
+            tokenizer.add_special_tokens([token]) if token.special else tokenizer.add_tokens(
+                [token]
+            )
+            if tokenizer.token_to_id(entry["content"]) != int(key):
+                raise BackendError(
+                    f"model folder {folder}: tokenizer_config.json puts {entry['content']} at "
+                    f"id {key}, which does not follow vocab.json"
+                )
+    return tokenizer
 
 
 def config_int(config: dict[str, Any], key: str, default: int | None = None) -> int | None:
