@@ -228,9 +228,7 @@ def build_dream(folder: Path, *, dreamon: bool = False, seed: int = 0) -> Path:
     loud = {151667: 3.0, 151643: 2.5} if dreamon else None
     write_shards(
         folder,
-        qwen_tensors(
-            vocab, bias=True, qk_norm=False, head_dim=8, tied=False, seed=seed, loud=loud
-        ),
+        qwen_tensors(vocab, bias=True, qk_norm=False, head_dim=8, tied=False, seed=seed, loud=loud),
     )
     return folder
 

@@ -219,9 +219,7 @@ def reference_dreamon(model, before, max_length, after, *, mask, expand, eos, th
             i -= 1
         if eos in middle:
             first = middle.index(eos)
-            middle = [
-                t for j, t in enumerate(middle) if t != eos and not (t == mask and j > first)
-            ]
+            middle = [t for j, t in enumerate(middle) if t != eos and not (t == mask and j > first)]
         if _done(middle, mask, stops, None):
             break
     return _kept(middle, mask, stops)
