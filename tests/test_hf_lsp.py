@@ -102,6 +102,18 @@ def test_complete_and_inspect_on_a_tiny_folder(tmp_path: Path) -> None:
     assert "mask 151669" in shown.stdout
 
 
+def test_eval_scores_a_tiny_folder(tmp_path: Path) -> None:
+    folder = shared_folder("open-dcoder")
+    out = tmp_path / "results.json"
+    done = _cli(
+        "eval", "--model", str(folder), "--suite", "humaneval-single", "--limit", "1",
+        "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "humaneval-single | 1 |" in done.stdout
+    assert "Open-dCoder" in json.loads(out.read_text())["model"]
+
+
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [

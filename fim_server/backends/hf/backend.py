@@ -205,7 +205,14 @@ class DiffusionBackend:
         if spec.threads is not None:
             torch.set_num_threads(spec.threads)
         model = load_model(folder, device, precision(device))
-        return cls(folder, model, device, spec.threshold)
+        backend = cls(folder, model, device, spec.threshold)
+        # The first forward pass pays for lazy initialisation inside torch (and CUDA's
+        # kernels); pay it here rather than in the user's first completion.
+        backend.infill(
+            "def f(", "):\n    pass\n", max_tokens=2, single_line=False,
+            should_cancel=lambda: False, seed=0,
+        )  # fmt: skip
+        return backend
 
     # -- Backend ---------------------------------------------------------------------------
 
