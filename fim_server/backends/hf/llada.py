@@ -22,7 +22,15 @@ from typing import Any
 from ..base import BackendError
 from .architecture import Architecture
 from .checkpoint import TokenizerFiles, config_int
-from .family import Family, Prompt, SpecialTokens, architectures, end_tokens, model_type
+from .family import (
+    Family,
+    Prompt,
+    SpecialTokens,
+    architectures,
+    end_tokens,
+    model_type,
+    require_mask,
+)
 
 _NAMES = {
     "attn_norm": "attn_norm",
@@ -97,8 +105,6 @@ class LLaDA(Family):
     def special_tokens(
         self, folder: Path, config: dict[str, Any], tok: TokenizerFiles
     ) -> SpecialTokens:
-        from .family import require_mask
-
         mask = require_mask(
             folder,
             tok,
