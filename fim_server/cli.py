@@ -1,6 +1,7 @@
 """Command line: `fim-server [--stdio | --tcp HOST:PORT]` runs the language server,
 `fim-server complete FILE:LINE:COL` prints one completion, `fim-server eval` scores the
-pipeline on the infilling benchmarks."""
+pipeline on the infilling benchmarks, `fim-server inspect DIR` says what a model folder is
+and whether it will load."""
 
 from __future__ import annotations
 
@@ -45,7 +46,11 @@ def _add_common(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
         default=default(None),
         help="model folder (default: the embedded model)",
     )
-    parser.add_argument("--device", default=default("cpu"), help="torch device: cpu, cuda, ...")
+    parser.add_argument(
+        "--device",
+        default=default("cpu"),
+        help="torch device: cpu, cuda, auto (cuda if there is one), ...",
+    )
     parser.add_argument(
         "--log-level",
         default=default("WARNING"),
@@ -120,6 +125,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     evaluate.add_argument(
         "--workers", type=int, default=2, help="test programs run at once (default 2)"
+    )
+    inspect = commands.add_parser(
+        "inspect", help="say what a model folder is and whether it will load here"
+    )
+    inspect.add_argument("folder", metavar="DIR")
+    inspect.add_argument(
+        "--device", default="auto", help="device to check memory for (default auto)"
     )
     return parser.parse_args(argv)
 
@@ -241,6 +253,24 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_inspect(args: argparse.Namespace) -> int:
+    from .backends import BackendError, BackendSpec, resolve_kind
+
+    try:
+        kind = resolve_kind(BackendSpec(model_path=args.folder))
+    except BackendError as exc:
+        print(f"folder: {args.folder}\nwill not load: {exc}")
+        return EXIT_MODEL
+    if kind == "embedded":
+        print(f"folder: {args.folder}\nfamily: embedded (fim-server's own block-diffusion model)")
+        return 0
+    from .backends.hf.inspect import describe
+
+    lines, ok = describe(args.folder, args.device)
+    print("\n".join(lines))
+    return 0 if ok else EXIT_MODEL
+
+
 def _claim_stdout() -> BinaryIO:
     """Keep the real stdout for LSP messages and point fd 1 at stderr, so a stray print
     from any library cannot corrupt the protocol stream."""
@@ -287,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_complete(args)
         if args.command == "eval":
             return run_eval(args)
+        if args.command == "inspect":
+            return run_inspect(args)
         return run_server(args)
     except UsageError as exc:
         print(f"fim-server: {exc}", file=sys.stderr)

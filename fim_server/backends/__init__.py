@@ -2,12 +2,15 @@
 or the client's `backend` setting.
 
 - embedded: the block-diffusion model shipped inside the package (fim_model).
+- dream, dreamon, llada, sdar, open-dcoder: open-weight diffusion coders from a local
+  Hugging Face folder (backends/hf, docs/models.md), recognised from its config.json.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled
@@ -30,10 +33,20 @@ def _embedded(spec: BackendSpec) -> Backend:
     return EmbeddedBackend.load(spec)
 
 
+def _diffusion(kind: str) -> Callable[[BackendSpec], Backend]:
+    def load(spec: BackendSpec) -> Backend:
+        from .hf.backend import DiffusionBackend
+
+        return DiffusionBackend.load(spec, kind)
+
+    return load
+
+
 # Backend kind -> loader. Loaders import their module lazily: a remote backend must not
 # pay for torch, nor the embedded one for an HTTP client.
 KINDS: dict[str, Callable[[BackendSpec], Backend]] = {
     "embedded": _embedded,
+    **{kind: _diffusion(kind) for kind in ("dream", "dreamon", "llada", "sdar", "open-dcoder")},
 }
 
 
@@ -56,14 +69,23 @@ def resolve_kind(spec: BackendSpec) -> str:
         raise BackendError(f"model folder {folder} has no config.json") from None
     except ValueError as exc:
         raise BackendError(f"model folder {folder}: config.json is not JSON ({exc})") from None
-    if isinstance(config, dict) and "block_size" in config and "model_type" not in config:
+    if not isinstance(config, dict):
+        raise BackendError(f"model folder {folder}: config.json is not a JSON object")
+    if "block_size" in config and "model_type" not in config:
         return "embedded"
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    raise BackendError(
-        f"model folder {folder}: model_type {model_type!r} is not a supported architecture"
-    )
+    from .hf import detect_family, unsupported_reason  # reads config files only, no torch
+
+    family = detect_family(config, folder)
+    if family is None:
+        raise BackendError(f"model folder {folder} {unsupported_reason(config)}")
+    return family.kind
 
 
 def load_backend(spec: BackendSpec) -> Backend:
     """Load the backend `spec` names; BackendError says what is wrong if it cannot."""
-    return KINDS[resolve_kind(spec)](spec)
+    kind = resolve_kind(spec)
+    if spec.device == "auto" and kind == "embedded":
+        import torch
+
+        spec = replace(spec, device="cuda" if torch.cuda.is_available() else "cpu")
+    return KINDS[kind](spec)
