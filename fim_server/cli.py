@@ -75,7 +75,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     _add_common(parser, with_defaults=True)
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="LSP over stdio (default)")
-    transport.add_argument("--tcp", metavar="HOST:PORT", help="LSP over TCP")
+    transport.add_argument(
+        "--tcp",
+        metavar="HOST:PORT",
+        help="LSP over TCP, one independent session per connection (one shared model)",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=defaults.MAX_SESSIONS,
+        help="with --tcp: clients served at once; more are refused "
+        f"(default {defaults.MAX_SESSIONS})",
+    )
     commands = parser.add_subparsers(dest="command")
     complete = commands.add_parser("complete", help="print the completion at FILE:LINE:COL")
     _add_common(complete, with_defaults=False)
@@ -253,6 +264,7 @@ def _claim_stdout() -> BinaryIO:
 
 def run_server(args: argparse.Namespace) -> int:
     from .server import create_server  # pygls is only needed for the server
+    from .transport import serve_stdio, serve_tcp
 
     host, port = "", 0
     if args.tcp:
@@ -260,17 +272,24 @@ def run_server(args: argparse.Namespace) -> int:
         if not host or not port_text.isdigit():
             raise UsageError(f"--tcp expects HOST:PORT, got {args.tcp!r}")
         port = int(port_text)
+    if args.max_sessions < 1:
+        raise UsageError("--max-sessions must be 1 or more")
     engine = Engine(_settings(args))
     engine.start_loading()  # overlaps the load with the client's handshake
-    server = create_server(engine)
     try:
         if args.tcp:
-            server.start_tcp(host, port)
-        else:
-            server.start_io(sys.stdin.buffer, _claim_stdout())
+            # Each connection: its own documents, settings and cancellation; one model.
+            return serve_tcp(
+                lambda: create_server(engine.session()),
+                host,
+                port,
+                max_sessions=args.max_sessions,
+                on_session_end=lambda server: server.engine.close(),  # type: ignore[attr-defined]
+            )
+        # The exit code LSP asks for: 0 after shutdown and exit, 1 otherwise.
+        return serve_stdio(create_server(engine), sys.stdin.buffer, _claim_stdout())
     finally:
         engine.close()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
