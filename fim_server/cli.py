@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from . import defaults
 from .backends import KINDS, BackendSpec
@@ -276,6 +276,7 @@ def run_server(args: argparse.Namespace) -> int:
         raise UsageError("--max-sessions must be 1 or more")
     engine = Engine(_settings(args))
     engine.start_loading()  # overlaps the load with the client's handshake
+    code = 1
     try:
         if args.tcp:
             # Each connection: its own documents, settings and cancellation; one model.
@@ -287,9 +288,19 @@ def run_server(args: argparse.Namespace) -> int:
                 on_session_end=lambda server: server.engine.close(),  # type: ignore[attr-defined]
             )
         # The exit code LSP asks for: 0 after shutdown and exit, 1 otherwise.
-        return serve_stdio(create_server(engine), sys.stdin.buffer, _claim_stdout())
+        code = serve_stdio(create_server(engine), sys.stdin.buffer, _claim_stdout())
+        return code
     finally:
         engine.close()
+        _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without joining the model's worker thread: a model load or run in
+    progress would otherwise hold it up long after the client said `exit`."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ REQUEST_FAILED = -32803  # LSP: a valid request the server could not serve
 
 _HEADER_START = re.compile(rb"content-length[ \t]*:", re.IGNORECASE)
 _HEADER_NAME = re.compile(rb"[A-Za-z0-9_-]+[ \t]*:")
+_NAME_SO_FAR = re.compile(rb"[A-Za-z0-9_-]+[ \t]*")
 _HEADER_LINE = re.compile(rb"([A-Za-z0-9_-]+)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?\n")
 _CHUNK = 64 * 1024
 
@@ -182,6 +183,13 @@ class FrameReader:
                     break
             if not self._buffer:
                 return None
+            # A header name split across reads: wait for its colon.
+            while (
+                _NAME_SO_FAR.fullmatch(self._buffer)
+                and len(self._buffer) < MAX_HEADER_LINE_BYTES
+                and await self._fill(timeout=self._grace)
+            ):
+                pass
             if _HEADER_NAME.match(self._buffer):
                 length = await self._headers()
                 if isinstance(length, int):
@@ -254,26 +262,34 @@ class FrameReader:
                 self._buffer[:0] = rest
                 return Message(value)
         # Announced too short: the rest of the JSON comes before the next header.
-        following = await self._until_header()
+        data = body + await self._until_header()
         try:
-            return Message(_json(body + following))
+            return Message(_json(data))
         except ValueError as exc:
-            return Malformed(PARSE_ERROR, f"the message body is not JSON: {exc}")
+            problem = f"the message body is not JSON: {exc}"
+        # ... and perhaps a message without headers after it.
+        decoded = _leading_json(data)
+        if decoded is None:
+            return Malformed(PARSE_ERROR, problem)
+        value, end = decoded
+        self._buffer[:0] = data[end:]
+        return Message(value)
 
-    async def _until_header(self) -> bytes:
-        """The bytes up to the next `Content-Length` header (all of them if none comes
-        within the grace time), consumed. At most the message limit is kept."""
+    async def _until_header(self, start: int = 0) -> bytes:
+        """The bytes up to the next `Content-Length` header at or after `start` (all of
+        them if none comes within the grace time), consumed. At most the message limit is
+        kept."""
         dropped = False
-        searched = 0
+        searched = start
         while True:
-            match = _HEADER_START.search(self._buffer, max(searched, 1))
-            if match is not None and match.start() > 0:
+            match = _HEADER_START.search(self._buffer, max(searched, start))
+            if match is not None:
                 return b"" if dropped else self._take(match.start())
             searched = len(self._buffer) - 32  # a header may be split across reads
             if len(self._buffer) > self._max:
                 keep = bytes(self._buffer[-32:])
                 self._buffer[:] = keep
-                searched, dropped = 0, True
+                searched, start, dropped = 0, 0, True
             if not await self._fill(timeout=self._grace):
                 data = self._take(len(self._buffer))
                 return b"" if dropped else data
@@ -281,7 +297,8 @@ class FrameReader:
     async def _unframed(self) -> Frame:
         """Bytes that are not a frame: a message sent without headers is still handled;
         anything else is a parse error."""
-        data = await self._until_header()
+        # A broken header's own `Content-Length` is not the next frame's.
+        data = await self._until_header(start=1)
         try:
             return Message(_json(data))
         except ValueError:
