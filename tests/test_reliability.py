@@ -1,0 +1,408 @@
+"""Reliability from outside: every request gets exactly one answer whatever a client sends,
+TCP clients are independent sessions, and memory stays flat under a typing replay.
+
+The server runs in-process with a scripted model (tests/wire.py): the model is not the
+point here, and the real one is exercised in test_lsp.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wire import (
+    InProcessServer,
+    ScriptedModel,
+    did_open,
+    frame,
+    initialize,
+    inline,
+    notification,
+    request,
+    scripted_engine,
+)
+
+from fim_server.server import create_server
+from fim_server.transport import serve_tcp_async
+
+URI = "file:///tmp/fim-test/a.py"
+TEXT = "def f(a, b):\n    return a +\n"
+
+
+async def started(engine=None, options: Any = None) -> InProcessServer:
+    server = InProcessServer(engine)
+    server.send(*initialize(options=options))
+    await server.answer("init")
+    return server
+
+
+def error_code(answer: dict) -> int | None:
+    return answer.get("error", {}).get("code")
+
+
+async def test_requests_before_initialize_get_32002_and_notifications_are_dropped() -> None:
+    server = InProcessServer()
+    server.send(did_open(URI, TEXT), request(1, "fim/stats"), inline(2, URI, 1, 14))
+    assert error_code(await server.answer(1)) == -32002
+    assert error_code(await server.answer(2)) == -32002
+    server.send(*initialize())
+    await server.answer("init")
+    server.send(inline(3, URI, 1, 14))  # the didOpen before initialize was not kept
+    assert error_code(await server.answer(3)) == -32602
+    await server.close()
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        {"line": -1, "character": 0},
+        {"line": 2**31, "character": 0},
+        {"line": 2**31 - 1, "character": 0},
+        {"line": 0, "character": -5},
+        {"line": "one", "character": 0},
+        None,
+    ],
+)
+async def test_an_impossible_position_is_invalid_params(position: Any) -> None:
+    server = await started()
+    server.send(did_open(URI, TEXT))
+    message = inline(1, URI, 0, 0)
+    message["params"]["position"] = position
+    if position is None:
+        del message["params"]["position"]
+    server.send(message)
+    answer = await server.answer(1)
+    assert error_code(answer) == -32602, answer
+    server.send(inline(2, URI, 1, 14))
+    assert (await server.answer(2))["result"]["items"][0]["insertText"] == "b"
+    await server.close()
+
+
+async def test_a_request_without_params_is_answered() -> None:
+    server = await started()
+    server.send(request(1, "fim/stats", omit_params=True))
+    assert "modelReady" in (await server.answer(1))["result"]
+    server.send(request(2, "textDocument/inlineCompletion", omit_params=True))
+    assert error_code(await server.answer(2)) == -32602
+    await server.close()
+
+
+@pytest.mark.parametrize(
+    "message, code",
+    [
+        ([1, 2], -32600),
+        ({"jsonrpc": "1.0", "id": 1, "method": "fim/stats"}, -32600),
+        ({"jsonrpc": "2.0", "id": 1}, -32600),
+        ({"jsonrpc": "2.0", "id": 1, "method": 5}, -32600),
+        ({"jsonrpc": "2.0", "id": [1], "method": "fim/stats"}, -32600),
+        ({"jsonrpc": "2.0", "id": 1, "method": "no/suchMethod"}, -32601),
+        ({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}, -32600),
+    ],
+)
+async def test_messages_that_are_not_valid_requests_get_an_error(message: Any, code: int) -> None:
+    server = await started()
+    server.send(message)
+    server.send(request(99, "fim/stats"))
+    await server.answer(99)
+    errors = [r for r in server.out.responses() if r["id"] in (1, None)]
+    assert len(errors) == 1 and error_code(errors[0]) == code, errors
+    await server.close()
+
+
+async def test_a_second_initialize_is_refused_and_keeps_the_open_documents() -> None:
+    server = await started()
+    server.send(did_open(URI, TEXT))
+    server.send(*initialize("again"))
+    assert error_code(await server.answer("again")) == -32600
+    server.send(inline(1, URI, 1, 14))
+    assert (await server.answer(1))["result"]["items"][0]["insertText"] == "b"
+    await server.close()
+
+
+async def test_after_shutdown_every_request_gets_32600_and_exit_ends_with_0() -> None:
+    server = await started()
+    server.send(request(1, "shutdown"))
+    assert await server.answer(1) == {"jsonrpc": "2.0", "id": 1, "result": None}
+    server.send(request(2, "fim/stats"), inline(3, URI, 0, 0), request(4, "shutdown"))
+    for msg_id in (2, 3, 4):
+        assert error_code(await server.answer(msg_id)) == -32600
+    server.send(notification("exit"))
+    assert await asyncio.wait_for(server.task, 5) == 0
+
+
+async def test_exit_without_shutdown_ends_with_1() -> None:
+    server = await started()
+    server.send(notification("exit"))
+    assert await asyncio.wait_for(server.task, 5) == 1
+
+
+async def test_a_huge_debounce_is_refused_so_completions_still_answer() -> None:
+    server = await started(options={"fim": {"debounceMs": 10**9, "crossFile": False}})
+    warnings = [
+        m for m in server.out.messages() if m.get("method") == "window/showMessage"
+    ]
+    assert any("debounceMs" in m["params"]["message"] for m in warnings), warnings
+    server.send(did_open(URI, TEXT), inline(1, URI, 1, 14))
+    answer = await server.answer(1, timeout=5)
+    assert answer["result"]["items"][0]["insertText"] == "b"
+    await server.close()
+
+
+# -- property-based fuzz: random and malformed frames and messages -------------------------
+
+METHODS = ["fim/stats", "textDocument/inlineCompletion", "textDocument/completion", "no/such"]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def rpc_message(draw: st.DrawFn, msg_id: int) -> tuple[dict, bool]:
+    """A request (True) or notification (False), with params good, bad or missing."""
+    kind = draw(st.sampled_from(["inline", "completion", "request", "change", "cancel", "raw"]))
+    line = draw(st.one_of(st.integers(-3, 4), st.sampled_from([2**31, 2**31 - 1, 10**12])))
+    character = draw(st.one_of(st.integers(-3, 30), st.just(2**31 - 1)))
+    if kind in ("inline", "completion"):
+        message = inline(msg_id, URI, line, character)
+        if kind == "completion":
+            message["method"] = "textDocument/completion"
+            del message["params"]["context"]
+        return message, True
+    if kind == "request":
+        method = draw(st.sampled_from(METHODS))
+        params = draw(st.one_of(st.none(), json_values))
+        return request(msg_id, method, params, omit_params=draw(st.booleans())), True
+    if kind == "change":
+        text = draw(st.text(alphabet="ab( )\n\t:\ud800😀é", max_size=6))
+        rng = {"start": {"line": line, "character": character}, "end": {"line": 1, "character": 2}}
+        change = {"textDocument": {"uri": URI, "version": msg_id}, "contentChanges": []}
+        change["contentChanges"].append({"range": rng, "text": text})
+        return notification("textDocument/didChange", change), False
+    if kind == "cancel":
+        target = draw(st.one_of(st.integers(0, msg_id), json_values))
+        return notification("$/cancelRequest", {"id": target}), False
+    keys = st.sampled_from(["jsonrpc", "id", "method", "params"])
+    message = draw(st.dictionaries(keys, json_values))
+    if message.get("method") == "exit":  # would end the session: tested on its own
+        message["method"] = "exit?"
+    return message, "id" in message and "method" in message
+
+
+@st.composite
+def wire_item(draw: st.DrawFn, msg_id: int) -> tuple[bytes, int | None]:
+    """Bytes for the wire and the id of a request they must get exactly one answer to."""
+    how = draw(
+        st.sampled_from(["exact", "lower", "too_long", "too_short", "bare", "huge", "garbage"])
+    )
+    if how == "garbage":
+        junk = draw(st.binary(max_size=40).filter(lambda b: b"ength" not in b.lower()))
+        return junk + b"\r\n", None
+    if how == "huge":
+        return b"Content-Length: 99999999999\r\n\r\n", None
+    message, is_request = draw(rpc_message(msg_id))
+    if how == "bare":
+        return json.dumps(message).encode(), None
+    delta = {"too_long": draw(st.integers(1, 30)), "too_short": -draw(st.integers(1, 8))}
+    header = "content-length" if how == "lower" else "Content-Length"
+    data = frame(message, header=header, delta=delta.get(how, 0))
+    counted = is_request and _valid_id(message.get("id"))
+    return data, msg_id if counted and how in ("exact", "lower") else None
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.data())
+def test_fuzz_any_byte_stream_leaves_the_server_answering(data: st.DataObject) -> None:
+    """Random frames, good and bad, then one well-formed request: every well-framed
+    request is answered exactly once, the server stays alive and answers the last one."""
+    count = data.draw(st.integers(1, 12))
+    items = [data.draw(wire_item(msg_id=1000 + i)) for i in range(count)]
+    chunk = data.draw(st.sampled_from([0, 1, 13]))
+
+    async def scenario() -> None:
+        server = await started()
+        server.send(did_open(URI, TEXT))
+        expected = set()
+        for payload, msg_id in items:
+            server.send(payload, chunk=chunk)
+            if msg_id is not None:
+                expected.add(msg_id)
+        server.send(b"\r\n" + frame(request("last", "fim/stats")))
+        got = await server.answers(expected | {"last"}, timeout=20)
+        assert not server.task.done(), "the session ended"
+        assert "last" in got and len(got["last"]) == 1, server.out.messages()[-3:]
+        for msg_id in expected:
+            assert len(got.get(msg_id, [])) == 1, (msg_id, got.get(msg_id))
+        assert expected <= got.keys(), (expected - got.keys(), items)
+        await server.close()
+
+    asyncio.run(scenario())
+
+
+# -- TCP: one independent session per connection ----------------------------------------
+
+
+class TcpClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.seen: list[dict] = []
+
+    @classmethod
+    async def connect(cls, port: int) -> TcpClient:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    def send(self, *messages: dict) -> None:
+        for message in messages:
+            self.writer.write(frame(message))
+
+    async def read(self, timeout: float = 10.0) -> dict | None:
+        """The next message from the server; None when it hangs up."""
+        try:
+            header = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+        except asyncio.IncompleteReadError:
+            return None
+        length = int(re.match(rb"Content-Length: (\d+)", header).group(1))
+        message = json.loads(await self.reader.readexactly(length))
+        self.seen.append(message)
+        return message
+
+    async def answer(self, msg_id: Any) -> dict:
+        while True:
+            message = await self.read()
+            assert message is not None, f"connection closed before the answer to {msg_id}"
+            if message.get("id") == msg_id and "method" not in message:
+                return message
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def tcp_server(engine, max_sessions: int = 8) -> tuple[asyncio.Task, int]:
+    listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    ended: list[Any] = []
+
+    def on_listening(listener: asyncio.Server) -> None:
+        listening.set_result(listener.sockets[0].getsockname()[1])
+
+    task = asyncio.ensure_future(
+        serve_tcp_async(
+            lambda: create_server(engine.session()),
+            "127.0.0.1",
+            0,
+            max_sessions=max_sessions,
+            on_listening=on_listening,
+            on_session_end=lambda server: (ended.append(server), server.engine.close()),
+        )
+    )
+    return task, await asyncio.wait_for(listening, 10)
+
+
+async def test_two_tcp_clients_are_independent_sessions_over_one_model() -> None:
+    model = ScriptedModel("b")
+    engine = scripted_engine(model)
+    task, port = await tcp_server(engine)
+    a, b = await TcpClient.connect(port), await TcpClient.connect(port)
+    a.send(*initialize("a-init"))
+    await a.answer("a-init")
+    a.send(did_open(URI, TEXT))
+    b.send(*initialize("b-init"))  # B's initialize must not touch A's documents
+    await b.answer("b-init")
+    other = "file:///tmp/fim-test/b.py"
+    b.send(did_open(other, "def g(x, y):\n    return x *\n"))
+    a.send(inline(1, URI, 1, 14))
+    b.send(inline(1, other, 1, 14))  # the same id on both connections
+    assert (await a.answer(1))["result"]["items"][0]["insertText"] == "b"
+    assert (await b.answer(1))["result"]["items"][0]["insertText"] == "b"
+    b.send(inline(2, URI, 1, 14))  # A's document is not open in B's session
+    assert error_code(await b.answer(2)) == -32602
+    assert all(m.get("id") != 2 for m in a.seen)  # and nothing of B's went to A
+    await b.close()  # a clean close (FIN) ends B's session only
+    await asyncio.sleep(0.1)
+    a.send(inline(3, URI, 1, 14))
+    assert (await a.answer(3))["result"]["items"][0]["insertText"] == "b"
+    c = await TcpClient.connect(port)  # and the server still listens
+    c.send(*initialize("c-init"))
+    assert "result" in await c.answer("c-init")
+    assert model.calls >= 2 and engine.stats().model_ready
+    for client in (a, c):
+        await client.close()
+    task.cancel()
+    engine.close()
+
+
+async def test_a_client_over_the_session_limit_is_told_and_disconnected() -> None:
+    engine = scripted_engine()
+    task, port = await tcp_server(engine, max_sessions=1)
+    a = await TcpClient.connect(port)
+    a.send(*initialize("a-init"))
+    await a.answer("a-init")
+    b = await TcpClient.connect(port)
+    b.send(*initialize("b-init"))
+    shown = await b.read()
+    assert shown is not None and shown["method"] == "window/showMessage"
+    assert "refused" in shown["params"]["message"]
+    refusal = await b.answer("b-init")
+    assert error_code(refusal) == -32803 and "--max-sessions" in refusal["error"]["message"]
+    assert await b.read() is None  # hung up
+    a.send(request(1, "fim/stats"))
+    assert "result" in await a.answer(1)  # the first session is untouched
+    await a.close()
+    task.cancel()
+    engine.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_the_tcp_server_process_outlives_its_clients() -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "fim_server", "--tcp", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                first = await TcpClient.connect(port)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+        first.send(*initialize("init"), request(1, "shutdown"), notification("exit"))
+        await first.answer(1)
+        assert await first.read() is None  # exit ends this session
+        await first.close()
+        second = await TcpClient.connect(port)
+        second.send(*initialize("init"))
+        assert "result" in await second.answer("init")
+        await second.close()  # FIN without shutdown
+        await asyncio.sleep(0.5)
+        assert process.poll() is None, "the server exited when a client left"
+        third = await TcpClient.connect(port)
+        third.send(*initialize("init"))
+        assert "result" in await third.answer("init")
+        await third.close()
+    finally:
+        process.kill()
+        process.wait()
