@@ -32,7 +32,7 @@ from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_lang
 from .postprocess import clean_edit
 from .settings import UserSettings
 from .stats import EngineStats
-from .window import LineTokenCounter
+from .window import LONG_LINE_CHARS, LineTokenCounter, cursor_line_chars, encodable
 
 logger = logging.getLogger(__name__)
 
@@ -353,6 +353,9 @@ class Engine:
             return Completion("", None, "completions are disabled (setting enable)")
         if (hit := self._cache.typed_through(text, offset, uri)) is not None:
             return hit
+        if cursor_line_chars(text, offset) > LONG_LINE_CHARS:
+            return Completion("", Mode.NONE, f"the line is over {LONG_LINE_CHARS} characters")
+        text = encodable(text)  # lone surrogates: neither the parsers nor the model take them
         spec = self._language(language, uri, path)
         document = self.documents.get(uri) if uri else None
         tree = None
@@ -364,6 +367,8 @@ class Engine:
                 neighbours.append(Source(other.uri, other.text, other.version))
                 if len(neighbours) >= CROSS_FILE_DOCUMENTS:
                     break
+        if not neighbours:
+            self._cross_file.forget(())  # the documents it indexed are gone
         ctx = build_context(
             text,
             offset,

@@ -13,6 +13,8 @@ suffix, cut at syntactic boundaries, with the headers of the enclosing scopes ke
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,20 +26,72 @@ CountTokens = Callable[[str], int]
 
 
 class LineTokenCounter:
-    """`count_tokens` with a memory: successive requests count mostly the same lines."""
+    """`count_tokens` with a memory: successive requests count mostly the same lines.
 
-    def __init__(self, count_tokens: CountTokens, max_entries: int = 50_000) -> None:
+    Bounded by entries and by characters held, least recently used dropped first; a text
+    longer than `max_text_chars` is counted every time (a long line being edited is a new
+    key on every keystroke and would only push the useful entries out). Lone surrogates
+    (an editor can send them) are counted as U+FFFD: tokenizers cannot encode them."""
+
+    def __init__(
+        self,
+        count_tokens: CountTokens,
+        max_entries: int = 20_000,
+        max_chars: int = 2_000_000,
+        max_text_chars: int = 20_000,
+    ) -> None:
         self._count = count_tokens
-        self._seen: dict[str, int] = {}
+        self._seen: OrderedDict[str, int] = OrderedDict()
         self._max_entries = max_entries
+        self._max_chars = max_chars
+        self._max_text_chars = max_text_chars
+        self._chars = 0
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def __call__(self, text: str) -> int:
         n = self._seen.get(text)
-        if n is None:
-            if len(self._seen) >= self._max_entries:
-                self._seen.clear()
-            n = self._seen[text] = self._count(text)
+        if n is not None:
+            self._seen.move_to_end(text)
+            return n
+        n = self._count(encodable(text))
+        if len(text) <= self._max_text_chars:
+            self._seen[text] = n
+            self._chars += len(text)
+            while len(self._seen) > self._max_entries or self._chars > self._max_chars:
+                old, _ = self._seen.popitem(last=False)
+                self._chars -= len(old)
         return n
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """`text` with lone surrogates as U+FFFD: the same length in code points (offsets stay
+    valid) and the same UTF-8 length as `surrogatepass` gives them, but encodable. For the
+    model and the parsers only; the user's text is never changed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)
+    return text
+
+
+# A cursor line longer than this (minified code, data) gets no completion: the parse, the
+# window and the model would cost seconds per keystroke for text no model completes well.
+LONG_LINE_CHARS = 5_000
+
+
+def cursor_line_chars(text: str, offset: int) -> int:
+    """Length of the line holding `offset`."""
+    end = text.find("\n", offset)
+    return (len(text) if end < 0 else end) - (text.rfind("\n", 0, offset) + 1)
 
 
 def trim_prefix(prefix: str, budget: int, count_tokens: CountTokens) -> str:

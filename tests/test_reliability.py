@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import socket
 import subprocess
@@ -406,3 +407,168 @@ async def test_the_tcp_server_process_outlives_its_clients() -> None:
     finally:
         process.kill()
         process.wait()
+
+
+# -- positions and text the parsers and the model cannot take ------------------------------
+
+
+async def test_a_document_with_a_lone_surrogate_completes_normally() -> None:
+    model = ScriptedModel("b")
+    server = await started(scripted_engine(model))
+    text = "s = '\ud800'\ndef f(a, b):\n    return a +\n"
+    server.send(did_open(URI, text), inline(1, URI, 2, 14))
+    answer = await server.answer(1)
+    assert answer["result"]["items"][0]["insertText"] == "b", answer
+    # An edit next to the surrogate, then another completion: the document stays in step.
+    at = {"line": 0, "character": 6}
+    change = {"range": {"start": at, "end": at}, "text": "\udc00x"}
+    params = {"textDocument": {"uri": URI, "version": 2}, "contentChanges": [change]}
+    server.send(notification("textDocument/didChange", params), inline(2, URI, 2, 14))
+    assert (await server.answer(2))["result"]["items"][0]["insertText"] == "b"
+    assert server.engine.documents.get(URI).text == text[:6] + "\udc00x" + text[6:]
+    await server.close()
+
+
+async def test_a_position_inside_a_surrogate_pair_never_gets_a_range_inside_it() -> None:
+    server = await started()
+    # The emoji takes UTF-16 units 19 and 20 of line 1; 20 is inside the pair.
+    server.send(did_open(URI, "def f(a, b):\n    # sum of a and 😀\n"))
+    for msg_id, character, start in ((1, 21, 21), (2, 20, 21), (3, 19, 19)):
+        server.send(inline(msg_id, URI, 1, character))
+        (item,) = (await server.answer(msg_id))["result"]["items"]
+        assert item["range"]["start"] == {"line": 1, "character": start}, (character, item)
+        assert item["range"]["end"] == item["range"]["start"]
+    await server.close()
+
+
+def test_a_keystroke_on_a_200k_character_line_costs_no_more_than_on_a_normal_line() -> None:
+    from fim_server.documents import DocumentStore, Position, TextChange
+    from fim_server.settings import UserSettings
+
+    engine = scripted_engine()
+    engine.configure(UserSettings(debounce_ms=0, cross_file=False))
+    long_line = "x = [" + ", ".join(str(i) for i in range(40_000)) + "]"
+    assert len(long_line) > 200_000
+    store: DocumentStore = engine.documents
+    tail = "\n\ndef f(a):\n    return a\n"
+    store.open("file:///long.py", f"import os\n\n{long_line}{tail}", "python")
+    store.open("file:///short.py", "import os\n\nx = [1, 2]\n\ndef f(a):\n    return a\n", "python")
+
+    def keystrokes(uri: str, column: int) -> float:
+        started = time.perf_counter()
+        for i in range(20):
+            position = Position(2, column + i)
+            document = store.change(uri, i + 2, [TextChange("1", position, position)])
+            after = Position(2, column + i + 1)
+            engine.complete_blocking(document.text, document.offset_at(after, "utf-16"), uri=uri)
+        return time.perf_counter() - started
+
+    keystrokes("file:///short.py", 5)  # warm up
+    short = keystrokes("file:///short.py", 5)
+    long = keystrokes("file:///long.py", len(long_line) // 2)
+    engine.close()
+    assert long < max(3 * short, 0.2), (long, short)
+
+
+# -- bounded memory ------------------------------------------------------------------------
+
+
+def test_the_cross_file_index_is_bounded_and_pruned_when_documents_close() -> None:
+    from fim_server.crossfile import MAX_INDEXED_CHARS, MAX_INDEXED_DOCUMENTS
+    from fim_server.settings import UserSettings
+
+    engine = scripted_engine(cache_size=0)
+    engine.configure(UserSettings(debounce_ms=0, cross_file=True))
+    body = "".join(f"def helper_{i}(value_{i}):\n    return value_{i} + {i}\n" for i in range(150))
+    largest = 0
+    for n in range(200):
+        uri = f"file:///tmp/fim-test/m{n}.py"
+        engine.documents.open(uri, body + f"def f(a, b):\n    return helper_{n}(a) +\n", "python")
+        text = engine.documents.get(uri).text
+        engine.complete_blocking(text, len(text) - 1, uri=uri)
+        if n % 3:
+            engine.documents.close(uri)
+        index = engine._cross_file
+        largest = max(largest, index.chars)
+        assert len(index) <= MAX_INDEXED_DOCUMENTS and index.chars <= MAX_INDEXED_CHARS
+    for uri in [f"file:///tmp/fim-test/m{n}.py" for n in range(200)]:
+        engine.documents.close(uri)
+    last = "file:///tmp/fim-test/last.py"
+    engine.documents.open(last, "def f(a, b):\n    return a +\n", "python")
+    text = engine.documents.get(last).text
+    engine.complete_blocking(text, len(text) - 1, uri=last)
+    assert len(engine._cross_file) == 0 and engine._cross_file.chars == 0  # all closed
+    assert largest > 0  # the index was in use
+    engine.close()
+
+
+def test_the_token_count_memo_is_bounded_by_entries_and_characters() -> None:
+    from fim_server.window import LineTokenCounter
+
+    counted: list[str] = []
+    memo = LineTokenCounter(lambda text: counted.append(text) or len(text), max_chars=100_000)
+    line = "values = [" + "1, " * 3000  # a long line typed on: a new key per keystroke
+    for i in range(2000):
+        assert memo(line + str(i)) == len(line) + len(str(i))
+        assert memo.chars <= 100_000 and len(memo) <= 20_000
+    assert memo("short line\n") == 11 and memo("short line\n") == 11
+    assert counted.count("short line\n") == 1  # short lines are still remembered
+    assert memo("\ud800x") == 2 and "\ufffdx" in counted  # the counter never sees a surrogate
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def test_soak_typing_with_cancels_answers_every_request_and_memory_stays_flat() -> None:
+    """A few thousand keystrokes over a dozen documents, each with a completion request,
+    30% of them cancelled: every request is answered exactly once, and memory after the
+    first 500 keystrokes does not grow."""
+    model = ScriptedModel("total", steps=3, step_s=0.0005)
+    server = await started(scripted_engine(model, cache_size=256))
+    rng = random.Random(16)
+    documents = [f"file:///tmp/fim-test/soak{i}.py" for i in range(12)]
+    lines = {uri: 1 for uri in documents}
+    for uri in documents:
+        server.send(did_open(uri, "def f(a, b):\n    x = a\n"))
+    out = server.out
+    requests = 0
+    baseline = None
+    for step in range(3000):
+        uri = rng.choice(documents)
+        # Type a character at the end of the last line; every 40th, start a new line.
+        text = "\n    y = " if step % 40 == 0 else rng.choice("abc+ ")
+        at = {"line": lines[uri], "character": 10_000}  # past the end: the end of the line
+        change = {"range": {"start": at, "end": at}, "text": text}
+        params = {"textDocument": {"uri": uri, "version": step + 2}, "contentChanges": [change]}
+        server.send(notification("textDocument/didChange", params))
+        lines[uri] += text.count("\n")
+        server.send(inline(step, uri, lines[uri], 10_000))
+        requests += 1
+        if rng.random() < 0.3:
+            server.send(notification("$/cancelRequest", {"id": step}))
+        if step % 100 == 99:
+            got = await server.answers(set(range(step - 99, step + 1)), timeout=30)
+            assert all(len(got.get(i, [])) == 1 for i in range(step - 99, step + 1)), step
+            del out.data[:]  # the test's own copy of the answers is not the server's memory
+            if len(documents) > 6 and step % 500 == 499:
+                # Close a document and open a fresh one, as an editor's tabs come and go.
+                gone = documents.pop(0)
+                closed = {"textDocument": {"uri": gone}}
+                server.send(notification("textDocument/didClose", closed))
+                fresh = f"file:///tmp/fim-test/soak-new{step}.py"
+                documents.append(fresh)
+                lines[fresh] = 1
+                server.send(did_open(fresh, "def f(a, b):\n    x = a\n"))
+            if step == 499:
+                baseline = rss_kb()
+    assert requests == 3000 and baseline is not None
+    growth = rss_kb() - baseline
+    assert growth < max(baseline // 10, 10_000), f"RSS grew {growth} kB from {baseline} kB"
+    stats = server.engine.stats()
+    assert stats.requests > 0 and model.calls > 0
+    await server.close()
