@@ -16,7 +16,7 @@ from typing import BinaryIO, NoReturn
 from . import defaults
 from .backends import KINDS, BackendSpec
 from .engine import Engine, EngineSettings
-from .eval.sandbox import SandboxLimits
+from .eval.sandbox import SandboxLimits, isolation, unavailable_reason
 from .eval.tasks import BENCHMARKS, SUITES, load_suite, spread
 
 EXIT_USAGE = 2  # bad file or position, like argparse's own usage errors
@@ -132,6 +132,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     evaluate.add_argument(
         "--workers", type=int, default=2, help="test programs run at once (default 2)"
     )
+    evaluate.add_argument(
+        "--unsafe-no-isolation",
+        action="store_true",
+        help="where this machine cannot isolate test programs (Linux namespaces), run them "
+        "anyway, with access to the network and the file system (default: refuse)",
+    )
     return parser.parse_args(argv)
 
 
@@ -222,8 +228,14 @@ def run_eval(args: argparse.Namespace) -> int:
     # Every task is a different file: the completion cache would only cost memory.
     if not 0 < args.threshold <= 1:
         raise UsageError("--threshold must be in (0, 1]")
+    if isolation() is None and not args.unsafe_no_isolation:
+        raise UsageError(unavailable_reason())
     engine = Engine(replace(_settings(args, args.threshold), cache_size=0))
-    limits = SandboxLimits(wall_s=args.timeout, cpu_s=max(1, math.ceil(args.timeout)))
+    limits = SandboxLimits(
+        wall_s=args.timeout,
+        cpu_s=max(1, math.ceil(args.timeout)),
+        unsafe_no_isolation=args.unsafe_no_isolation,
+    )
     results, summaries = {}, {}
     try:
         engine.start_loading().result()
