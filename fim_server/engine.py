@@ -32,7 +32,13 @@ from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_lang
 from .postprocess import clean_edit
 from .settings import UserSettings
 from .stats import EngineStats
-from .window import LONG_LINE_CHARS, LineTokenCounter, cursor_line_chars, encodable
+from .window import (
+    LONG_LINE_CHARS,
+    LineTokenCounter,
+    around_cursor,
+    cursor_line_chars,
+    encodable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -356,6 +362,7 @@ class Engine:
         if cursor_line_chars(text, offset) > LONG_LINE_CHARS:
             return Completion("", Mode.NONE, f"the line is over {LONG_LINE_CHARS} characters")
         text = encodable(text)  # lone surrogates: neither the parsers nor the model take them
+        text, offset = around_cursor(text, offset)  # a large document is not parsed whole
         spec = self._language(language, uri, path)
         document = self.documents.get(uri) if uri else None
         tree = None

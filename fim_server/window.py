@@ -36,8 +36,8 @@ class LineTokenCounter:
     def __init__(
         self,
         count_tokens: CountTokens,
-        max_entries: int = 20_000,
-        max_chars: int = 2_000_000,
+        max_entries: int = 4_096,  # a request counts a few hundred lines at most
+        max_chars: int = 512_000,
         max_text_chars: int = 20_000,
     ) -> None:
         self._count = count_tokens
@@ -86,6 +86,29 @@ def encodable(text: str) -> str:
 # A cursor line longer than this (minified code, data) gets no completion: the parse, the
 # window and the model would cost seconds per keystroke for text no model completes well.
 LONG_LINE_CHARS = 5_000
+
+
+# A document longer than this is not parsed whole (its parse tree would take some 30 bytes
+# per character, kept for as long as the document is open): each request parses the lines
+# around the cursor instead, from a line at the top level where there is one.
+LARGE_DOCUMENT_CHARS = 1_000_000
+_SLICE_BEFORE = 100_000
+_SLICE_AFTER = 20_000
+
+
+def around_cursor(text: str, offset: int) -> tuple[str, int]:
+    """The whole lines of a large `text` around `offset` (the window only ever needs a few
+    thousand characters of them) and the offset in that slice; `text` itself if small."""
+    if len(text) <= LARGE_DOCUMENT_CHARS:
+        return text, offset
+    floor = max(offset - _SLICE_BEFORE, 0)
+    start = text.rfind("\n", 0, floor) + 1 if floor > 0 else 0
+    top = re.compile(r"\n(?=[^\s])").search(text, start, offset)  # a top-level line
+    if top is not None and start > 0:
+        start = top.end()
+    end = text.find("\n", min(offset + _SLICE_AFTER, len(text)))
+    end = len(text) if end < 0 else end + 1
+    return text[start:end], offset - start
 
 
 def cursor_line_chars(text: str, offset: int) -> int:

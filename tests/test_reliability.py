@@ -510,7 +510,7 @@ def test_the_token_count_memo_is_bounded_by_entries_and_characters() -> None:
     line = "values = [" + "1, " * 3000  # a long line typed on: a new key per keystroke
     for i in range(2000):
         assert memo(line + str(i)) == len(line) + len(str(i))
-        assert memo.chars <= 100_000 and len(memo) <= 20_000
+        assert memo.chars <= 100_000 and len(memo) <= 4_096
     assert memo("short line\n") == 11 and memo("short line\n") == 11
     assert counted.count("short line\n") == 1  # short lines are still remembered
     assert memo("\ud800x") == 2 and "\ufffdx" in counted  # the counter never sees a surrogate
@@ -572,3 +572,27 @@ async def test_soak_typing_with_cancels_answers_every_request_and_memory_stays_f
     stats = server.engine.stats()
     assert stats.requests > 0 and model.calls > 0
     await server.close()
+
+
+def test_a_5_mb_document_is_completed_without_keeping_its_parse_tree() -> None:
+    from fim_server.context import Mode
+    from fim_server.settings import UserSettings
+
+    engine = scripted_engine()
+    engine.configure(UserSettings(debounce_ms=0, cross_file=False))
+    body = "".join(
+        f"def helper_{i}(value, other):\n    result = value + other * {i}\n    return result\n\n"
+        for i in range(60_000)
+    )
+    text = body + "def f(a, b):\n    return a +\n"
+    assert len(text) > 5_000_000
+    before = rss_kb()
+    engine.documents.open("file:///big.py", text, "python")
+    for _ in range(3):
+        completion = engine.complete_blocking(text, len(text) - 1, uri="file:///big.py")
+        assert completion.text == "b" and completion.mode is Mode.SINGLE_LINE
+    document = engine.documents.get("file:///big.py")
+    assert document.full_parses == 0 and document.incremental_parses == 0
+    grown_mb = (rss_kb() - before) / 1024
+    assert grown_mb < 60, f"RSS grew {grown_mb:.0f} MB"  # a kept tree alone takes ~170 MB
+    engine.close()
