@@ -157,12 +157,12 @@ class FimLanguageServer(LanguageServer):
                 position.character,
                 completion.reason,
             )
-        # The range is measured from the code point the position fell on: a position
-        # inside a surrogate pair (or a UTF-8 sequence) or past the line's end must not
-        # make the client insert there.
+        # A position inside a surrogate pair (or a UTF-8 sequence) stands for the end of
+        # that character: the range starts there, never inside it. (A position past the
+        # line's end is the end, as LSP says; the client's own position is kept.)
         encoding = self.position_encoding
         line_start = text.rfind("\n", 0, offset) + 1
-        start = units_of(text[line_start:offset], encoding)
+        start = max(position.character, units_of(text[line_start:offset], encoding))
         replaced = text[offset : offset + completion.replace_chars]
         end = start + units_of(replaced, encoding)
         return completion, types.Range(
