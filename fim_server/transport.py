@@ -382,7 +382,11 @@ class Session:
                     if frame.reason:
                         self.send_error(None, frame.code, frame.reason)
                     continue
-                self.handle(frame.value)
+                if self.handle(frame.value):
+                    # Let the request's handler start now: it reads the document as the
+                    # client had it when it asked, before a later didChange or didClose
+                    # already in the buffer is applied.
+                    await asyncio.sleep(0)
         finally:
             self._cancel_requests()
         if self.exit_code is not None:
@@ -393,55 +397,58 @@ class Session:
         for future in list(self.protocol._request_futures.values()):
             future.cancel()
 
-    def handle(self, value: Any) -> None:
+    def handle(self, value: Any) -> bool:
         """Check one message against JSON-RPC and the LSP lifecycle, then hand it to
-        pygls; a request that cannot be served is answered with the error here."""
+        pygls; a request that cannot be served is answered with the error here. True if
+        a request went to its handler."""
         if not isinstance(value, dict):
             self.send_error(None, INVALID_REQUEST, "a message must be a JSON object")
-            return
+            return False
         has_id = "id" in value
         msg_id = value.get("id")
         method = value.get("method")
         if value.get("jsonrpc") != "2.0":
             self.send_error(msg_id, INVALID_REQUEST, 'a message needs "jsonrpc": "2.0"')
-            return
+            return False
         if method is None:
             if _valid_id(msg_id) and ("result" in value or "error" in value):
                 self._dispatch(value, None)  # the client answering a request of ours
             else:
                 self.send_error(msg_id, INVALID_REQUEST, "a message needs a method")
-            return
+            return False
         if not isinstance(method, str):
             self.send_error(msg_id, INVALID_REQUEST, "method must be a string")
-            return
+            return False
         if has_id and not _valid_id(msg_id):
             self.send_error(None, INVALID_REQUEST, "id must be a string or an integer")
-            return
+            return False
         request_id = msg_id if has_id else None
         if method == "exit":
             self.exit_code = 0 if self.shut_down else 1
-            return
+            return False
         if self.shut_down:
             if has_id:
                 self.send_error(msg_id, INVALID_REQUEST, f"{method}: the server is shut down")
-            return
+            return False
         if method == "initialize":
             if not has_id:
-                return
+                return False
             if self.initialized:
                 self.send_error(msg_id, INVALID_REQUEST, "the server is already initialized")
-                return
+                return False
         elif not self.initialized:
             if has_id:
                 self.send_error(msg_id, SERVER_NOT_INITIALIZED, f"{method} before initialize")
-            return
+            return False
         if "params" not in value:
             value = {**value, "params": None}
-        if self._dispatch(value, request_id) and has_id:
-            if method == "initialize":
-                self.initialized = True
-            elif method == "shutdown":
-                self.shut_down = True
+        if not self._dispatch(value, request_id) or not has_id:
+            return False
+        if method == "initialize":
+            self.initialized = True
+        elif method == "shutdown":
+            self.shut_down = True
+        return True
 
     def _dispatch(self, value: dict[str, Any], request_id: Any) -> bool:
         """Hand a checked message to pygls; False (and the error answered) if it could
@@ -459,6 +466,11 @@ class Session:
             if request_id is not None:
                 self.send_error(request_id, INVALID_REQUEST, f"cannot read the message: {exc}")
             return False
+        # pygls files the future of a notification run through a generator handler (its
+        # own didOpen/didChange/didClose, initialized) under a fresh id that nothing ever
+        # removes: about 1 kB per keystroke. Such futures are dropped once done.
+        futures = self.protocol._request_futures
+        before = set(futures) if request_id is None else None
         try:
             self.protocol.handle_message(message)
         except JsonRpcException as exc:
@@ -470,7 +482,29 @@ class Session:
             if request_id is not None:
                 self.send_error(request_id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             return False
+        finally:
+            if before is not None:
+                for key in [k for k in futures if k not in before]:
+                    if futures[key].done():
+                        del futures[key]
+                    else:
+                        futures[key].add_done_callback(self._forgetter(key))
         return True
+
+
+    def _forgetter(self, key: Any) -> Callable[[Any], None]:
+        """A done-callback that drops pygls' future `key`, later: pygls may be looping over
+        its futures (shutdown cancels them) when the callback runs."""
+        loop = asyncio.get_running_loop()
+        futures = self.protocol._request_futures
+
+        def forget(_: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(futures.pop, key, None)
+            except RuntimeError:
+                pass  # the loop is closed: so is the session
+
+        return forget
 
 
 class _StdoutWriter:
