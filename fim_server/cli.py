@@ -288,23 +288,25 @@ def run_server(args: argparse.Namespace) -> int:
         raise UsageError("--max-sessions must be 1 or more")
     engine = Engine(_settings(args))
     engine.start_loading()  # overlaps the load with the client's handshake
-    code = 1
     try:
         if args.tcp:
             # Each connection: its own documents, settings and cancellation; one model.
-            return serve_tcp(
-                lambda: create_server(engine.session()),
-                host,
-                port,
-                max_sessions=args.max_sessions,
-                on_session_end=lambda server: server.engine.close(),  # type: ignore[attr-defined]
-            )
-        # The exit code LSP asks for: 0 after shutdown and exit, 1 otherwise.
-        code = serve_stdio(create_server(engine), sys.stdin.buffer, _claim_stdout())
-        return code
+            try:
+                code = serve_tcp(
+                    lambda: create_server(engine.session()),
+                    host,
+                    port,
+                    max_sessions=args.max_sessions,
+                    on_session_end=lambda server: server.engine.close(),  # type: ignore[attr-defined]
+                )
+            except OSError as exc:
+                raise UsageError(f"cannot listen on {args.tcp}: {exc}") from exc
+        else:
+            # The exit code LSP asks for: 0 after shutdown and exit, 1 otherwise.
+            code = serve_stdio(create_server(engine), sys.stdin.buffer, _claim_stdout())
     finally:
         engine.close()
-        _exit_now(code)
+    _exit_now(code)
 
 
 def _exit_now(code: int) -> NoReturn:
