@@ -440,6 +440,11 @@ class Session:
             if has_id:
                 self.send_error(msg_id, SERVER_NOT_INITIALIZED, f"{method} before initialize")
             return False
+        if method == "$/cancelRequest" and not has_id:
+            params = value.get("params")
+            target = params.get("id") if isinstance(params, dict) else None
+            if not _valid_id(target) or target not in self.protocol._request_futures:
+                return False  # answered already: an editor's cancel often crosses the answer
         if "params" not in value:
             value = {**value, "params": None}
         if not self._dispatch(value, request_id) or not has_id:
