@@ -111,16 +111,10 @@ class Engine:
     def session(self) -> Engine:
         """A new Engine with its own documents, settings, cache and supersession over this
         engine's model (one per client connection)."""
-        session = Engine.__new__(Engine)
+        session = Engine(self.settings)  # everything per-session, as a fresh engine has it
+        session._model.worker.shutdown()  # never used: it started no thread
         session._model = self._model
         session._owns_model = False
-        session.documents = DocumentStore()
-        session._cross_file = CrossFileIndex()
-        session._user = None
-        session._cache = CompletionCache(self.settings.cache_size)
-        session._latest = None
-        session._pending = set()
-        session._closed = False
         return session
 
     @property

@@ -611,3 +611,23 @@ async def test_a_request_sees_the_document_as_it_was_when_asked() -> None:
     answer = await server.answer(1)
     assert answer.get("result", {}).get("items", [{}])[0].get("insertText") == "b", answer
     await server.close()
+
+
+def test_engine_sessions_share_one_model_and_nothing_else() -> None:
+    model = ScriptedModel("b")
+    engine = scripted_engine(model)
+    first, second = engine.session(), engine.session()
+    assert first.backend is second.backend is model
+    first.documents.open(URI, TEXT, "python")
+    assert second.documents.get(URI) is None
+    from fim_server.settings import UserSettings
+
+    first.configure(UserSettings(enable=False))
+    assert second.user_settings.enable
+    first.close()  # a session's close leaves the model serving the others
+    assert second.complete_blocking(*_cursor_at_end(TEXT)).text == "b"
+    engine.close()
+
+
+def _cursor_at_end(text: str) -> tuple[str, int]:
+    return text, len(text) - 1
