@@ -45,6 +45,8 @@ MAX_HEADER_LINE_BYTES = 1024
 # A body still incomplete after this long without new bytes, whose bytes so far are whole
 # JSON, was announced too long: it is handled as it is.
 GRACE_S = 0.5
+# Answers a TCP client has not read yet beyond which it is taken to be gone.
+MAX_UNSENT_BYTES = 16 * 1024 * 1024
 # How long a refused client may take to send the request its refusal answers.
 REFUSAL_WAIT_S = 5.0
 
@@ -539,6 +541,28 @@ def serve_stdio(server: LanguageServer, stdin: BinaryIO, stdout: BinaryIO) -> in
         return 1
 
 
+class _TcpWriter:
+    """A connection's writer that hangs up on a client which stops reading: its answers
+    would otherwise pile up in the server's memory."""
+
+    def __init__(self, writer: asyncio.StreamWriter, max_unsent_bytes: int) -> None:
+        self._writer = writer
+        self._max = max_unsent_bytes
+
+    def write(self, data: bytes) -> None:
+        transport = self._writer.transport
+        if transport.is_closing():
+            return
+        if transport.get_write_buffer_size() + len(data) > self._max:
+            logger.warning("client stopped reading its answers: closing its session")
+            transport.abort()
+            return
+        self._writer.write(data)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 def _refusal(message: str) -> bytes:
     params = {"type": 1, "message": message}  # 1: an error
     notification = {"jsonrpc": "2.0", "method": "window/showMessage", "params": params}
@@ -569,6 +593,7 @@ async def serve_tcp_async(
     port: int,
     *,
     max_sessions: int = defaults.MAX_SESSIONS,
+    max_unsent_bytes: int = MAX_UNSENT_BYTES,
     on_listening: Callable[[asyncio.Server], Awaitable[None] | None] | None = None,
     on_session_end: Callable[[LanguageServer], None] | None = None,
 ) -> None:
@@ -590,7 +615,7 @@ async def serve_tcp_async(
             assert task is not None
             active.add(task)
             server = make_server()
-            server.protocol.set_writer(writer)  # type: ignore[arg-type]
+            server.protocol.set_writer(_TcpWriter(writer, max_unsent_bytes))
             logger.info("session opened: %s (%d active)", peer, len(active))
             try:
                 code = await Session(server, FrameReader(StreamSource(reader))).run()

@@ -299,9 +299,11 @@ class TcpClient:
         await self.writer.wait_closed()
 
 
-async def tcp_server(engine, max_sessions: int = 8) -> tuple[asyncio.Task, int]:
+async def tcp_server(
+    engine, max_sessions: int = 8, ended: list[Any] | None = None, **options: Any
+) -> tuple[asyncio.Task, int]:
     listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    ended: list[Any] = []
+    ended = [] if ended is None else ended
 
     def on_listening(listener: asyncio.Server) -> None:
         listening.set_result(listener.sockets[0].getsockname()[1])
@@ -314,6 +316,7 @@ async def tcp_server(engine, max_sessions: int = 8) -> tuple[asyncio.Task, int]:
             max_sessions=max_sessions,
             on_listening=on_listening,
             on_session_end=lambda server: (ended.append(server), server.engine.close()),
+            **options,
         )
     )
     return task, await asyncio.wait_for(listening, 10)
@@ -369,6 +372,36 @@ async def test_a_client_over_the_session_limit_is_told_and_disconnected() -> Non
     a.send(request(1, "fim/stats"))
     assert "result" in await a.answer(1)  # the first session is untouched
     await a.close()
+    task.cancel()
+    engine.close()
+
+
+async def test_a_client_that_stops_reading_is_disconnected_not_buffered() -> None:
+    engine = scripted_engine()
+    ended: list[Any] = []
+    task, port = await tcp_server(engine, ended=ended, max_unsent_bytes=64 * 1024)
+    deaf = await TcpClient.connect(port)
+    deaf.send(*initialize("init"))
+    stats = frame(request(0, "fim/stats"))
+    for _ in range(30):  # never reads: its answers pile up until the server hangs up
+        deaf.writer.write(stats * 1000)
+        try:
+            await asyncio.wait_for(deaf.writer.drain(), 5)
+        except (ConnectionError, TimeoutError):
+            break
+        if ended:
+            break
+        await asyncio.sleep(0.05)
+    for _ in range(100):
+        if ended:
+            break
+        await asyncio.sleep(0.05)
+    assert len(ended) == 1, "the session of a client that stopped reading is still open"
+    other = await TcpClient.connect(port)
+    other.send(*initialize("init"))
+    assert "result" in await other.answer("init")
+    await other.close()
+    deaf.writer.close()
     task.cancel()
     engine.close()
 
