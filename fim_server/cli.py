@@ -12,12 +12,12 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from . import defaults
 from .backends import KINDS, BackendSpec
 from .engine import Engine, EngineSettings
-from .eval.sandbox import SandboxLimits
+from .eval.sandbox import SandboxLimits, isolation, unavailable_reason
 from .eval.tasks import BENCHMARKS, SUITES, load_suite, spread
 
 EXIT_USAGE = 2  # bad file or position, like argparse's own usage errors
@@ -80,7 +80,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     _add_common(parser, with_defaults=True)
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="LSP over stdio (default)")
-    transport.add_argument("--tcp", metavar="HOST:PORT", help="LSP over TCP")
+    transport.add_argument(
+        "--tcp",
+        metavar="HOST:PORT",
+        help="LSP over TCP, one independent session per connection (one shared model)",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=defaults.MAX_SESSIONS,
+        help="with --tcp: clients served at once; more are refused "
+        f"(default {defaults.MAX_SESSIONS})",
+    )
     commands = parser.add_subparsers(dest="command")
     complete = commands.add_parser("complete", help="print the completion at FILE:LINE:COL")
     _add_common(complete, with_defaults=False)
@@ -125,6 +136,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     evaluate.add_argument(
         "--workers", type=int, default=2, help="test programs run at once (default 2)"
+    )
+    evaluate.add_argument(
+        "--unsafe-no-isolation",
+        action="store_true",
+        help="where this machine cannot isolate test programs (Linux namespaces), run them "
+        "anyway, with access to the network and the file system (default: refuse)",
     )
     inspect = commands.add_parser(
         "inspect", help="say what a model folder is and whether it will load here"
@@ -223,8 +240,14 @@ def run_eval(args: argparse.Namespace) -> int:
     # Every task is a different file: the completion cache would only cost memory.
     if not 0 < args.threshold <= 1:
         raise UsageError("--threshold must be in (0, 1]")
+    if isolation() is None and not args.unsafe_no_isolation:
+        raise UsageError(unavailable_reason())
     engine = Engine(replace(_settings(args, args.threshold), cache_size=0))
-    limits = SandboxLimits(wall_s=args.timeout, cpu_s=max(1, math.ceil(args.timeout)))
+    limits = SandboxLimits(
+        wall_s=args.timeout,
+        cpu_s=max(1, math.ceil(args.timeout)),
+        unsafe_no_isolation=args.unsafe_no_isolation,
+    )
     results, summaries = {}, {}
     try:
         engine.start_loading().result()
@@ -283,6 +306,7 @@ def _claim_stdout() -> BinaryIO:
 
 def run_server(args: argparse.Namespace) -> int:
     from .server import create_server  # pygls is only needed for the server
+    from .transport import serve_stdio, serve_tcp
 
     host, port = "", 0
     if args.tcp:
@@ -290,17 +314,37 @@ def run_server(args: argparse.Namespace) -> int:
         if not host or not port_text.isdigit():
             raise UsageError(f"--tcp expects HOST:PORT, got {args.tcp!r}")
         port = int(port_text)
+    if args.max_sessions < 1:
+        raise UsageError("--max-sessions must be 1 or more")
     engine = Engine(_settings(args))
     engine.start_loading()  # overlaps the load with the client's handshake
-    server = create_server(engine)
     try:
         if args.tcp:
-            server.start_tcp(host, port)
+            # Each connection: its own documents, settings and cancellation; one model.
+            try:
+                code = serve_tcp(
+                    lambda: create_server(engine.session()),
+                    host,
+                    port,
+                    max_sessions=args.max_sessions,
+                    on_session_end=lambda server: server.engine.close(),  # type: ignore[attr-defined]
+                )
+            except OSError as exc:
+                raise UsageError(f"cannot listen on {args.tcp}: {exc}") from exc
         else:
-            server.start_io(sys.stdin.buffer, _claim_stdout())
+            # The exit code LSP asks for: 0 after shutdown and exit, 1 otherwise.
+            code = serve_stdio(create_server(engine), sys.stdin.buffer, _claim_stdout())
     finally:
         engine.close()
-    return 0
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without joining the model's worker thread: a model load or run in
+    progress would otherwise hold it up long after the client said `exit`."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

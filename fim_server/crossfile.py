@@ -10,17 +10,23 @@ about to type are mostly defined elsewhere.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from .window import CountTokens
+from .window import CountTokens, encodable
 
 CHUNK_LINES = 16
 CHUNK_STRIDE = 8
 QUERY_LINES = 12  # lines around the cursor that describe what the user is writing
 MIN_SCORE = 0.05
+# Memory bounds of the index: documents kept, characters of chunk text in all, and the
+# part of one document that is chunked (a file this long is data, not code to draw on).
+MAX_INDEXED_DOCUMENTS = 16
+MAX_INDEXED_CHARS = 4_000_000
+MAX_DOCUMENT_CHARS = 500_000
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 # Words every file shares: they say nothing about what a chunk is about.
@@ -84,30 +90,72 @@ def query_text(text: str, offset: int) -> str:
     return text[start:end]
 
 
+@dataclass(frozen=True)
+class _Indexed:
+    version: int
+    length: int
+    digest: int  # hash of the text: a reopened document may reuse a version number
+    chars: int  # characters of chunk text held
+    chunks: list[_Chunk]
+
+
 class CrossFileIndex:
     """Chunks of other documents with their identifiers, rebuilt only when a document's
-    version changes."""
+    version changes. Bounded: at most MAX_INDEXED_DOCUMENTS documents and
+    MAX_INDEXED_CHARS characters of chunks, least recently used dropped first, and a
+    document no longer offered (closed, or no longer among the most recent) is dropped at
+    the next retrieval."""
 
     def __init__(self) -> None:
-        self._chunks: dict[str, tuple[int, str, list[_Chunk]]] = {}
+        self._chunks: OrderedDict[str, _Indexed] = OrderedDict()
+        self._chars = 0
+
+    @property
+    def chars(self) -> int:
+        """Characters of chunk text held, for tests and benchmarks."""
+        return self._chars
+
+    def __len__(self) -> int:
+        return len(self._chunks)
 
     def _chunks_of(self, source: Source) -> list[_Chunk]:
         cached = self._chunks.get(source.uri)
-        if cached is not None and cached[0] == source.version and cached[1] is source.text:
-            return cached[2]
-        lines = source.text.splitlines(keepends=True)
+        if (
+            cached is not None
+            and cached.version == source.version
+            and cached.length == len(source.text)
+            and cached.digest == hash(source.text)
+        ):
+            self._chunks.move_to_end(source.uri)
+            return cached.chunks
+        lines = source.text[:MAX_DOCUMENT_CHARS].splitlines(keepends=True)
         chunks = []
         for start in range(0, max(len(lines) - CHUNK_LINES + CHUNK_STRIDE, 1), CHUNK_STRIDE):
             text = "".join(lines[start : start + CHUNK_LINES])
             if text.strip():
                 chunks.append(_Chunk(text, identifiers(text)))
-        self._chunks[source.uri] = (source.version, source.text, chunks)
+        chars = sum(len(c.text) for c in chunks)
+        self._drop(source.uri)
+        self._chunks[source.uri] = _Indexed(
+            source.version, len(source.text), hash(source.text), chars, chunks
+        )
+        self._chars += chars
+        while len(self._chunks) > MAX_INDEXED_DOCUMENTS or (
+            self._chars > MAX_INDEXED_CHARS and len(self._chunks) > 1
+        ):
+            self._drop(next(iter(self._chunks)))
         return chunks
 
+    def _drop(self, uri: str) -> None:
+        gone = self._chunks.pop(uri, None)
+        if gone is not None:
+            self._chars -= gone.chars
+
     def forget(self, keep: Iterable[str]) -> None:
+        """Drop every document but those in `keep`."""
         keep = set(keep)
         for uri in [u for u in self._chunks if u not in keep]:
-            del self._chunks[uri]
+            self._drop(uri)
 
     def retrieve(
         self,
@@ -118,6 +166,8 @@ class CrossFileIndex:
         max_snippets: int = 3,
     ) -> list[Snippet]:
         """The best chunks that fit in `budget` tokens together, best first."""
+        sources = list(sources)
+        self.forget(source.uri for source in sources)
         wanted = identifiers(query)
         if not wanted or budget <= 0:
             return []
@@ -159,4 +209,4 @@ def format_snippets(snippets: list[Snippet], line_comment: str) -> str:
     for snippet in snippets:
         body = snippet.text if snippet.text.endswith("\n") else snippet.text + "\n"
         parts.append(f"{line_comment} {snippet.path}\n{body}")
-    return "".join(parts)
+    return encodable("".join(parts))  # the model cannot take lone surrogates

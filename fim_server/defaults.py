@@ -24,3 +24,6 @@ THRESHOLD = 0.9
 # mostly add synchronisation, and under load from other processes (the editor, a build)
 # they stall each other: one thread was ~40x faster per step on a busy 2-core machine.
 THREADS = 1
+
+# TCP clients served at once (each its own session over one shared model); more are refused.
+MAX_SESSIONS = 8

@@ -33,7 +33,13 @@ from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_lang
 from .postprocess import clean_edit
 from .settings import UserSettings
 from .stats import EngineStats
-from .window import LineTokenCounter
+from .window import (
+    LONG_LINE_CHARS,
+    LineTokenCounter,
+    around_cursor,
+    cursor_line_chars,
+    encodable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,23 @@ class _Call:
         self.cancel.set()  # a running model stops at its next step
 
 
+class _SharedModel:
+    """What every session of one server shares: the backend, its worker thread, its load
+    and the counters. A TCP server has one Engine per connection (its own documents,
+    settings, cache and supersession) over one _SharedModel, so a second client does not
+    load a second copy of the model."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fim-model")
+        self.backend: Backend | None = None
+        self.count_tokens: LineTokenCounter | None = None
+        self.load_future: Future[None] | None = None
+        self.load_error: BaseException | None = None
+        self.stats = EngineStats()
+        self.stats_lock = threading.Lock()
+
+
 def _document_newlines(text: str, document: str) -> str:
     # Postprocessing works on "\n"; hand back the document's own line breaks.
     return text.replace("\n", "\r\n") if "\r\n" in document else text
@@ -75,24 +98,38 @@ def _document_newlines(text: str, document: str) -> str:
 
 class Engine:
     def __init__(self, settings: EngineSettings | None = None) -> None:
-        self.settings = settings or EngineSettings()
+        self._model = _SharedModel(settings or EngineSettings())
+        self._owns_model = True  # False for a session: closing it leaves the model running
         self.documents = DocumentStore()
         self._cross_file = CrossFileIndex()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fim-model")
-        self._backend: Backend | None = None
-        self._count_tokens: LineTokenCounter | None = None
         self._user: UserSettings | None = None  # None until a client configures us
-        self._context = self.settings.context or ContextSettings()
-        self._load_future: Future[None] | None = None
-        self._load_error: BaseException | None = None
         self._cache = CompletionCache(self.settings.cache_size)
         self._latest: _Call | None = None  # event loop only
         self._debounce = AdaptiveDebounce()
-        self._stats = EngineStats()
-        self._stats_lock = threading.Lock()
         # Cancel flags of submitted requests, so that close() can stop a running infill.
         self._pending: set[threading.Event] = set()
         self._closed = False
+
+    def session(self) -> Engine:
+        """A new Engine with its own documents, settings, cache and supersession over this
+        engine's model (one per client connection)."""
+        session = Engine(self.settings)  # everything per-session, as a fresh engine has it
+        session._model.worker.shutdown()  # never used: it started no thread
+        session._model = self._model
+        session._owns_model = False
+        return session
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._model.settings
+
+    @property
+    def _stats(self) -> EngineStats:  # shared by the sessions; guarded by _stats_lock
+        return self._model.stats
+
+    @property
+    def _stats_lock(self) -> threading.Lock:
+        return self._model.stats_lock
 
     # -- settings --------------------------------------------------------------------
 
@@ -103,11 +140,11 @@ class Engine:
     def configure(self, user: UserSettings) -> None:
         """Apply the client's settings (token budgets take effect at the next request)."""
         self._user = user
-        self._context = self._context_settings()
 
     def _context_settings(self) -> ContextSettings:
         user = self._user
-        trained = self._backend.context_tokens if self._backend is not None else None
+        backend = self._model.backend
+        trained = backend.context_tokens if backend is not None else None
         if user is not None and user.context_tokens is not None:
             base = ContextSettings.sized_for(user.context_tokens)
         elif self.settings.context is not None:
@@ -124,16 +161,17 @@ class Engine:
 
     @property
     def context_settings(self) -> ContextSettings:
-        return self._context
+        return self._context_settings()
 
     # -- the backend -----------------------------------------------------------------
 
     def start_loading(self) -> Future[None]:
         """Load the backend on the worker thread; idempotent. The future never raises: a
         failure is kept in `load_error`."""
-        if self._load_future is None:
-            self._load_future = self._worker.submit(self._load, self.settings.backend)
-        return self._load_future
+        model = self._model
+        if model.load_future is None:
+            model.load_future = model.worker.submit(self._load, self.settings.backend)
+        return model.load_future
 
     def _load(self, spec: BackendSpec) -> None:
         started = time.perf_counter()
@@ -144,65 +182,66 @@ class Engine:
                 logger.error("loading the model failed: %s", exc)
             else:
                 logger.exception("loading the model failed")
-            self._load_error = exc
-            with self._stats_lock:
-                self._stats.model_error = f"{type(exc).__name__}: {exc}"
+            self._model.load_error = exc
+            with self._model.stats_lock:
+                self._model.stats.model_error = f"{type(exc).__name__}: {exc}"
             return
         self._install(backend, started)
 
     def _install(self, backend: Backend, started: float) -> None:
         load_ms = (time.perf_counter() - started) * 1000
-        self._backend = backend
-        self._context = self._context_settings()
-        self._count_tokens = LineTokenCounter(backend.count_tokens)
-        with self._stats_lock:
-            self._stats.model_ready = True
-            self._stats.load_ms = load_ms
-            self._stats.backend = backend.name
-            self._stats.backend_description = backend.description
+        model = self._model
+        model.backend = backend
+        model.count_tokens = LineTokenCounter(backend.count_tokens)
+        with model.stats_lock:
+            model.stats.model_ready = True
+            model.stats.load_ms = load_ms
+            model.stats.backend = backend.name
+            model.stats.backend_description = backend.description
         logger.info("%s ready in %.0f ms", backend.description, load_ms)
 
     def switch_backend(self, spec: BackendSpec) -> Future[None]:
         """Load the backend `spec` names in place of the current one (a client changed the
         `backend` setting). Until it is ready, requests answer empty ("model is loading");
         the old backend is closed once its running infill, if any, has stopped."""
-        if self._load_future is not None and spec == self.settings.backend:
-            return self._load_future
-        self.settings = replace(self.settings, backend=spec)
-        old, self._backend = self._backend, None
-        self._count_tokens = None
-        self._load_error = None
-        with self._stats_lock:
-            self._stats.model_ready = False
-            self._stats.model_error = None
+        model = self._model
+        if model.load_future is not None and spec == self.settings.backend:
+            return model.load_future
+        model.settings = replace(self.settings, backend=spec)
+        old, model.backend = model.backend, None
+        model.count_tokens = None
+        model.load_error = None
+        with model.stats_lock:
+            model.stats.model_ready = False
+            model.stats.model_error = None
             pending = list(self._pending)
         for cancel in pending:
             cancel.set()
         if old is not None:
-            self._worker.submit(old.close)
-        self._load_future = self._worker.submit(self._load, spec)
-        return self._load_future
+            model.worker.submit(old.close)
+        model.load_future = model.worker.submit(self._load, spec)
+        return model.load_future
 
     def use_backend(self, backend: Backend) -> None:
         """Serve with a backend the caller already holds (evaluation, tests) instead of
         loading one; call before any request."""
-        if self._load_future is not None:
+        if self._model.load_future is not None:
             raise RuntimeError("the engine is already loading or serving a model")
         self._install(backend, time.perf_counter())
-        self._load_future = Future()
-        self._load_future.set_result(None)
+        self._model.load_future = Future()
+        self._model.load_future.set_result(None)
 
     @property
     def backend(self) -> Backend | None:
-        return self._backend
+        return self._model.backend
 
     @property
     def ready(self) -> bool:
-        return self._backend is not None
+        return self._model.backend is not None
 
     @property
     def load_error(self) -> BaseException | None:
-        return self._load_error
+        return self._model.load_error
 
     async def wait_loaded(self) -> None:
         """Wait for the backend load to finish, successfully or not."""
@@ -321,8 +360,9 @@ class Engine:
         """An immediate answer, or the context to run the model on."""
         with self._stats_lock:
             self._stats.requests += 1
-        if not self.ready or self._count_tokens is None:
-            reason = "model failed to load" if self._load_error else "model is loading"
+        count_tokens = self._model.count_tokens
+        if not self.ready or count_tokens is None:
+            reason = "model failed to load" if self.load_error else "model is loading"
             return Completion("", None, reason)
         if not 0 <= offset <= len(text):
             raise ValueError(f"offset {offset} is outside the document (length {len(text)})")
@@ -331,6 +371,10 @@ class Engine:
             return Completion("", None, "completions are disabled (setting enable)")
         if (hit := self._cache.typed_through(text, offset, uri)) is not None:
             return hit
+        if cursor_line_chars(text, offset) > LONG_LINE_CHARS:
+            return Completion("", Mode.NONE, f"the line is over {LONG_LINE_CHARS} characters")
+        text = encodable(text)  # lone surrogates: neither the parsers nor the model take them
+        text, offset = around_cursor(text, offset)  # a large document is not parsed whole
         spec = self._language(language, uri, path)
         document = self.documents.get(uri) if uri else None
         tree = None
@@ -342,11 +386,13 @@ class Engine:
                 neighbours.append(Source(other.uri, other.text, other.version))
                 if len(neighbours) >= CROSS_FILE_DOCUMENTS:
                     break
+        if not neighbours:
+            self._cross_file.forget(())  # the documents it indexed are gone
         ctx = build_context(
             text,
             offset,
-            self._count_tokens,
-            self._context,
+            count_tokens,
+            self._context_settings(),
             language=spec,
             tree=tree,
             neighbours=neighbours,
@@ -367,7 +413,7 @@ class Engine:
     ) -> Future[Completion]:
         with self._stats_lock:
             self._pending.add(cancel)
-        job = self._worker.submit(self._run, request, cancel)
+        job = self._model.worker.submit(self._run, request, cancel)
         job.add_done_callback(lambda _: self._forget(cancel))
         return job
 
@@ -376,7 +422,7 @@ class Engine:
             self._pending.discard(cancel)
 
     def _run(self, request: _ModelRequest, cancel: threading.Event) -> Completion:
-        backend = self._backend
+        backend = self._model.backend
         assert backend is not None, "requests are only submitted once the model is ready"
         if cancel.is_set():
             raise InfillCancelled("cancelled while queued")
@@ -450,8 +496,8 @@ class Engine:
             return replace(self._stats)
 
     def close(self) -> None:
-        """Drop queued work, stop a running infill at its next step, release the backend.
-        Idempotent."""
+        """Drop queued work, stop a running infill at its next step, release the backend
+        (a session leaves the shared model to the engine it came from). Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -459,7 +505,10 @@ class Engine:
             pending = list(self._pending)
         for cancel in pending:
             cancel.set()
+        if not self._owns_model:
+            return
+        model = self._model
         # The backend is closed on the worker, after the infill it may be running.
-        if self._backend is not None:
-            self._worker.submit(self._backend.close)
-        self._worker.shutdown(wait=False)
+        if model.backend is not None:
+            model.worker.submit(model.backend.close)
+        model.worker.shutdown(wait=False)

@@ -157,9 +157,17 @@ class FimLanguageServer(LanguageServer):
                 position.character,
                 completion.reason,
             )
+        # A position inside a surrogate pair (or a UTF-8 sequence) stands for the end of
+        # that character: the range starts there, never inside it. (A position past the
+        # line's end is the end, as LSP says; the client's own position is kept.)
+        encoding = self.position_encoding
+        line_start = text.rfind("\n", 0, offset) + 1
+        start = max(position.character, units_of(text[line_start:offset], encoding))
         replaced = text[offset : offset + completion.replace_chars]
-        end = position.character + units_of(replaced, self.position_encoding)
-        return completion, types.Range(position, types.Position(position.line, end))
+        end = start + units_of(replaced, encoding)
+        return completion, types.Range(
+            types.Position(position.line, start), types.Position(position.line, end)
+        )
 
     async def report_model_load(self) -> None:
         """Show the background model load as work-done progress, then its outcome."""

@@ -22,6 +22,17 @@ _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
     "crossFile": ("cross_file", bool, False, None),
 }
 
+# Upper bounds: a value past them only makes a request wait (debounce) or run (budgets)
+# far longer than any editor waits for an answer. An integer setting without its own
+# bound gets the generic one.
+_MAXIMUM: dict[str, int] = {
+    "debounceMs": 2_000,
+    "contextTokens": 32_768,
+    "lineTokens": 256,
+    "blockTokens": 1_024,
+}
+_GENERIC_MAXIMUM = 1_000_000
+
 
 @dataclass(frozen=True)
 class UserSettings:
@@ -87,6 +98,12 @@ def apply_settings(current: UserSettings, payload: Any) -> SettingsUpdate:
         if minimum is not None and value < minimum:
             errors.append(
                 f"setting {key} must be at least {minimum}, got {value}; kept {_now(current, name)}"
+            )
+            continue
+        maximum = _MAXIMUM.get(key, _GENERIC_MAXIMUM)
+        if kind is int and value > maximum:
+            errors.append(
+                f"setting {key} must be at most {maximum}, got {value}; kept {_now(current, name)}"
             )
             continue
         changes[name] = value

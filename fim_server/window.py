@@ -13,6 +13,8 @@ suffix, cut at syntactic boundaries, with the headers of the enclosing scopes ke
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,20 +26,95 @@ CountTokens = Callable[[str], int]
 
 
 class LineTokenCounter:
-    """`count_tokens` with a memory: successive requests count mostly the same lines."""
+    """`count_tokens` with a memory: successive requests count mostly the same lines.
 
-    def __init__(self, count_tokens: CountTokens, max_entries: int = 50_000) -> None:
+    Bounded by entries and by characters held, least recently used dropped first; a text
+    longer than `max_text_chars` is counted every time (a long line being edited is a new
+    key on every keystroke and would only push the useful entries out). Lone surrogates
+    (an editor can send them) are counted as U+FFFD: tokenizers cannot encode them."""
+
+    def __init__(
+        self,
+        count_tokens: CountTokens,
+        max_entries: int = 4_096,  # a request counts a few hundred lines at most
+        max_chars: int = 512_000,
+        max_text_chars: int = 20_000,
+    ) -> None:
         self._count = count_tokens
-        self._seen: dict[str, int] = {}
+        self._seen: OrderedDict[str, int] = OrderedDict()
         self._max_entries = max_entries
+        self._max_chars = max_chars
+        self._max_text_chars = max_text_chars
+        self._chars = 0
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def __call__(self, text: str) -> int:
         n = self._seen.get(text)
-        if n is None:
-            if len(self._seen) >= self._max_entries:
-                self._seen.clear()
-            n = self._seen[text] = self._count(text)
+        if n is not None:
+            self._seen.move_to_end(text)
+            return n
+        n = self._count(encodable(text))
+        if len(text) <= self._max_text_chars:
+            self._seen[text] = n
+            self._chars += len(text)
+            while len(self._seen) > self._max_entries or self._chars > self._max_chars:
+                old, _ = self._seen.popitem(last=False)
+                self._chars -= len(old)
         return n
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """`text` with lone surrogates as U+FFFD: the same length in code points (offsets stay
+    valid) and the same UTF-8 length as `surrogatepass` gives them, but encodable. For the
+    model and the parsers only; the user's text is never changed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)
+    return text
+
+
+# A cursor line longer than this (minified code, data) gets no completion: the parse, the
+# window and the model would cost seconds per keystroke for text no model completes well.
+LONG_LINE_CHARS = 5_000
+
+
+# A document longer than this is not parsed whole (its parse tree would take some 30 bytes
+# per character, kept for as long as the document is open): each request parses the lines
+# around the cursor instead, from a line at the top level where there is one.
+LARGE_DOCUMENT_CHARS = 1_000_000
+_SLICE_BEFORE = 100_000
+_SLICE_AFTER = 20_000
+
+
+def around_cursor(text: str, offset: int) -> tuple[str, int]:
+    """The whole lines of a large `text` around `offset` (the window only ever needs a few
+    thousand characters of them) and the offset in that slice; `text` itself if small."""
+    if len(text) <= LARGE_DOCUMENT_CHARS:
+        return text, offset
+    floor = max(offset - _SLICE_BEFORE, 0)
+    start = text.rfind("\n", 0, floor) + 1 if floor > 0 else 0
+    top = re.compile(r"\n(?=[^\s])").search(text, start, offset)  # a top-level line
+    if top is not None and start > 0:
+        start = top.end()
+    end = text.find("\n", min(offset + _SLICE_AFTER, len(text)))
+    end = len(text) if end < 0 else end + 1
+    return text[start:end], offset - start
+
+
+def cursor_line_chars(text: str, offset: int) -> int:
+    """Length of the line holding `offset`."""
+    end = text.find("\n", offset)
+    return (len(text) if end < 0 else end) - (text.rfind("\n", 0, offset) + 1)
 
 
 @dataclass(frozen=True)
