@@ -124,6 +124,33 @@ def test_noisy_copy_never_sees_clean_tokens_of_its_own_block() -> None:
     assert torch.allclose(inference[0, -4:], out[0, noisy1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_decoder_computes_what_the_training_network_computes(dtype) -> None:
+    # The inference path (cache, fused projections, rotary embeddings in complex numbers,
+    # or real ones where no complex type exists) against Transformer.hidden_states.
+    model = tiny_model(block_size=4)
+    n_ctx, n_mid = 7, 8
+    ids = torch.randint(6, 40, (n_ctx + n_mid,))
+    groups = token_groups(n_ctx, n_mid, 4)
+    reference = model.hidden_states(
+        ids[None], torch.arange(len(ids))[None], group_mask(groups, groups)[None, None]
+    )[0]
+    decoder = Decoder(model.to(dtype))
+    cache = KVCache(model.cfg, dtype, torch.device("cpu"))
+    # Context and the first block into the cache (as after a finished block), then the
+    # second block on top of it, twice: a step leaves the cache as it found it.
+    first = token_groups(n_ctx, 4, 4)
+    decoder.prefill(ids[: n_ctx + 4], cache, group_mask(first, first))
+    assert cache.length == n_ctx + 4 and cache.token_ids == ids[: n_ctx + 4].tolist()
+    step = decoder.hidden(ids[n_ctx + 4 :], cache)
+    again = decoder.hidden(ids[n_ctx + 4 :], cache)
+    assert cache.length == n_ctx + 4
+    assert torch.equal(step, again)
+    # bfloat16 rounds to about 0.01 here; rotating by one position too few is off by 0.09.
+    tolerance = 1e-9 if dtype == torch.float64 else 0.03
+    assert (step.double() - reference[-4:]).abs().max() < tolerance
+
+
 def _generate(model, context, cache, **kw):
     return generate(
         Decoder(model) if isinstance(model, Transformer) else model,
@@ -174,36 +201,45 @@ def test_sampler_commits_several_tokens_per_pass_when_confident() -> None:
     assert loose.forward_passes < strict.forward_passes
 
 
+SURE, UNSURE = 10.0, 6.0  # logits of a scripted guess: probability 0.99 and 0.68
+
+
 class ScriptedModel:
-    """Stands in for a trained model: every pass predicts `script` for the open block,
-    with token 12 as every position's runner-up. `script` may be a list of lists: one
-    prediction per pass (the last one repeats)."""
+    """Stands in for a trained model: every pass predicts `script` for the block, with
+    token 12 (logit 5) as every position's runner-up. A script entry is a token (guessed
+    with logit SURE) or a row of (token, logit) pairs; `script` may also be a list of
+    scripts, one per pass (the last one repeats)."""
 
     dtype = torch.float32
     device = torch.device("cpu")
 
-    def __init__(self, script: list[int] | list[list[int]], vocab: int = 40) -> None:
-        self.scripts = script if isinstance(script[0], list) else [script]
-        block = len(self.scripts[0])
-        self.cfg = ModelConfig(vocab_size=vocab, max_seq_len=128, block_size=block)
+    def __init__(self, script: list, vocab: int = 40) -> None:
+        self.script = script
+        self.cfg = ModelConfig(vocab_size=vocab, max_seq_len=128, block_size=len(script))
         self.passes = 0
+        self.rows_projected: list[int] = []  # rows given to logits(), per pass
 
     def prefill(self, ids, cache, mask):
         cache.length += ids.shape[0]
         cache.token_ids.extend(ids.tolist())
 
     def hidden(self, ids, cache):
-        # Position i's "hidden state" is its one-hot script row; logits() is the identity.
-        script = self.scripts[min(self.passes, len(self.scripts) - 1)]
+        # Position i's "hidden state" is its scripted logits; logits() is the identity.
         self.passes += 1
-        hidden = torch.zeros(len(script), self.cfg.vocab_size)
+        hidden = torch.zeros(len(self.script), self.cfg.vocab_size)
         hidden[:, 12] = 5.0
-        for i, token in enumerate(script):
-            hidden[i, token] = 10.0
+        for i, entry in enumerate(self.script):
+            for token, logit in [(entry, SURE)] if isinstance(entry, int) else entry:
+                hidden[i, token] = logit
         return hidden
 
     def logits(self, hidden, bias=None):
+        self.rows_projected.append(hidden.shape[0])
         return hidden.clone() if bias is None else hidden + bias
+
+
+def _unsure(token: int) -> list[tuple[int, float]]:
+    return [(token, UNSURE)]
 
 
 def test_sampler_ends_the_middle_at_a_committed_pad() -> None:
@@ -212,6 +248,57 @@ def test_sampler_ends_the_middle_at_a_committed_pad() -> None:
     out = _generate(model, [2, 9, 3, 10, 4], None)
     assert out.tokens == [9]
     assert out.finished
+    assert out.forward_passes == 1
+
+
+def test_every_pass_writes_a_token_of_the_answer_or_ends_it() -> None:
+    # Unsure of the text, sure of the padding after it: the padding is committed (it pins
+    # where the middle ends) together with a token of the answer, never in a pass alone.
+    E, P = SPECIAL.end_of_middle, SPECIAL.pad
+    model = ScriptedModel([_unsure(9), _unsure(10), _unsure(11), [(E, 5.5)], P, P, P, P])
+    out = _generate(model, [2, 9, 3, 10, 4], None)
+    assert out.tokens == [9, 10, 11]
+    assert out.finished
+    assert out.tokens_per_pass == [1, 1, 1, 0]  # the last pass writes the least sure <eom>
+    assert out.forward_passes == len(out.tokens) + 1
+
+
+def test_nothing_after_a_predicted_newline_is_committed_in_single_line_mode() -> None:
+    # The text after the line's end is sure but would be cut: no pass is spent on it.
+    model = ScriptedModel([_unsure(9), _unsure(10), _unsure(7), 11, 11, 11, 11, 11])
+    out = _generate(model, [2, 9, 3, 10, 4], None, single_line=True)
+    assert out.tokens == [9, 10, 7]
+    assert not out.finished
+    assert out.tokens_per_pass == [1, 1, 1]
+    # And the logits of positions after the newline were never needed once it was set.
+    assert model.rows_projected == [8, 7, 6]
+
+
+def test_a_sure_end_is_committed_with_the_last_token() -> None:
+    E, P = SPECIAL.end_of_middle, SPECIAL.pad
+    model = ScriptedModel([_unsure(9), 10, E, P])
+    out = _generate(model, [2, 9, 3, 10, 4], None)
+    assert out.tokens == [9, 10]
+    assert out.finished
+    assert out.tokens_per_pass == [1, 1]  # 10 in the first pass, 9 and <eom> in the second
+
+
+def test_eom_and_pad_count_as_one_ending() -> None:
+    # Neither <eom> nor <pad> alone beats token 9, but together they do: the middle ends.
+    E, P = SPECIAL.end_of_middle, SPECIAL.pad
+    row = [(9, 8.2), (E, 8.0), (P, 8.0)]
+    out = _generate(ScriptedModel([row, row, row, row]), [2, 9, 3, 10, 4], None)
+    assert out.tokens == []
+    assert out.finished
+    assert out.forward_passes == 1
+
+
+def test_positions_past_the_budget_are_never_predicted() -> None:
+    model = ScriptedModel([_unsure(9)] * 8)
+    out = _generate(model, [2, 9, 3, 10, 4], None, max_tokens=3)
+    assert out.tokens == [9, 9, 9]
+    assert out.forward_passes == 3
+    assert max(model.rows_projected) == 3
 
 
 def test_sampler_stops_when_cancelled() -> None:
