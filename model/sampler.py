@@ -2,20 +2,28 @@
 
 The middle is written one block of B tokens at a time. A block starts all <mask>; each
 denoising step predicts every open position at once and commits those whose confidence
-exceeds the threshold (at least one per step, Fast-dLLM style). When a block is complete
-its clean tokens ride along with the first step of the next block, which writes their
-keys/values into the cache: no extra forward pass per block. Blocks follow one another
-until <eom>, a newline (single-line mode), or the token budget.
+exceeds the threshold (at least one per step, Fast-dLLM style). Tokens that became final
+since the last step (new context, a finished block) are written into the cache just
+before it, as part of that step, so the step itself attends to the cache with no mask.
+Blocks follow one another until <eom>, a newline (single-line mode), or the token budget.
 
-Every step spends a forward pass, so a step commits only tokens that can end up in the
-answer. The answer ends at the first stop in the block (<eom> or <pad>, or a newline in
-single-line mode), so positions after the first *predicted* stop are left masked: what
-the model would write there is dropped anyway. An end token (<eom>, <pad>) is committed
-only where it ends the middle, that is once everything to its left is committed, at the
-latest in the same step. So each step commits at least one token of the answer or ends
-it, and a completion of n tokens takes at most n + 1 passes, fewer when the model is
-confident about several positions at once. Positions past the token budget are never
-predicted either.
+Every step costs a forward pass, so no step is spent on tokens that cannot end up in the
+answer. The answer ends at the first stop of the block (<eom> or <pad>, which both mean
+"the middle ends here" and count as one outcome, or a newline in single-line mode):
+
+- only positions before the first predicted stop (and that stop itself, if it is a
+  newline) are candidates for the answer; what the model guesses after it is dropped
+  anyway, so it stays masked;
+- an end token is committed when it clears the threshold or, when nothing does, when it
+  is the surest guess of the block; with it the first predicted stop, if that is an end
+  too: the middle ends at the first position predicted to end;
+- a step that would commit no token of the answer and not end the middle also commits
+  the surest (or, with fallback="left_to_right", the leftmost) candidate.
+
+So every step writes a token of the answer or ends it: a middle of n tokens takes n + 1
+passes at most (the last one writing only <eom>; more only if the model later puts a stop
+before text it already wrote), fewer when it is sure of several positions at once.
+Positions past the token budget are never predicted at all.
 """
 
 from __future__ import annotations
@@ -132,10 +140,15 @@ def _commits(
         answer.append(first_stop)
     end_at = [j for j in range(n) if predicted[j] in ends]
     chosen = {j for j in (*answer, *end_at) if confidence[j] > settings.threshold}
-    if not chosen and settings.fallback == "confidence":
+    if not chosen and settings.fallback == "confidence" and end_at:
         best = max(range(n), key=lambda j: confidence[j])
         if predicted[best] in ends:
-            chosen.add(best)  # the model is surest of where the middle ends: pin it there
+            chosen.add(best)  # the model is surest that the middle ends
+    if first_stop in end_at and chosen.intersection(end_at):
+        # Once the middle is to end, it ends at the first position predicted to end.
+        # (Committing only the surer end further right, in a step of its own, moves the
+        # end left one step at a time, each step writing nothing.)
+        chosen.add(first_stop)
     # An end committed with every open position to its left ends the middle now.
     ends_now = any(j in chosen and all(i in chosen for i in range(j)) for j in end_at)
     if not ends_now and not chosen.intersection(answer):

@@ -252,15 +252,24 @@ def test_sampler_ends_the_middle_at_a_committed_pad() -> None:
 
 
 def test_every_pass_writes_a_token_of_the_answer_or_ends_it() -> None:
-    # Unsure of the text, sure of the padding after it: the padding is committed (it pins
-    # where the middle ends) together with a token of the answer, never in a pass alone.
+    # Unsure of the text, sure of the padding after it: the padding says the middle ends,
+    # so it ends at the first position predicted to end (the unsure <eom>), committed in
+    # the first pass together with a token of the answer; no pass commits padding alone.
     E, P = SPECIAL.end_of_middle, SPECIAL.pad
     model = ScriptedModel([_unsure(9), _unsure(10), _unsure(11), [(E, 5.5)], P, P, P, P])
     out = _generate(model, [2, 9, 3, 10, 4], None)
     assert out.tokens == [9, 10, 11]
     assert out.finished
-    assert out.tokens_per_pass == [1, 1, 1, 0]  # the last pass writes the least sure <eom>
-    assert out.forward_passes == len(out.tokens) + 1
+    assert out.tokens_per_pass == [1, 1, 1]
+
+
+def test_an_unsure_end_takes_a_pass_of_its_own_at_most() -> None:
+    E = SPECIAL.end_of_middle
+    model = ScriptedModel([_unsure(9), _unsure(10), [(E, 5.5)], _unsure(11)])
+    out = _generate(model, [2, 9, 3, 10, 4], None)
+    assert out.tokens == [9, 10]
+    assert out.finished
+    assert out.tokens_per_pass == [1, 1, 0]  # the last pass writes the least sure <eom>
 
 
 def test_nothing_after_a_predicted_newline_is_committed_in_single_line_mode() -> None:
