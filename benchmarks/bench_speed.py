@@ -302,8 +302,32 @@ def pass_flops(cfg, n_keys: int) -> int:
     return cfg.n_layers * per_layer + 2 * B * d * cfg.vocab_size
 
 
-def time_passes(variants: list[Variant], flops: int, block: int, dim: int, reps: int) -> dict:
-    """Every variant's pass and two plain matmuls of the same FLOPs, interleaved."""
+def _own_matmuls(model: fim_model.InfillModel) -> Callable[[], object]:
+    """The weight matmuls of one pass over a block, with the model's own weights, back to
+    back and nothing else: what a pass costs with no overhead at all."""
+    cfg, transformer = model.model.cfg, model.model
+    x = torch.randn(cfg.block_size, cfg.dim)
+    act = torch.randn(cfg.block_size, cfg.ffn_dim)
+    weights = [
+        (inp, w.detach())
+        for layer in transformer.layers
+        for inp, w in (
+            (x, layer.attn.qkv.weight),
+            (x, layer.attn.out.weight),
+            (x, layer.ffn.gate_up.weight),
+            (act, layer.ffn.down.weight),
+        )
+    ]
+    weights.append((x, transformer.embed.weight.detach()))
+    linear = torch.nn.functional.linear
+    return lambda: [linear(inp, w) for inp, w in weights]
+
+
+def time_passes(
+    variants: list[Variant], flops: int, model: fim_model.InfillModel, reps: int
+) -> dict:
+    """Every variant's pass and plain matmuls of the same FLOPs, interleaved."""
+    block, dim = model.model.cfg.block_size, model.model.cfg.dim
     n = round((flops / 2) ** (1 / 3))
     square = torch.randn(n, n)
     cols = round(flops / (2 * block * dim))
@@ -313,6 +337,7 @@ def time_passes(variants: list[Variant], flops: int, block: int, dim: int, reps:
         f"block-shaped matmul {block}x{dim}x{cols}": lambda: torch.nn.functional.linear(
             rows, weight
         ),
+        "the pass's weight matmuls alone": _own_matmuls(model),
     }
     for v in variants:
         for _ in range(5):
@@ -381,11 +406,13 @@ def summary(variants: list[Variant], requests: list[Request], plain: dict, flops
         pass_cpu = statistics.median(v.pass_cpu)
         square = next(t for k, t in plain.items() if k.startswith("square"))
         shaped = next(t for k, t in plain.items() if k.startswith("block"))
+        own = next(t for k, t in plain.items() if k.startswith("the pass"))
         out["variants"][v.name] = {
             "pass_wall_p50_ms": round(statistics.median(v.pass_wall), 3),
             "pass_cpu_p50_ms": round(pass_cpu, 3),
             "ratio_to_square_matmul_cpu": round(pass_cpu / square["cpu_p50_ms"], 2),
             "ratio_to_block_shaped_matmul_cpu": round(pass_cpu / shaped["cpu_p50_ms"], 2),
+            "ratio_to_own_matmuls_cpu": round(pass_cpu / own["cpu_p50_ms"], 2),
             "request_wall_p50_ms": round(statistics.median(x.wall_ms for x in v.runs), 2),
             "request_cpu_p50_ms": round(statistics.median(x.cpu_ms for x in v.runs), 2),
             "cpu_ms_per_pass_in_requests": round(
@@ -413,7 +440,8 @@ def print_summary(s: dict) -> None:
         print(
             f"  {name + ' pass':40s} wall p50 {v['pass_wall_p50_ms']:7.3f} ms  cpu p50 "
             f"{v['pass_cpu_p50_ms']:7.3f} ms  (x{v['ratio_to_square_matmul_cpu']} square, "
-            f"x{v['ratio_to_block_shaped_matmul_cpu']} block-shaped)"
+            f"x{v['ratio_to_block_shaped_matmul_cpu']} block-shaped, "
+            f"x{v['ratio_to_own_matmuls_cpu']} own matmuls)"
         )
     for name, v in s["variants"].items():
         print(
@@ -456,7 +484,7 @@ def main() -> None:
             variants.insert(0, baseline_variant(load_baseline(args.baseline, Path(tmp)), context))
         cfg = model.model.cfg
         flops = pass_flops(cfg, len(context) + cfg.block_size)
-        plain = time_passes(variants, flops, cfg.block_size, cfg.dim, args.reps)
+        plain = time_passes(variants, flops, model, args.reps)
         for v in variants:
             print(profile_pass(v))
         run_requests(variants, requests)

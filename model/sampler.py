@@ -18,11 +18,15 @@ answer. The answer ends at the first stop of the block (<eom> or <pad>, which bo
   is the surest guess of the block; with it the first predicted stop, if that is an end
   too: the middle ends at the first position predicted to end;
 - a step that would commit no token of the answer and not end the middle also commits
-  the surest (or, with fallback="left_to_right", the leftmost) candidate.
+  the surest (or, with fallback="left_to_right", the leftmost) candidate. A step that
+  sets where the middle ends is the exception: the text before the end is better guessed
+  by the next step, which sees it.
 
-So every step writes a token of the answer or ends it: a middle of n tokens takes n + 1
-passes at most (the last one writing only <eom>; more only if the model later puts a stop
-before text it already wrote), fewer when it is sure of several positions at once.
+So every step writes a token of the answer, ends the middle, or sets where it ends
+(usually once, where the old rule moved the end one position per step). A middle of n
+tokens takes about n + 1 passes: the extra one writes <eom>, or sets the end, after
+which the step that writes the last token also ends the middle; fewer when the model is
+sure of several positions at once.
 Positions past the token budget are never predicted at all.
 """
 
@@ -144,14 +148,17 @@ def _commits(
         best = max(range(n), key=lambda j: confidence[j])
         if predicted[best] in ends:
             chosen.add(best)  # the model is surest that the middle ends
-    if first_stop in end_at and chosen.intersection(end_at):
+    pinned = bool(chosen.intersection(end_at))
+    if pinned and first_stop in end_at:
         # Once the middle is to end, it ends at the first position predicted to end.
-        # (Committing only the surer end further right, in a step of its own, moves the
-        # end left one step at a time, each step writing nothing.)
+        # (Committing only the surer end further right moves the end left one step at a
+        # time, each step writing nothing.)
         chosen.add(first_stop)
     # An end committed with every open position to its left ends the middle now.
     ends_now = any(j in chosen and all(i in chosen for i in range(j)) for j in end_at)
-    if not ends_now and not chosen.intersection(answer):
+    # A step that sets where the middle ends writes no unsure text with it: the text
+    # is better guessed in the next step, which sees the end.
+    if not ends_now and not pinned and not chosen.intersection(answer):
         # Every step writes a token of the answer or ends it. Nothing to write before
         # the first predicted stop means that stop is an end at the leftmost position.
         pool = answer or [first_stop]
@@ -263,6 +270,10 @@ def generate(
                 if predicted_ids[j] in ends or predicted_ids[j] in newlines:
                     block.stop = i if block.stop is None else min(block.stop, i)
             block_ids[[open_at[j] for j in chosen]] = predicted[chosen]
+            if block.stop is not None and block.tokens[block.stop] in ends:
+                # After the end, training puts padding: the text before it is guessed
+                # knowing that the middle ends there, not with masks after it.
+                block_ids[block.stop + 1 :] = special.pad
             bound = limit if block.stop is None else min(limit, block.stop)
             if all(block.committed[:bound]):
                 break

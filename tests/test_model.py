@@ -218,6 +218,7 @@ class ScriptedModel:
         self.cfg = ModelConfig(vocab_size=vocab, max_seq_len=128, block_size=len(script))
         self.passes = 0
         self.rows_projected: list[int] = []  # rows given to logits(), per pass
+        self.inputs: list[list[int]] = []  # the block as each pass saw it
 
     def prefill(self, ids, cache, mask):
         cache.length += ids.shape[0]
@@ -226,6 +227,7 @@ class ScriptedModel:
     def hidden(self, ids, cache):
         # Position i's "hidden state" is its scripted logits; logits() is the identity.
         self.passes += 1
+        self.inputs.append(ids.tolist())
         hidden = torch.zeros(len(self.script), self.cfg.vocab_size)
         hidden[:, 12] = 5.0
         for i, entry in enumerate(self.script):
@@ -251,16 +253,20 @@ def test_sampler_ends_the_middle_at_a_committed_pad() -> None:
     assert out.forward_passes == 1
 
 
-def test_every_pass_writes_a_token_of_the_answer_or_ends_it() -> None:
+def test_sure_padding_sets_the_end_once_then_every_pass_writes_a_token() -> None:
     # Unsure of the text, sure of the padding after it: the padding says the middle ends,
-    # so it ends at the first position predicted to end (the unsure <eom>), committed in
-    # the first pass together with a token of the answer; no pass commits padding alone.
+    # so the first pass ends it at the first position predicted to end (the unsure <eom>)
+    # at once, not one position per pass; then every pass writes a token of the answer,
+    # the last one also ending the middle.
     E, P = SPECIAL.end_of_middle, SPECIAL.pad
     model = ScriptedModel([_unsure(9), _unsure(10), _unsure(11), [(E, 5.5)], P, P, P, P])
     out = _generate(model, [2, 9, 3, 10, 4], None)
     assert out.tokens == [9, 10, 11]
     assert out.finished
-    assert out.tokens_per_pass == [1, 1, 1]
+    assert out.tokens_per_pass == [0, 1, 1, 1]
+    # From then on the model sees the block as training lays it out: padding after <eom>.
+    M = SPECIAL.mask
+    assert model.inputs[1] == [M, M, M, E, P, P, P, P]
 
 
 def test_an_unsure_end_takes_a_pass_of_its_own_at_most() -> None:
