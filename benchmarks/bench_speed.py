@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -180,7 +181,9 @@ def _block_context(model: fim_model.InfillModel, requests: list[Request]) -> lis
     return max(contexts, key=len)
 
 
-def current_variant(model: fim_model.InfillModel, context: list[int]) -> Variant:
+def current_variant(
+    model: fim_model.InfillModel, context: list[int], name: str = "current"
+) -> Variant:
     from fim_model.transformer import KVCache
 
     def answer(r: Request) -> tuple[str, int, int, list[int] | None]:
@@ -198,7 +201,7 @@ def current_variant(model: fim_model.InfillModel, context: list[int]) -> Variant
         hidden = decoder.hidden(block, cache)
         return torch.softmax(decoder.logits(hidden, bias), dim=-1).max(dim=-1)
 
-    return Variant("current", answer, pass_step)
+    return Variant(name, answer, pass_step)
 
 
 def baseline_variant(base: ModuleType, context: list[int]) -> Variant:
@@ -403,6 +406,12 @@ def summary(variants: list[Variant], requests: list[Request], plain: dict, flops
             }
         known = [x.tokens_per_pass for x in v.runs if x.tokens_per_pass is not None]
         histogram = Counter(k for counts in known for k in counts)
+        if not v.pass_cpu:  # a threshold variant: the same pass as "current"
+            out["variants"][v.name] = {
+                "suites": per_suite,
+                "tokens_per_pass": dict(sorted(histogram.items())),
+            }
+            continue
         pass_cpu = statistics.median(v.pass_cpu)
         square = next(t for k, t in plain.items() if k.startswith("square"))
         shaped = next(t for k, t in plain.items() if k.startswith("block"))
@@ -421,8 +430,8 @@ def summary(variants: list[Variant], requests: list[Request], plain: dict, flops
             "suites": per_suite,
             "tokens_per_pass": dict(sorted(histogram.items())) if known else None,
         }
-    if len(variants) == 2:
-        a, b = variants
+    if len(variants) >= 2 and variants[0].pass_cpu and variants[1].pass_cpu:
+        a, b = variants[:2]
         out["different_outputs"] = sum(
             x.text != y.text for x, y in zip(a.runs, b.runs, strict=True)
         )
@@ -430,13 +439,19 @@ def summary(variants: list[Variant], requests: list[Request], plain: dict, flops
 
 
 def print_summary(s: dict) -> None:
-    print(f"torch threads: {s['torch_threads']}; {s['requests']} requests")
+    print(
+        f"commit {s['commit']} (baseline {s['baseline']}); torch threads: "
+        f"{s['torch_threads']}; {s['requests']} requests; load average "
+        f"{s['load_average_1min'][0]} at the start, {s['load_average_1min'][1]} at the end"
+    )
     print(f"one pass over a cached block of 16: {s['pass_flops'] / 1e6:.1f} MFLOP")
     for name, t in s["plain_matmuls"].items():
         print(
             f"  {name:40s} wall p50 {t['wall_p50_ms']:7.3f} ms  cpu p50 {t['cpu_p50_ms']:7.3f} ms"
         )
     for name, v in s["variants"].items():
+        if "pass_cpu_p50_ms" not in v:
+            continue
         print(
             f"  {name + ' pass':40s} wall p50 {v['pass_wall_p50_ms']:7.3f} ms  cpu p50 "
             f"{v['pass_cpu_p50_ms']:7.3f} ms  (x{v['ratio_to_square_matmul_cpu']} square, "
@@ -444,11 +459,14 @@ def print_summary(s: dict) -> None:
             f"x{v['ratio_to_own_matmuls_cpu']} own matmuls)"
         )
     for name, v in s["variants"].items():
-        print(
-            f"{name}: request p50 wall {v['request_wall_p50_ms']} ms, cpu "
-            f"{v['request_cpu_p50_ms']} ms; cpu per pass in requests "
-            f"{v['cpu_ms_per_pass_in_requests']} ms"
-        )
+        if "request_wall_p50_ms" not in v:
+            print(f"{name}:")
+        else:
+            print(
+                f"{name}: request p50 wall {v['request_wall_p50_ms']} ms, cpu "
+                f"{v['request_cpu_p50_ms']} ms; cpu per pass in requests "
+                f"{v['cpu_ms_per_pass_in_requests']} ms"
+            )
         print(f"  {'suite':18s} {'requests':>8s} {'tokens':>7s} {'passes':>7s} {'p/token':>8s}"
               f" {'passes>tokens':>14s}")  # fmt: skip
         for suite, row in v["suites"].items():
@@ -472,9 +490,15 @@ def main() -> None:
     parser.add_argument("--per-suite", type=int, default=30, help="tasks per eval suite (30)")
     parser.add_argument("--reps", type=int, default=200, help="timed passes per variant (200)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    parser.add_argument(
+        "--thresholds",
+        default="",
+        help="also count passes per token at these sampler thresholds, e.g. 0.7,0.5",
+    )
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     model = fim_model.InfillModel.load()
     requests = collect_requests(model, args.per_suite)
     context = _block_context(model, requests)
@@ -487,10 +511,21 @@ def main() -> None:
         plain = time_passes(variants, flops, model, args.reps)
         for v in variants:
             print(profile_pass(v))
+        for threshold in filter(None, args.thresholds.split(",")):
+            other = fim_model.InfillModel.load(
+                settings=fim_model.SamplerSettings(threshold=float(threshold))
+            )
+            variants.append(current_variant(other, context, f"current, threshold {threshold}"))
         run_requests(variants, requests)
     s = summary(variants, requests, plain, flops)
     s["block_context_tokens"] = len(context)
     s["baseline"] = args.baseline
+    s["commit"] = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
+    # On a shared machine the other processes set the wall times; the CPU times (this
+    # thread's own) are what to compare.
+    s["load_average_1min"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
     print_summary(s)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

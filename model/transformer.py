@@ -213,6 +213,8 @@ class Decoder:
     on the fused q/k/v projection with tables prebuilt for every position, keys and values
     go to the cache with one copy and are attended to where they lie, residual additions
     ride along in addmm, and a pass whose tokens see every cached position needs no mask.
+    It keeps transposed copies of two weights per layer: build it once the weights are
+    final (after loading, after moving to a device or dtype).
     """
 
     def __init__(self, model: Transformer) -> None:
