@@ -18,7 +18,9 @@ answer. The answer ends at the first stop of the block (<eom> or <pad>, which bo
   is the surest guess of the block; with it the first predicted stop, if that is an end
   too: the middle ends at the first position predicted to end;
 - a step that would commit no token of the answer and not end the middle also commits
-  the surest (or, with fallback="left_to_right", the leftmost) candidate. A step that
+  the candidate whose token is likeliest to be right and kept (its probability times
+  the chance that no open position before it is a stop), or, with
+  fallback="left_to_right", the leftmost one. A step that
   sets where the middle ends is the exception: the text before the end is better guessed
   by the next step, which sees it.
 
@@ -94,11 +96,11 @@ def _pick(
     settings: SamplerSettings,
     generator: torch.Generator | None,
     end_ids: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's token and its probability. <eom> and <pad> both say "the middle ends
-    here", so they count as one outcome: a position whose ending probability (the two
-    together) is at least that of its likeliest token predicts <eom>, with that
-    probability as its confidence."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row's token, its probability, and the whole distribution. <eom> and <pad>
+    both say "the middle ends here", so they count as one outcome: a position whose
+    ending probability (the two together) is at least that of its likeliest token
+    predicts <eom>, with that probability as its confidence."""
     # Confidence is the model's own probability: greedy decoding must not sharpen it.
     scale = settings.temperature if settings.temperature > 0 else 1.0
     probs = torch.softmax(logits if scale == 1.0 else logits / scale, dim=-1)
@@ -111,7 +113,7 @@ def _pick(
         confidence, tokens = probs.max(dim=-1)
         is_end = ending >= confidence
     tokens = torch.where(is_end, end_ids[0], tokens)
-    return torch.where(is_end, ending, confidence), tokens
+    return torch.where(is_end, ending, confidence), tokens, probs
 
 
 @dataclass
@@ -128,13 +130,15 @@ class _Block:
 def _commits(
     predicted: list[int],
     confidence: list[float],
+    stopping: list[float],
     *,
     ends: set[int],
     newlines: frozenset[int],
     settings: SamplerSettings,
 ) -> list[int]:
     """Which open positions (indices into `predicted`, the model's guesses for the open
-    positions from left to right) to commit this step; see the module docstring."""
+    positions from left to right; `stopping`: the probability that each is a stop) to
+    commit this step; see the module docstring."""
     n = len(predicted)
     first_stop = next((j for j, t in enumerate(predicted) if t in ends or t in newlines), n)
     # Positions whose token can be part of the answer: those before the first predicted
@@ -165,7 +169,13 @@ def _commits(
         if settings.fallback == "left_to_right":
             chosen.add(min(pool))
         else:
-            chosen.add(max(pool, key=lambda j: confidence[j]))
+            # The surest token that is also likely to be kept: a guess far right is cut
+            # off if any open position before it turns out to be a stop.
+            kept, chance = [], 1.0
+            for j in range(max(pool) + 1):
+                kept.append(chance)
+                chance *= 1.0 - stopping[j]
+            chosen.add(max(pool, key=lambda j: confidence[j] * kept[j]))
     return sorted(chosen)
 
 
@@ -209,6 +219,7 @@ def generate(
     ends = {stops.end_of_middle, special.pad}
     end_ids = torch.tensor([stops.end_of_middle, special.pad], device=device)
     newlines = stops.newlines if single_line else frozenset()
+    stop_ids = torch.tensor(sorted({*ends, *newlines}), device=device)
     # Context markers and <mask> are never content: they get no probability at all.
     banned = torch.zeros(cfg.vocab_size, dtype=net.dtype, device=device)
     banned[[special.mask, special.fim_suffix, special.fim_prefix, special.fim_middle]] = -torch.inf
@@ -252,11 +263,14 @@ def generate(
             # The vocabulary projection is the costliest matmul of a pass: only open
             # positions need it.
             rows = hidden[open_at] if len(open_at) < B else hidden
-            confidence, predicted = _pick(net.logits(rows, banned), settings, generator, end_ids)
+            logits = net.logits(rows, banned)
+            confidence, predicted, probs_now = _pick(logits, settings, generator, end_ids)
             predicted_ids, confidences = predicted.tolist(), confidence.tolist()
+            stopping = probs_now[:, stop_ids].sum(dim=-1).tolist()
             chosen = _commits(
                 predicted_ids,
                 confidences,
+                stopping,
                 ends=ends,
                 newlines=newlines,
                 settings=settings,

@@ -289,6 +289,15 @@ def test_nothing_after_a_predicted_newline_is_committed_in_single_line_mode() ->
     assert model.rows_projected == [8, 7, 6]
 
 
+def test_the_fallback_prefers_a_token_likely_to_be_kept() -> None:
+    # Position 2 is the surest guess (0.78), but position 1 may well be the line's end
+    # (newline 0.36), which would cut it off: the surer bet is position 0 (0.68, kept).
+    model = ScriptedModel([_unsure(9), [(10, 6.0), (7, 5.8)], [(11, 6.5)], _unsure(13)])
+    _generate(model, [2, 9, 3, 10, 4], None, single_line=True)
+    M = SPECIAL.mask
+    assert model.inputs[1] == [9, M, M, M]
+
+
 def test_a_sure_end_is_committed_with_the_last_token() -> None:
     E, P = SPECIAL.end_of_middle, SPECIAL.pad
     model = ScriptedModel([_unsure(9), 10, E, P])
