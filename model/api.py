@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .sampler import InfillCancelled, SamplerSettings, StopTokens, generate
+from .sampler import Generation, InfillCancelled, SamplerSettings, StopTokens, generate
 from .tokenizer import CodeTokenizer
-from .transformer import KVCache, Transformer
+from .transformer import Decoder, KVCache, Transformer
 from .weights import load_transformer
 
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "checkpoint"
@@ -41,10 +41,10 @@ class InfillModel:
         self, model: Transformer, tokenizer: CodeTokenizer, settings: SamplerSettings
     ) -> None:
         self.model = model
+        self.decoder = Decoder(model)
         self.tokenizer = tokenizer
         self.settings = settings
-        dtype = next(model.parameters()).dtype
-        self._cache = KVCache(model.cfg, dtype, next(model.parameters()).device)
+        self._cache = KVCache(model.cfg, self.decoder.dtype, self.decoder.device)
         self._stops = StopTokens(tokenizer.special.end_of_middle, tokenizer.newline_ids)
         self._lock = threading.Lock()
 
@@ -96,12 +96,36 @@ class InfillModel:
         seed: int = 0,
         use_cache: bool = True,
     ) -> Infill:
+        return self.to_infill(
+            self.generate(
+                prefix,
+                suffix,
+                max_tokens=max_tokens,
+                single_line=single_line,
+                should_cancel=should_cancel,
+                seed=seed,
+                use_cache=use_cache,
+            )
+        )
+
+    def generate(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        max_tokens: int,
+        single_line: bool = False,
+        should_cancel: Callable[[], bool] | None = None,
+        seed: int = 0,
+        use_cache: bool = True,
+    ) -> Generation:
+        """`infill` before decoding: the tokens and how each pass went (benchmarks)."""
         cfg = self.model.cfg
         max_tokens = max(1, min(max_tokens, cfg.max_seq_len // 4))
         context = self.context_ids(prefix, suffix, cfg.max_seq_len - max_tokens - cfg.block_size)
         with self._lock:
-            gen = generate(
-                self.model,
+            return generate(
+                self.decoder,
                 context,
                 self.tokenizer.special,
                 self._stops,
@@ -112,6 +136,8 @@ class InfillModel:
                 should_cancel=should_cancel,
                 seed=seed,
             )
+
+    def to_infill(self, gen: Generation) -> Infill:
         text = self.tokenizer.decode(gen.tokens)
         # A budget can cut a multi-byte character in half; never hand out the fragment.
         text = text.rstrip("\ufffd")

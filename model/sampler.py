@@ -1,24 +1,49 @@
 """Block-diffusion sampling with an exact key/value cache.
 
 The middle is written one block of B tokens at a time. A block starts all <mask>; each
-denoising step predicts every masked position at once and commits those whose
-confidence exceeds the threshold (at least one per step, Fast-dLLM style). When a block
-is complete its clean tokens ride along with the first step of the next block, which
-writes their keys/values into the cache: no extra forward pass per block. Blocks follow
-one another until <eom>, a newline (single-line mode), or the token budget.
+denoising step predicts every open position at once and commits those whose confidence
+exceeds the threshold (at least one per step, Fast-dLLM style). Tokens that became final
+since the last step (new context, a finished block) are written into the cache just
+before it, as part of that step, so the step itself attends to the cache with no mask.
+Blocks follow one another until <eom>, a newline (single-line mode), or the token budget.
+
+Every step costs a forward pass, so no step is spent on tokens that cannot end up in the
+answer. The answer ends at the first stop of the block (<eom> or <pad>, which both mean
+"the middle ends here" and count as one outcome, or a newline in single-line mode):
+
+- only positions before the first predicted stop (and that stop itself, if it is a
+  newline) are candidates for the answer; what the model guesses after it is dropped
+  anyway, so it stays masked;
+- an end token is committed when it clears the threshold or, when nothing does, when it
+  is the surest guess of the block; with it the first predicted stop, if that is an end
+  too: the middle ends at the first position predicted to end;
+- a step that would commit no token of the answer and not end the middle also commits
+  the candidate whose token is likeliest to be right and kept (its probability times
+  the chance that no open position before it is a stop), or, with
+  fallback="left_to_right", the leftmost one. A step that
+  sets where the middle ends is the exception: the text before the end is better guessed
+  by the next step, which sees it.
+
+So every step writes a token of the answer, ends the middle, or sets where it ends
+(usually once, where the old rule moved the end one position per step). A middle of n
+tokens takes about n + 1 passes: the extra one writes <eom>, or sets the end, after
+which the step that writes the last token also ends the middle; fewer when the model is
+sure of several positions at once.
+Positions past the token budget are never predicted at all.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
 from .masks import group_mask, token_groups
 from .tokenizer import SpecialIds
-from .transformer import KVCache, Transformer
+from .transformer import KVCache, ModelConfig
 
 
 class InfillCancelled(Exception):
@@ -41,6 +66,9 @@ class Generation:
     finished: bool  # True when the model wrote <eom>
     # The probability each of `tokens` had when it was committed.
     probabilities: list[float]
+    # For each forward pass, how many of `tokens` it committed (0: it only ended the
+    # middle, or committed nothing that was kept).
+    tokens_per_pass: list[int]
 
 
 @dataclass(frozen=True)
@@ -49,31 +77,117 @@ class StopTokens:
     newlines: frozenset[int]  # token ids whose text contains "\n"
 
 
-def _pick(logits: torch.Tensor, settings: SamplerSettings, generator: torch.Generator | None):
+class Network(Protocol):
+    """What the sampler needs of a model: `fim_model.transformer.Decoder` provides it."""
+
+    cfg: ModelConfig
+    dtype: torch.dtype
+    device: torch.device
+
+    def prefill(self, ids: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> None: ...
+
+    def hidden(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor: ...
+
+    def logits(self, hidden: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+def _pick(
+    logits: torch.Tensor,
+    settings: SamplerSettings,
+    generator: torch.Generator | None,
+    end_ids: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row's token, its probability, and the whole distribution. <eom> and <pad>
+    both say "the middle ends here", so they count as one outcome: a position whose
+    ending probability (the two together) is at least that of its likeliest token
+    predicts <eom>, with that probability as its confidence."""
     # Confidence is the model's own probability: greedy decoding must not sharpen it.
     scale = settings.temperature if settings.temperature > 0 else 1.0
-    probs = torch.softmax(logits.float() / scale, dim=-1)
+    probs = torch.softmax(logits if scale == 1.0 else logits / scale, dim=-1)
+    ending = probs[:, end_ids].sum(dim=-1)
     if settings.temperature > 0:
         tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         confidence = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        is_end = torch.isin(tokens, end_ids)
     else:
         confidence, tokens = probs.max(dim=-1)
-    return confidence, tokens
+        is_end = ending >= confidence
+    tokens = torch.where(is_end, end_ids[0], tokens)
+    return torch.where(is_end, ending, confidence), tokens, probs
 
 
-def _stop_index(block: list[int], committed: list[bool], stops: set[int] | frozenset[int]) -> int:
-    """Index of the first stop token whose left side is fully committed, or -1."""
-    for i, (token, done) in enumerate(zip(block, committed, strict=True)):
-        if not done:
-            return -1
-        if token in stops:
-            return i
-    return -1
+@dataclass
+class _Block:
+    """The block being denoised: what each position holds and when it was committed."""
+
+    tokens: list[int]
+    committed: list[bool]
+    probabilities: list[float]
+    committed_at: list[int]  # the pass that committed each position
+    stop: int | None = None  # leftmost committed stop
+
+
+def _commits(
+    predicted: list[int],
+    confidence: list[float],
+    stopping: list[float],
+    *,
+    ends: set[int],
+    newlines: frozenset[int],
+    settings: SamplerSettings,
+) -> list[int]:
+    """Which open positions (indices into `predicted`, the model's guesses for the open
+    positions from left to right; `stopping`: the probability that each is a stop) to
+    commit this step; see the module docstring."""
+    n = len(predicted)
+    first_stop = next((j for j, t in enumerate(predicted) if t in ends or t in newlines), n)
+    # Positions whose token can be part of the answer: those before the first predicted
+    # stop, and that stop when it is a newline (single-line mode keeps it).
+    answer = list(range(first_stop))
+    if first_stop < n and predicted[first_stop] in newlines:
+        answer.append(first_stop)
+    end_at = [j for j in range(n) if predicted[j] in ends]
+    chosen = {j for j in (*answer, *end_at) if confidence[j] > settings.threshold}
+    if not chosen and settings.fallback == "confidence" and end_at:
+        best = max(range(n), key=lambda j: confidence[j])
+        if predicted[best] in ends:
+            chosen.add(best)  # the model is surest that the middle ends
+    pinned = bool(chosen.intersection(end_at))
+    if pinned and first_stop in end_at:
+        # Once the middle is to end, it ends at the first position predicted to end.
+        # (Committing only the surer end further right moves the end left one step at a
+        # time, each step writing nothing.)
+        chosen.add(first_stop)
+    # An end committed with every open position to its left ends the middle now.
+    ends_now = any(j in chosen and all(i in chosen for i in range(j)) for j in end_at)
+    # A step that sets where the middle ends writes no unsure text with it: the text
+    # is better guessed in the next step, which sees the end.
+    if not ends_now and not pinned and not chosen.intersection(answer):
+        # Every step writes a token of the answer or ends it. Nothing to write before
+        # the first predicted stop means that stop is an end at the leftmost position.
+        pool = answer or [first_stop]
+        if settings.fallback == "left_to_right":
+            chosen.add(min(pool))
+        else:
+            # The surest token that is also likely to be kept: a guess far right is cut
+            # off if any open position before it turns out to be a stop.
+            kept, chance = [], 1.0
+            for j in range(max(pool) + 1):
+                kept.append(chance)
+                chance *= 1.0 - stopping[j]
+            chosen.add(max(pool, key=lambda j: confidence[j] * kept[j]))
+    return sorted(chosen)
+
+
+def _causal_after(past: int, n: int, device: torch.device) -> torch.Tensor:
+    """Attention mask of `n` new context tokens after `past` cached ones."""
+    new = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    return torch.cat((torch.ones(n, past, dtype=torch.bool, device=device), new), dim=1)
 
 
 @torch.no_grad()
 def generate(
-    model: Transformer,
+    net: Network,
     context: list[int],
     special: SpecialIds,
     stops: StopTokens,
@@ -90,9 +204,9 @@ def generate(
     With `cache`, only context tokens not already cached are encoded; without, every
     step recomputes the whole sequence (slow, for checking the cache is exact).
     """
-    cfg = model.cfg
+    cfg = net.cfg
     B = cfg.block_size
-    device = next(model.parameters()).device
+    device = net.device
     n_ctx = len(context)
     if n_ctx + max_tokens + B > cfg.max_seq_len:
         raise ValueError(
@@ -102,91 +216,98 @@ def generate(
     # Training pads the block after <eom> with <pad>, so a committed <pad> also says the
     # middle has ended; banning it would force junk into those slots, which the rest of the
     # block then conditions on.
-    end_ids = {stops.end_of_middle, special.pad}
-    stop_ids = end_ids | (set(stops.newlines) if single_line else set())
-    # Context markers and <mask> are never content.
-    banned = torch.tensor(
-        [special.mask, special.fim_suffix, special.fim_prefix, special.fim_middle], device=device
-    )
+    ends = {stops.end_of_middle, special.pad}
+    end_ids = torch.tensor([stops.end_of_middle, special.pad], device=device)
+    newlines = stops.newlines if single_line else frozenset()
+    stop_ids = torch.tensor(sorted({*ends, *newlines}), device=device)
+    # Context markers and <mask> are never content: they get no probability at all.
+    banned = torch.zeros(cfg.vocab_size, dtype=net.dtype, device=device)
+    banned[[special.mask, special.fim_suffix, special.fim_prefix, special.fim_middle]] = -torch.inf
 
-    if cache is not None:
+    reference = cache is None
+    if cache is None:
+        cache = KVCache(cfg, net.dtype, device)  # scratch: emptied before every pass
+    else:
         cache.truncate(cache.common_prefix(context))
-        pending = context[cache.length :]
-        pending_groups = list(range(len(pending)))  # context: one group per token
+    pending = context[cache.length :]
+    # New context tokens are plain causal text; a finished block sees all of itself.
+    pending_mask = _causal_after(cache.length, len(pending), device)
+    block_ids = torch.full((B,), special.mask, dtype=torch.long, device=device)
     middle: list[int] = []
     probs: list[float] = []
+    made_by: list[int] = []  # the pass that committed each of `middle`
     passes = 0
     finished = False
     while len(middle) < max_tokens:
-        block = [special.mask] * B
-        committed = [False] * B
-        block_probs = [0.0] * B
-        block_start = n_ctx + len(middle)
-        stop_at = -1
-        while not all(committed):
+        limit = min(B, max_tokens - len(middle))  # positions past the budget are never kept
+        block = _Block([special.mask] * B, [False] * B, [0.0] * B, [-1] * B)
+        block_ids.fill_(special.mask)
+        while True:
             if should_cancel is not None and should_cancel():
                 raise InfillCancelled()
-            if cache is not None:
-                ids = pending + block
-                past = cache.length
-                new_groups = torch.tensor(pending_groups + [len(pending) + 1] * B)
-                mask = torch.cat(
-                    (
-                        torch.ones(len(ids), past, dtype=torch.bool),
-                        group_mask(new_groups, new_groups),
-                    ),
-                    dim=1,
-                )
-                positions = torch.arange(past, past + len(ids))
-                assert past + len(pending) == block_start
-                hidden = model.hidden_states(
-                    torch.tensor([ids], device=device),
-                    positions.unsqueeze(0).to(device),
-                    mask.to(device),
-                    cache=cache,
-                    cache_commit=len(pending),
-                )[0, len(pending) :]
-                pending, pending_groups = [], []
-            else:
-                ids = context + middle + block
-                groups = token_groups(n_ctx, len(middle) + B, B)
-                hidden = model.hidden_states(
-                    torch.tensor([ids], device=device),
-                    torch.arange(len(ids), device=device).unsqueeze(0),
-                    group_mask(groups, groups).to(device),
-                )[0, -B:]
+            if reference:  # recompute every committed key from nothing
+                cache.truncate(0)
+                pending = context + middle
+                groups = token_groups(n_ctx, len(middle), B)
+                pending_mask = group_mask(groups, groups).to(device)
+            if pending:
+                # Tokens that became final since the last pass (new context, a finished
+                # block) go into the cache first; the step itself then needs no mask.
+                ids = torch.tensor(pending, dtype=torch.long, device=device)
+                net.prefill(ids, cache, pending_mask)
+                pending = []
+            hidden = net.hidden(block_ids, cache)
             passes += 1
-            # The vocabulary projection is the costliest matmul of a pass: only still-masked
+            bound = limit if block.stop is None else min(limit, block.stop)
+            open_at = [i for i in range(bound) if not block.committed[i]]
+            # The vocabulary projection is the costliest matmul of a pass: only open
             # positions need it.
-            open_at = [i for i, done in enumerate(committed) if not done]
-            logits = model.logits(hidden[open_at])
-            logits[:, banned] = float("-inf")
-            confidence, predicted = _pick(logits, settings, generator)
-            chosen = confidence > settings.threshold
-            if not chosen.any():
-                fallback = 0 if settings.fallback == "left_to_right" else int(confidence.argmax())
-                chosen[fallback] = True
-            for j in chosen.nonzero().flatten().tolist():
-                block[open_at[j]] = int(predicted[j])
-                block_probs[open_at[j]] = float(confidence[j])
-                committed[open_at[j]] = True
-            stop_at = _stop_index(block, committed, stop_ids)
-            if stop_at >= 0:
+            rows = hidden[open_at] if len(open_at) < B else hidden
+            logits = net.logits(rows, banned)
+            confidence, predicted, probs_now = _pick(logits, settings, generator, end_ids)
+            predicted_ids, confidences = predicted.tolist(), confidence.tolist()
+            stopping = probs_now[:, stop_ids].sum(dim=-1).tolist()
+            chosen = _commits(
+                predicted_ids,
+                confidences,
+                stopping,
+                ends=ends,
+                newlines=newlines,
+                settings=settings,
+            )
+            for j in chosen:
+                i = open_at[j]
+                block.tokens[i] = predicted_ids[j]
+                block.probabilities[i] = confidences[j]
+                block.committed[i] = True
+                block.committed_at[i] = passes - 1
+                if predicted_ids[j] in ends or predicted_ids[j] in newlines:
+                    block.stop = i if block.stop is None else min(block.stop, i)
+            block_ids[[open_at[j] for j in chosen]] = predicted[chosen]
+            if block.stop is not None and block.tokens[block.stop] in ends:
+                # After the end, training puts padding: the text before it is guessed
+                # knowing that the middle ends there, not with masks after it.
+                block_ids[block.stop + 1 :] = special.pad
+            bound = limit if block.stop is None else min(limit, block.stop)
+            if all(block.committed[:bound]):
                 break
-        if stop_at >= 0:
-            finished = block[stop_at] in end_ids
-            # Keep a newline token (single-line mode cuts its text later); drop <eom>.
-            kept = stop_at + (0 if finished else 1)
-            middle.extend(block[:kept])
-            probs.extend(block_probs[:kept])
+        stopped = block.stop is not None
+        ended = stopped and block.tokens[block.stop] in ends
+        # Keep a newline (single-line mode cuts its text later); drop <eom>.
+        kept = bound + (0 if ended or not stopped else 1)
+        middle.extend(block.tokens[:kept])
+        probs.extend(block.probabilities[:kept])
+        made_by.extend(block.committed_at[:kept])
+        if stopped:
+            finished = ended
             break
-        middle.extend(block)
-        probs.extend(block_probs)
-        if cache is not None:
-            pending, pending_groups = block, [0] * B
+        if not reference:
+            pending, pending_mask = block.tokens, None
+    counts = Counter(made_by[:max_tokens])
     return Generation(
         tokens=middle[:max_tokens],
         forward_passes=passes,
         finished=finished,
         probabilities=probs[:max_tokens],
+        tokens_per_pass=[counts[p] for p in range(passes)],
     )

@@ -68,32 +68,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.flatten(-2)
 
 
-class KVCache:
-    """Keys and values of already-encoded tokens, for a batch of one sequence.
-
-    `token_ids` records what the cached positions hold so a later request can keep the
-    longest common prefix and encode only what changed.
-    """
-
-    def __init__(self, cfg: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
-        shape = (cfg.n_layers, 2, 1, cfg.n_heads, cfg.max_seq_len, cfg.head_dim)
-        self.buffer = torch.zeros(shape, dtype=dtype, device=device)
-        self.length = 0
-        self.token_ids: list[int] = []
-
-    def truncate(self, length: int) -> None:
-        self.length = min(self.length, length)
-        del self.token_ids[self.length :]
-
-    def common_prefix(self, ids: list[int]) -> int:
-        n = 0
-        for a, b in zip(self.token_ids, ids, strict=False):
-            if a != b:
-                break
-            n += 1
-        return n
-
-
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -107,17 +81,12 @@ class Attention(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         mask: torch.Tensor | None,
-        past: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if past is not None:  # past: [2, 1, heads, T_past, head_dim]
-            keys, values = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
-        else:
-            keys, values = k, v
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(b, t, -1)), k, v
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(y.transpose(1, 2).reshape(b, t, -1))
 
 
 class FeedForward(nn.Module):
@@ -139,10 +108,9 @@ class Layer(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn = FeedForward(cfg)
 
-    def forward(self, x, cos, sin, mask, past):
-        h, k, v = self.attn(self.attn_norm(x), cos, sin, mask, past)
-        x = x + h
-        return x + self.ffn(self.ffn_norm(x)), k, v
+    def forward(self, x, cos, sin, mask):
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
+        return x + self.ffn(self.ffn_norm(x))
 
 
 class Transformer(nn.Module):
@@ -173,43 +141,172 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(
-        self,
-        ids: torch.Tensor,
-        positions: torch.Tensor,
-        mask: torch.Tensor | None,
-        cache: KVCache | None = None,
-        cache_commit: int = 0,
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        return self.logits(self.hidden_states(ids, positions, mask, cache, cache_commit))
+        return self.logits(self.hidden_states(ids, positions, mask))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.embed.weight)
 
     def hidden_states(
-        self,
-        ids: torch.Tensor,
-        positions: torch.Tensor,
-        mask: torch.Tensor | None,
-        cache: KVCache | None = None,
-        cache_commit: int = 0,
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
         """Final normalised hidden states for `ids` ([batch, T]) at `positions`.
 
-        `mask` is a boolean [batch or 1, 1, T, T_past + T] (True = may attend). With a
-        cache, the cached keys come first; the first `cache_commit` new tokens are then
-        appended to the cache (the rest, e.g. still-masked block positions, are not).
+        `mask` is a boolean [batch or 1, 1, T, T] (True = may attend). This is the
+        training (and reference) path; inference runs through `Decoder`.
         """
         cos = self.rope_cos[positions].unsqueeze(1)
         sin = self.rope_sin[positions].unsqueeze(1)
         x = self.embed(ids)
-        start = cache.length if cache is not None else 0
-        for i, layer in enumerate(self.layers):
-            past = cache.buffer[i, :, :, :, :start] if cache is not None else None
-            x, k, v = layer(x, cos, sin, mask, past)
-            if cache is not None and cache_commit:
-                cache.buffer[i, 0, :, :, start : start + cache_commit] = k[:, :, :cache_commit]
-                cache.buffer[i, 1, :, :, start : start + cache_commit] = v[:, :, :cache_commit]
-        if cache is not None and cache_commit:
-            cache.length = start + cache_commit
-            cache.token_ids.extend(ids[0, :cache_commit].tolist())
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask)
         return self.norm(x)
+
+
+class KVCache:
+    """Keys and values of already-encoded tokens of one sequence.
+
+    Per layer and position the buffer holds the key then the value ([n_layers, max_seq_len,
+    2, n_heads, head_dim]), so that one copy stores both. Positions from `length` on are
+    scratch: a pass writes its not-yet-committed tokens there and attends to them in place.
+    `token_ids` records what the cached positions hold so a later request can keep the
+    longest common prefix and encode only what changed.
+    """
+
+    def __init__(self, cfg: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
+        shape = (cfg.n_layers, cfg.max_seq_len, 2, cfg.n_heads, cfg.head_dim)
+        self.buffer = torch.zeros(shape, dtype=dtype, device=device)
+        self.length = 0
+        self.token_ids: list[int] = []
+
+    def truncate(self, length: int) -> None:
+        self.length = min(self.length, length)
+        del self.token_ids[self.length :]
+
+    def common_prefix(self, ids: list[int]) -> int:
+        n = 0
+        for a, b in zip(self.token_ids, ids, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
+
+@dataclass(frozen=True)
+class _LayerWeights:
+    attn_norm: torch.Tensor
+    qkv: torch.Tensor  # [3 * dim, dim]
+    out_t: torch.Tensor  # [dim, dim], transposed for addmm
+    ffn_norm: torch.Tensor
+    gate_up: torch.Tensor  # [2 * ffn_dim, dim]
+    down_t: torch.Tensor  # [ffn_dim, dim], transposed for addmm
+
+
+class Decoder:
+    """Inference on one sequence with a key/value cache: the same network as
+    `Transformer.hidden_states`, with as few tensor operations per pass as it takes.
+
+    A pass over a block of 16 tokens does about 60 MFLOP, little enough that the cost of
+    launching each operation rivals the arithmetic, so this path fuses what it can: RMS
+    norms are single calls, rotary embeddings are one complex multiplication done in place
+    on the fused q/k/v projection with tables prebuilt for every position, keys and values
+    go to the cache with one copy and are attended to where they lie, residual additions
+    ride along in addmm, and a pass whose tokens see every cached position needs no mask.
+    It keeps transposed copies of two weights per layer: build it once the weights are
+    final (after loading, after moving to a device or dtype).
+    """
+
+    def __init__(self, model: Transformer) -> None:
+        cfg = model.cfg
+        self.cfg = cfg
+        weight = model.embed.weight.detach()
+        self.dtype, self.device = weight.dtype, weight.device
+        self.embed = weight
+        self.eps = cfg.norm_eps
+        self.layers = [
+            _LayerWeights(
+                layer.attn_norm.weight.detach(),
+                layer.attn.qkv.weight.detach(),
+                layer.attn.out.weight.detach().t().contiguous(),
+                layer.ffn_norm.weight.detach(),
+                layer.ffn.gate_up.weight.detach(),
+                layer.ffn.down.weight.detach().t().contiguous(),
+            )
+            for layer in model.layers
+        ]
+        self.norm = model.norm.weight.detach()
+        # Rotary tables for q and k side by side, one row per position: complex
+        # e^{i * angle} for every (even, odd) pair of features, tiled over the heads.
+        self._complex = self.dtype in (torch.float32, torch.float64)
+        if self._complex:
+            real = model.rope_cos.to(self.dtype), model.rope_sin.to(self.dtype)
+            table = torch.complex(*real).repeat(1, 2 * cfg.n_heads)  # [seq, dim]
+            self.rope = table.to(self.device)
+        else:  # no complex type for bf16: the same rotation in real arithmetic
+            cos = model.rope_cos.repeat_interleave(2, dim=-1).repeat(1, 2 * cfg.n_heads)
+            sin = model.rope_sin.repeat_interleave(2, dim=-1).repeat(1, 2 * cfg.n_heads)
+            self.rope_cos = cos.to(self.device, self.dtype)
+            self.rope_sin = sin.to(self.device, self.dtype)
+
+    def _rotate(self, qk: torch.Tensor, start: int, end: int) -> None:
+        """Rotary position embedding of q and k ([T, 2 * dim], pairs of features), in place."""
+        t = qk.shape[0]
+        if self._complex:
+            torch.view_as_complex(qk.view(t, -1, 2)).mul_(self.rope[start:end])
+            return
+        pairs = qk.view(t, -1, 2)
+        rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).view(t, -1)
+        qk.mul_(self.rope_cos[start:end]).addcmul_(rotated, self.rope_sin[start:end])
+
+    def prefill(self, ids: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> None:
+        """Append `ids` ([T]) to the cache. `mask` ([T, cache.length + T], True = may
+        attend) shapes their attention; None lets each see all the others."""
+        self._run(ids, cache, mask, commit=True)
+
+    def hidden(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Final normalised hidden states ([T, dim]) of `ids` ([T]) placed after the
+        cached positions, each seeing all of them and all of `ids`; the cache keeps its
+        length (the keys of `ids` are scratch, overwritten by the next call)."""
+        hidden = self._run(ids, cache, None, commit=False)
+        assert hidden is not None
+        return hidden
+
+    def _run(
+        self, ids: torch.Tensor, cache: KVCache, mask: torch.Tensor | None, commit: bool
+    ) -> torch.Tensor | None:
+        cfg = self.cfg
+        d, t = cfg.dim, ids.shape[0]
+        start = cache.length
+        end = start + t
+        if end > cfg.max_seq_len:
+            raise ValueError(f"{end} positions exceed the model's {cfg.max_seq_len}")
+        if mask is not None:
+            mask = mask.unsqueeze(0)
+        x = F.embedding(ids, self.embed)
+        last = len(self.layers) - 1
+        for i, w in enumerate(self.layers):
+            qkv = F.linear(F.rms_norm(x, (d,), w.attn_norm, self.eps), w.qkv)  # [T, 3d]
+            self._rotate(qkv[:, : 2 * d], start, end)
+            kv = cache.buffer[i]  # [seq, 2, heads, head_dim]
+            kv[start:end].view(t, 2 * d).copy_(qkv[:, d:])
+            if commit and i == last:
+                break  # a prefill needs the keys and values, not what the last layer makes
+            q = qkv[:, :d].view(t, cfg.n_heads, cfg.head_dim).transpose(0, 1).unsqueeze(0)
+            keys = kv[:end, 0].transpose(0, 1).unsqueeze(0)  # [1, heads, end, head_dim]
+            values = kv[:end, 1].transpose(0, 1).unsqueeze(0)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            x = torch.addmm(x, y[0].transpose(0, 1).reshape(t, d), w.out_t)
+            gate, up = F.linear(F.rms_norm(x, (d,), w.ffn_norm, self.eps), w.gate_up).chunk(2, -1)
+            x = torch.addmm(x, F.silu(gate).mul_(up), w.down_t)
+        if commit:
+            cache.length = end
+            cache.token_ids.extend(ids.tolist())
+            return None
+        return F.rms_norm(x, (d,), self.norm, self.eps)
+
+    def logits(self, hidden: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Vocabulary logits of `hidden` ([n, dim]), plus `bias` ([vocab]) when given."""
+        if bias is None:
+            return F.linear(hidden, self.embed)
+        return torch.addmm(bias, hidden, self.embed.t())

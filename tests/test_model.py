@@ -21,9 +21,19 @@ from fim_model.diffusion import FimExample, diffusion_loss, make_batch
 from fim_model.masks import group_mask, token_groups, two_copy_mask
 from fim_model.sampler import SamplerSettings, StopTokens, generate
 from fim_model.tokenizer import CodeTokenizer, SpecialIds
-from fim_model.transformer import KVCache, ModelConfig, Transformer
+from fim_model.transformer import Decoder, KVCache, ModelConfig, Transformer
 
 SPECIAL = SpecialIds(pad=0, mask=1, fim_suffix=2, fim_prefix=3, fim_middle=4, end_of_middle=5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # As the server runs the model (fim_server.defaults.THREADS): on a busy machine, more
+    # threads make each of these small operations wait for the others, many times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +41,21 @@ def shipped_tokenizer() -> CodeTokenizer:
     return CodeTokenizer.load(EMBEDDED_CHECKPOINT / "tokenizer.json")
 
 
-def tiny_model(block_size: int = 4, vocab: int = 40, seed: int = 0) -> Transformer:
+def tiny_model(
+    block_size: int = 4, vocab: int = 40, seed: int = 0, sharpness: float = 1.0
+) -> Transformer:
+    """An untrained model. Its predictions are nearly uniform, so <eom> and <pad> together
+    win at once; `sharpness` scales the (tied) embeddings so that some tokens stand out
+    and the middle runs over several blocks."""
     torch.manual_seed(seed)
     cfg = ModelConfig(
         vocab_size=vocab, dim=32, n_layers=2, n_heads=2, ffn_dim=64,
         max_seq_len=128, block_size=block_size,
     )  # fmt: skip
-    return Transformer(cfg).double().eval()
+    model = Transformer(cfg)
+    with torch.no_grad():
+        model.embed.weight.mul_(sharpness)
+    return model.double().eval()
 
 
 @pytest.mark.parametrize(
@@ -106,9 +124,36 @@ def test_noisy_copy_never_sees_clean_tokens_of_its_own_block() -> None:
     assert torch.allclose(inference[0, -4:], out[0, noisy1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_decoder_computes_what_the_training_network_computes(dtype) -> None:
+    # The inference path (cache, fused projections, rotary embeddings in complex numbers,
+    # or real ones where no complex type exists) against Transformer.hidden_states.
+    model = tiny_model(block_size=4)
+    n_ctx, n_mid = 7, 8
+    ids = torch.randint(6, 40, (n_ctx + n_mid,))
+    groups = token_groups(n_ctx, n_mid, 4)
+    reference = model.hidden_states(
+        ids[None], torch.arange(len(ids))[None], group_mask(groups, groups)[None, None]
+    )[0]
+    decoder = Decoder(model.to(dtype))
+    cache = KVCache(model.cfg, dtype, torch.device("cpu"))
+    # Context and the first block into the cache (as after a finished block), then the
+    # second block on top of it, twice: a step leaves the cache as it found it.
+    first = token_groups(n_ctx, 4, 4)
+    decoder.prefill(ids[: n_ctx + 4], cache, group_mask(first, first))
+    assert cache.length == n_ctx + 4 and cache.token_ids == ids[: n_ctx + 4].tolist()
+    step = decoder.hidden(ids[n_ctx + 4 :], cache)
+    again = decoder.hidden(ids[n_ctx + 4 :], cache)
+    assert cache.length == n_ctx + 4
+    assert torch.equal(step, again)
+    # bfloat16 rounds to about 0.01 here; rotating by one position too few is off by 0.09.
+    tolerance = 1e-9 if dtype == torch.float64 else 0.03
+    assert (step.double() - reference[-4:]).abs().max() < tolerance
+
+
 def _generate(model, context, cache, **kw):
     return generate(
-        model,
+        Decoder(model) if isinstance(model, Transformer) else model,
         context,
         SPECIAL,
         StopTokens(SPECIAL.end_of_middle, frozenset({7})),
@@ -121,7 +166,7 @@ def _generate(model, context, cache, **kw):
 @pytest.mark.parametrize("settings", [SamplerSettings(0.9, 0.0), SamplerSettings(0.3, 1.0)])
 @pytest.mark.parametrize("block_size", [4, 1])  # B = 1: the autoregressive twin
 def test_cached_sampling_matches_full_recompute_token_for_token(settings, block_size) -> None:
-    model = tiny_model(block_size=block_size)
+    model = tiny_model(block_size=block_size, sharpness=40.0)
     rng = random.Random(1)
     cache = KVCache(model.cfg, torch.float64, torch.device("cpu"))
     prefix = [rng.randrange(8, 40) for _ in range(12)]
@@ -145,34 +190,58 @@ def test_cached_sampling_matches_full_recompute_token_for_token(settings, block_
 
 
 def test_sampler_commits_several_tokens_per_pass_when_confident() -> None:
-    model = tiny_model(block_size=4)
+    model = tiny_model(block_size=4, sharpness=40.0)
     context = SPECIAL.fim_context([10, 11], [9])
     strict = _generate(model, context, None, settings=SamplerSettings(threshold=1.1))
     loose = _generate(model, context, None, settings=SamplerSettings(threshold=0.0))
-    assert strict.forward_passes == len(strict.tokens)  # one token per pass
-    assert loose.forward_passes < strict.forward_passes  # a whole block per pass
+    assert len(strict.tokens) > 4
+    assert set(strict.tokens_per_pass) == {1}  # one token per pass
+    assert strict.forward_passes == len(strict.tokens)
+    assert max(loose.tokens_per_pass) == 4  # a whole block per pass
+    assert loose.forward_passes < strict.forward_passes
 
 
-class ScriptedModel(torch.nn.Module):
-    """Stands in for a trained model: every pass predicts `script` for the open block,
-    with token 12 as every position's runner-up."""
+SURE, UNSURE = 10.0, 6.0  # logits of a scripted guess: probability 0.99 and 0.68
 
-    def __init__(self, script: list[int], vocab: int = 40) -> None:
-        super().__init__()
-        self.cfg = ModelConfig(vocab_size=vocab, max_seq_len=128, block_size=len(script))
-        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+class ScriptedModel:
+    """Stands in for a trained model: every pass predicts `script` for the block, with
+    token 12 (logit 5) as every position's runner-up. A script entry is a token (guessed
+    with logit SURE) or a row of (token, logit) pairs; `script` may also be a list of
+    scripts, one per pass (the last one repeats)."""
+
+    dtype = torch.float32
+    device = torch.device("cpu")
+
+    def __init__(self, script: list, vocab: int = 40) -> None:
         self.script = script
+        self.cfg = ModelConfig(vocab_size=vocab, max_seq_len=128, block_size=len(script))
+        self.passes = 0
+        self.rows_projected: list[int] = []  # rows given to logits(), per pass
+        self.inputs: list[list[int]] = []  # the block as each pass saw it
 
-    def hidden_states(self, ids, positions, mask, cache=None, cache_commit=0):
-        # Position i's "hidden state" is its one-hot script row; logits() is the identity.
-        hidden = torch.zeros(1, ids.shape[1], self.cfg.vocab_size)
-        hidden[..., 12] = 5.0
-        for i, token in enumerate(self.script):
-            hidden[0, ids.shape[1] - len(self.script) + i, token] = 10.0
+    def prefill(self, ids, cache, mask):
+        cache.length += ids.shape[0]
+        cache.token_ids.extend(ids.tolist())
+
+    def hidden(self, ids, cache):
+        # Position i's "hidden state" is its scripted logits; logits() is the identity.
+        self.passes += 1
+        self.inputs.append(ids.tolist())
+        hidden = torch.zeros(len(self.script), self.cfg.vocab_size)
+        hidden[:, 12] = 5.0
+        for i, entry in enumerate(self.script):
+            for token, logit in [(entry, SURE)] if isinstance(entry, int) else entry:
+                hidden[i, token] = logit
         return hidden
 
-    def logits(self, hidden):
-        return hidden.clone()
+    def logits(self, hidden, bias=None):
+        self.rows_projected.append(hidden.shape[0])
+        return hidden.clone() if bias is None else hidden + bias
+
+
+def _unsure(token: int) -> list[tuple[int, float]]:
+    return [(token, UNSURE)]
 
 
 def test_sampler_ends_the_middle_at_a_committed_pad() -> None:
@@ -181,10 +250,83 @@ def test_sampler_ends_the_middle_at_a_committed_pad() -> None:
     out = _generate(model, [2, 9, 3, 10, 4], None)
     assert out.tokens == [9]
     assert out.finished
+    assert out.forward_passes == 1
+
+
+def test_sure_padding_sets_the_end_once_then_every_pass_writes_a_token() -> None:
+    # Unsure of the text, sure of the padding after it: the padding says the middle ends,
+    # so the first pass ends it at the first position predicted to end (the unsure <eom>)
+    # at once, not one position per pass; then every pass writes a token of the answer,
+    # the last one also ending the middle.
+    E, P = SPECIAL.end_of_middle, SPECIAL.pad
+    model = ScriptedModel([_unsure(9), _unsure(10), _unsure(11), [(E, 5.5)], P, P, P, P])
+    out = _generate(model, [2, 9, 3, 10, 4], None)
+    assert out.tokens == [9, 10, 11]
+    assert out.finished
+    assert out.tokens_per_pass == [0, 1, 1, 1]
+    # From then on the model sees the block as training lays it out: padding after <eom>.
+    M = SPECIAL.mask
+    assert model.inputs[1] == [M, M, M, E, P, P, P, P]
+
+
+def test_an_unsure_end_takes_a_pass_of_its_own_at_most() -> None:
+    E = SPECIAL.end_of_middle
+    model = ScriptedModel([_unsure(9), _unsure(10), [(E, 5.5)], _unsure(11)])
+    out = _generate(model, [2, 9, 3, 10, 4], None)
+    assert out.tokens == [9, 10]
+    assert out.finished
+    assert out.tokens_per_pass == [1, 1, 0]  # the last pass writes the least sure <eom>
+
+
+def test_nothing_after_a_predicted_newline_is_committed_in_single_line_mode() -> None:
+    # The text after the line's end is sure but would be cut: no pass is spent on it.
+    model = ScriptedModel([_unsure(9), _unsure(10), _unsure(7), 11, 11, 11, 11, 11])
+    out = _generate(model, [2, 9, 3, 10, 4], None, single_line=True)
+    assert out.tokens == [9, 10, 7]
+    assert not out.finished
+    assert out.tokens_per_pass == [1, 1, 1]
+    # And the logits of positions after the newline were never needed once it was set.
+    assert model.rows_projected == [8, 7, 6]
+
+
+def test_the_fallback_prefers_a_token_likely_to_be_kept() -> None:
+    # Position 2 is the surest guess (0.78), but position 1 may well be the line's end
+    # (newline 0.36), which would cut it off: the surer bet is position 0 (0.68, kept).
+    model = ScriptedModel([_unsure(9), [(10, 6.0), (7, 5.8)], [(11, 6.5)], _unsure(13)])
+    _generate(model, [2, 9, 3, 10, 4], None, single_line=True)
+    M = SPECIAL.mask
+    assert model.inputs[1] == [9, M, M, M]
+
+
+def test_a_sure_end_is_committed_with_the_last_token() -> None:
+    E, P = SPECIAL.end_of_middle, SPECIAL.pad
+    model = ScriptedModel([_unsure(9), 10, E, P])
+    out = _generate(model, [2, 9, 3, 10, 4], None)
+    assert out.tokens == [9, 10]
+    assert out.finished
+    assert out.tokens_per_pass == [1, 1]  # 10 in the first pass, 9 and <eom> in the second
+
+
+def test_eom_and_pad_count_as_one_ending() -> None:
+    # Neither <eom> nor <pad> alone beats token 9, but together they do: the middle ends.
+    E, P = SPECIAL.end_of_middle, SPECIAL.pad
+    row = [(9, 8.2), (E, 8.0), (P, 8.0)]
+    out = _generate(ScriptedModel([row, row, row, row]), [2, 9, 3, 10, 4], None)
+    assert out.tokens == []
+    assert out.finished
+    assert out.forward_passes == 1
+
+
+def test_positions_past_the_budget_are_never_predicted() -> None:
+    model = ScriptedModel([_unsure(9)] * 8)
+    out = _generate(model, [2, 9, 3, 10, 4], None, max_tokens=3)
+    assert out.tokens == [9, 9, 9]
+    assert out.forward_passes == 3
+    assert max(model.rows_projected) == 3
 
 
 def test_sampler_stops_when_cancelled() -> None:
-    model = tiny_model()
+    model = tiny_model(sharpness=40.0)
     calls = itertools.count()
     with pytest.raises(InfillCancelled):
         _generate(model, [2, 9, 3, 10, 4], None, should_cancel=lambda: next(calls) >= 2)
@@ -301,4 +443,12 @@ def test_shipped_model_infill_reuses_its_cache_exactly() -> None:
     typed = prefix + first.text[:1]
     cached = model.infill(typed, suffix, max_tokens=16, single_line=True)
     fresh = model.infill(typed, suffix, max_tokens=16, single_line=True, use_cache=False)
-    assert cached == fresh
+    assert (cached.text, cached.tokens, cached.forward_passes) == (
+        fresh.text,
+        fresh.tokens,
+        fresh.forward_passes,
+    )
+    # The cache holds the same keys, computed in other groupings of rows: float32 matrix
+    # kernels round a few rows differently from many, so the probabilities agree to
+    # rounding, not bit for bit.
+    assert cached.confidence == pytest.approx(fresh.confidence, rel=1e-5)
