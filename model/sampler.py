@@ -41,6 +41,8 @@ from typing import Literal, Protocol
 
 import torch
 
+from fim_server import defaults
+
 from .masks import group_mask, token_groups
 from .tokenizer import SpecialIds
 from .transformer import KVCache, ModelConfig
@@ -52,7 +54,7 @@ class InfillCancelled(Exception):
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    threshold: float = 0.9
+    threshold: float = defaults.THRESHOLD
     temperature: float = 0.0  # 0 = greedy; otherwise sampled with the seeded generator
     # When no position clears the threshold: "confidence" commits the most confident one,
     # "left_to_right" the leftmost open one (steadier for weak models).
