@@ -27,3 +27,7 @@ THREADS = 1
 
 # TCP clients served at once (each its own session over one shared model); more are refused.
 MAX_SESSIONS = 8
+
+# The confidence gate (gate.py) hides completions scoring below this: chosen on the typing
+# replay's curve of acceptance rate against characters saved (results/typing-replay/).
+MIN_CONFIDENCE = 0.0

@@ -7,12 +7,13 @@ A bad value never stops the server: it is reported and the previous value stays.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 from . import defaults
 
-# LSP key -> (field name, accepted types, can be null, minimum)
+# LSP key -> (field name, accepted type, can be null, minimum)
 _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
     "enable": ("enable", bool, False, None),
     "debounceMs": ("debounce_ms", int, False, 0),
@@ -20,16 +21,18 @@ _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
     "lineTokens": ("line_tokens", int, False, 1),
     "blockTokens": ("block_tokens", int, False, 1),
     "crossFile": ("cross_file", bool, False, None),
+    "minConfidence": ("min_confidence", float, False, 0),
 }
 
 # Upper bounds: a value past them only makes a request wait (debounce) or run (budgets)
-# far longer than any editor waits for an answer. An integer setting without its own
-# bound gets the generic one.
+# far longer than any editor waits for an answer; a confidence is at most 1. A number
+# setting without its own bound gets the generic one.
 _MAXIMUM: dict[str, int] = {
     "debounceMs": 2_000,
     "contextTokens": 32_768,
     "lineTokens": 256,
     "blockTokens": 1_024,
+    "minConfidence": 1,
 }
 _GENERIC_MAXIMUM = 1_000_000
 
@@ -46,6 +49,9 @@ class UserSettings:
     line_tokens: int = defaults.LINE_TOKENS  # budget of rest-of-line and single-line completions
     block_tokens: int = defaults.BLOCK_TOKENS  # budget of block (multi-line) completions
     cross_file: bool = True  # chunks of other open documents in front of the prefix
+    # Completions the confidence gate (gate.py) scores below this are not shown; 0 shows
+    # every completion.
+    min_confidence: float = defaults.MIN_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -87,9 +93,15 @@ def apply_settings(current: UserSettings, payload: Any) -> SettingsUpdate:
         if value is None and nullable:
             changes[name] = None
             continue
-        # bool is an int in Python; a JSON true is no token count, nor 1 a switch.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            expected = {bool: "true or false", int: "an integer"}[kind]
+        # bool is an int in Python; a JSON true is no token count, nor 1 a switch. A
+        # number setting takes JSON integers too (0, 1).
+        accepted = (int, float) if kind is float else kind
+        if (
+            not isinstance(value, accepted)
+            or (kind is not bool and isinstance(value, bool))
+            or (kind is float and not math.isfinite(value))
+        ):
+            expected = {bool: "true or false", int: "an integer", float: "a number"}[kind]
             expected += " or null" if nullable else ""
             errors.append(
                 f"setting {key} must be {expected}, got {value!r}; kept {_now(current, name)}"
@@ -101,12 +113,12 @@ def apply_settings(current: UserSettings, payload: Any) -> SettingsUpdate:
             )
             continue
         maximum = _MAXIMUM.get(key, _GENERIC_MAXIMUM)
-        if kind is int and value > maximum:
+        if kind is not bool and value > maximum:
             errors.append(
                 f"setting {key} must be at most {maximum}, got {value}; kept {_now(current, name)}"
             )
             continue
-        changes[name] = value
+        changes[name] = float(value) if kind is float else value
     return SettingsUpdate(replace(current, **changes), errors, ignored)
 
 
