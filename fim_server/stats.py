@@ -8,7 +8,9 @@ from dataclasses import dataclass
 @dataclass
 class EngineStats:
     requests: int = 0
-    completions: int = 0  # requests answered with non-empty text
+    completions: int = 0  # requests answered with non-empty text: suggestions shown
+    gated: int = 0  # completions the confidence gate hid (below minConfidence)
+    model_runs: int = 0  # backend infill calls that finished
     tokens_generated: int = 0
     forward_passes: int = 0
     model_ms: float = 0.0
@@ -21,6 +23,12 @@ class EngineStats:
     accepted: int = 0  # completions the editor reports the user accepted (fim/accepted)
     accepted_chars: int = 0  # characters those acceptances inserted
     speculative: int = 0  # completions computed ahead after an acceptance
+    # accepted / completions, once a client has reported an acceptance; None before.
+    acceptance_rate: float | None = None
+    # The confidence of the last completion (the gate's score, shown or hidden) and the
+    # backend's own part of it; None when the last request had no completion to judge.
+    last_confidence: float | None = None
+    last_model_confidence: float | None = None
     last_mode: str | None = None  # the completion mode of the last request, for clients
     last_language: str | None = None  # and the language it was read as (None: plain text)
     busy: bool = False  # the worker is running a request right now
