@@ -92,4 +92,5 @@ class CompletionCache:
             cached=True,
             replace_chars=shown.completion.replace_chars,
             confidence=shown.completion.confidence,
+            model_confidence=shown.completion.model_confidence,
         )

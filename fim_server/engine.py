@@ -21,7 +21,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from . import defaults
+from . import defaults, gate
 from .backends import Backend, BackendError, BackendSpec, InfillCancelled, load_backend
 from .cache import CompletionCache
 from .completion import Completion
@@ -453,6 +453,12 @@ class Engine:
             with self._stats_lock:
                 self._stats.busy = False
         text = _document_newlines(edit.text, request.text)
+        # Scored here, where the raw text is known; hidden or shown in _answered, against
+        # the setting in force then (the cache keeps the scored completion, so a changed
+        # minConfidence applies to cached answers too).
+        signals = gate.signals(
+            infill.text, edit.text, infill.confidence, single_line=ctx.mode.is_line
+        )
         completion = Completion(
             text,
             ctx.mode,
@@ -461,10 +467,12 @@ class Engine:
             infill.forward_passes,
             model_ms=model_ms,
             replace_chars=edit.replace_chars,
-            confidence=infill.confidence,
+            confidence=gate.score(signals) if text else None,
+            model_confidence=infill.confidence,
         )
         self._cache.put(request.key, completion)
         with self._stats_lock:
+            self._stats.model_runs += 1
             self._stats.tokens_generated += infill.tokens
             self._stats.forward_passes += infill.forward_passes
             self._stats.model_ms += model_ms
@@ -473,13 +481,28 @@ class Engine:
     def _answered(
         self, result: Completion, text: str, offset: int, uri: str | None, started: float
     ) -> Completion:
-        """Record an answer about to be handed out."""
+        """Apply the confidence gate and record the answer about to be handed out."""
+        gated = bool(result.text) and not gate.shows(
+            result.confidence, self.user_settings.min_confidence
+        )
+        if gated:
+            result = replace(
+                result,
+                text="",
+                replace_chars=0,
+                reason=f"{result.reason}; hidden by the confidence gate "
+                f"({result.confidence:.2f} < minConfidence "
+                f"{self.user_settings.min_confidence:.2f})",
+            )
         result = replace(result, latency_ms=(time.perf_counter() - started) * 1000)
         self._cache.shown(uri, text, offset, result)
         with self._stats_lock:
             self._stats.last_latency_ms = result.latency_ms
             self._stats.completions += bool(result.text)
+            self._stats.gated += gated
             self._stats.cache_hits += result.cached
+            self._stats.last_confidence = result.confidence
+            self._stats.last_model_confidence = result.model_confidence
         logger.debug(
             "%s (%s): %d tokens, %d passes, %.1f ms%s",
             result.mode,
@@ -493,7 +516,10 @@ class Engine:
 
     def stats(self) -> EngineStats:
         with self._stats_lock:
-            return replace(self._stats)
+            stats = replace(self._stats)
+        if stats.accepted:
+            stats.acceptance_rate = stats.accepted / max(stats.completions, 1)
+        return stats
 
     def close(self) -> None:
         """Drop queued work, stop a running infill at its next step, release the backend
