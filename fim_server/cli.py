@@ -19,6 +19,7 @@ from .backends import KINDS, BackendSpec
 from .engine import Engine, EngineSettings
 from .eval.sandbox import SandboxLimits, isolation, unavailable_reason
 from .eval.tasks import BENCHMARKS, SUITES, load_suite, spread
+from .settings import UserSettings
 
 EXIT_USAGE = 2  # bad file or position, like argparse's own usage errors
 EXIT_MODEL = 1
@@ -97,6 +98,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     _add_common(complete, with_defaults=False)
     complete.add_argument(
         "location", metavar="FILE:LINE:COL", help="LINE and COL 1-based, COL in characters"
+    )
+    complete.add_argument(
+        "--min-confidence",
+        type=float,
+        default=defaults.MIN_CONFIDENCE,
+        help="hide completions the confidence gate scores below this, like the server's "
+        f"minConfidence setting (default {defaults.MIN_CONFIDENCE}; 0 shows every one)",
     )
     evaluate = commands.add_parser(
         "eval", help="score the pipeline on HumanEval-Infilling and SAFIM (Python)"
@@ -193,7 +201,10 @@ def run_complete(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
     offset = offset_of(text, line, col)
+    if not 0 <= args.min_confidence <= 1:
+        raise UsageError("--min-confidence must be between 0 and 1")
     engine = Engine(_settings(args))
+    engine.configure(UserSettings(min_confidence=args.min_confidence))
     try:
         completion = engine.complete_blocking(text, offset, path=str(path))
     finally:
@@ -201,14 +212,22 @@ def run_complete(args: argparse.Namespace) -> int:
     if engine.load_error is not None:
         print(f"fim-server: could not load the model: {engine.load_error}", file=sys.stderr)
         return EXIT_MODEL
-    backend = engine.stats().backend
-    confidence = "" if completion.confidence is None else f" confidence={completion.confidence:.2f}"
+    stats = engine.stats()
+    confidence = ""
+    if completion.confidence is not None:
+        model = completion.model_confidence
+        gate = "hidden" if stats.gated else "shown"
+        confidence = (
+            f" confidence={completion.confidence:.2f}"
+            f" model_confidence={'none' if model is None else f'{model:.2f}'}"
+            f" gate={gate} (minConfidence {args.min_confidence:.2f})"
+        )
     if completion.text:
         sys.stdout.write(completion.text + "\n")
     # A completion may replace the closing brackets after the cursor (replace_chars of
     # them): what is printed is the text that takes their place.
     print(
-        f"backend={backend} mode={completion.mode} replace_chars={completion.replace_chars} "
+        f"backend={stats.backend} mode={completion.mode} replace_chars={completion.replace_chars} "
         f"tokens={completion.tokens} "
         f"forward_passes={completion.forward_passes} model_ms={completion.model_ms:.1f} "
         f"total_ms={completion.latency_ms:.1f}{confidence} ({completion.reason})",
