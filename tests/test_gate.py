@@ -1,0 +1,235 @@
+"""The confidence gate: its score, the engine hiding completions below `minConfidence`
+(scripted backend of known confidences), the setting's validation, and where the
+confidence shows (fim/stats, `fim-server complete`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pytest
+
+from fim_server import cli, defaults, gate
+from fim_server.backends import Infill
+from fim_server.context import ContextSettings
+from fim_server.engine import Engine, EngineSettings
+from fim_server.server import stats_payload
+from fim_server.settings import UserSettings, apply_settings
+
+
+@dataclass
+class ConfidentModel:
+    """Answers the infills in order, each with the confidence it is given."""
+
+    answers: list[tuple[str, float | None]]
+    name: str = "scripted"
+    description: str = "a scripted backend with known confidences"
+    context_tokens: int | None = None
+    calls: int = 0
+    seen: list[str] = field(default_factory=list)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed):
+        text, confidence = self.answers[self.calls]
+        self.calls += 1
+        return Infill(text, tokens=2, forward_passes=2, confidence=confidence)
+
+    def close(self) -> None:
+        pass
+
+
+def make_engine(model: ConfidentModel, min_confidence: float) -> Engine:
+    engine = Engine(EngineSettings(context=ContextSettings(), cache_size=16))
+    engine.use_backend(model)
+    engine.configure(UserSettings(debounce_ms=0, min_confidence=min_confidence))
+    return engine
+
+
+# -- the score -------------------------------------------------------------------------
+
+
+def test_an_uncut_answer_scores_the_models_confidence() -> None:
+    s = gate.signals("total + 1", "total + 1", 0.62, single_line=True)
+    assert (s.raw_chars, s.shown_chars, s.loop) == (7, 7, False)
+    assert gate.score(s) == pytest.approx(0.62)
+
+
+def test_the_line_break_of_a_single_line_answer_is_not_a_cut() -> None:
+    s = gate.signals("total + 1\n    return total", "total + 1", 0.62, single_line=True)
+    assert gate.score(s) == pytest.approx(0.62)
+
+
+def test_text_postprocessing_cut_lowers_the_score() -> None:
+    raw = "x = 1\ny = 2\nreturn x"  # the cleanup kept the first line only
+    s = gate.signals(raw, "x = 1", 0.8, single_line=False)
+    assert (s.raw_chars, s.shown_chars) == (13, 3)
+    assert gate.score(s) == pytest.approx(0.8 * (3 / 13) ** gate.CUT_WEIGHT)
+    assert gate.score(s) < 0.8
+
+
+def test_a_looping_answer_scores_lower_than_the_same_confidence_without_a_loop() -> None:
+    loop = "self_" * 20
+    looping = gate.signals(loop, loop, 0.9, single_line=True)
+    assert looping.loop
+    assert gate.score(looping) == pytest.approx(0.9 * gate.LOOP_FACTOR)
+
+
+def test_a_backend_without_confidence_is_judged_on_postprocessing_alone() -> None:
+    assert gate.score(gate.signals("abc", "abc", None, single_line=True)) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("confidence", "min_confidence", "shown"),
+    [(0.5, 0.0, True), (0.5, 0.5, True), (0.49, 0.5, False), (None, 0.0, True), (None, 0.1, False)],
+)
+def test_shows_compares_with_the_setting(
+    confidence: float | None, min_confidence: float, shown: bool
+) -> None:
+    assert gate.shows(confidence, min_confidence) is shown
+
+
+# -- the engine ------------------------------------------------------------------------
+
+# Different documents, so that no answer comes from the cache.
+LINES = [f"x{i} = a + " for i in range(6)]
+CONFIDENCES = [0.9, 0.2, 0.45, 0.5, None, 0.05]
+
+
+def test_exactly_the_completions_at_or_above_the_gate_are_shown() -> None:
+    model = ConfidentModel([("b", c) for c in CONFIDENCES])
+    engine = make_engine(model, 0.45)
+    shown = []
+    for line in LINES:
+        completion = engine.complete_blocking(line + "\n", len(line), uri=f"file:///{line[:2]}.py")
+        shown.append(completion.text)
+        if not completion.text:
+            assert "confidence gate" in completion.reason
+            assert "minConfidence 0.45" in completion.reason
+    # None: the backend cannot tell, so only post-processing judges it (nothing was cut).
+    assert shown == ["b", "", "b", "b", "b", ""]
+    stats = engine.stats()
+    assert (stats.completions, stats.gated, stats.model_runs) == (4, 2, 6)
+    assert stats.last_confidence == pytest.approx(0.05)
+    assert stats.last_model_confidence == pytest.approx(0.05)
+    engine.close()
+
+
+def test_a_gate_at_zero_shows_every_completion() -> None:
+    model = ConfidentModel([("b", c) for c in CONFIDENCES])
+    engine = make_engine(model, 0.0)
+    texts = [
+        engine.complete_blocking(line + "\n", len(line), uri=f"file:///{line[:2]}.py").text
+        for line in LINES
+    ]
+    assert texts == ["b"] * 6 and engine.stats().gated == 0
+    engine.close()
+
+
+def test_the_gate_judges_cached_answers_with_the_setting_in_force() -> None:
+    model = ConfidentModel([("b", 0.3)])
+    engine = make_engine(model, 0.0)
+    text, offset = "x = a + \n", 8
+    assert engine.complete_blocking(text, offset, uri="file:///a.py").text == "b"
+    engine.configure(UserSettings(debounce_ms=0, min_confidence=0.6))
+    again = engine.complete_blocking(text, offset, uri="file:///a.py")
+    assert again.cached and again.text == "" and again.confidence == pytest.approx(0.3)
+    assert model.calls == 1
+    engine.close()
+
+
+def test_cut_text_can_fall_below_the_gate_where_the_models_confidence_alone_would_not() -> None:
+    # A block whose second line leaves the block: the cleanup cuts it, the score drops.
+    raw = "return 1\nprint('outside the function')"
+    model = ConfidentModel([(raw, 0.7)])
+    engine = make_engine(model, 0.5)
+    text = "def f():\n    \n"
+    completion = engine.complete_blocking(text, 13, uri="file:///f.py")
+    assert completion.text == "" and completion.model_confidence == pytest.approx(0.7)
+    assert completion.confidence is not None and completion.confidence < 0.5
+    engine.close()
+
+
+def test_typing_through_a_shown_completion_keeps_its_confidence() -> None:
+    model = ConfidentModel([("total + 1", 0.8)])
+    engine = make_engine(model, 0.5)
+    text = "y = \n"
+    first = engine.complete_blocking(text, 4, uri="file:///t.py")
+    assert first.text == "total + 1"
+    rest = engine.complete_blocking("y = to\n", 6, uri="file:///t.py")
+    assert (rest.text, rest.cached) == ("tal + 1", True)
+    assert rest.confidence == pytest.approx(first.confidence)
+    engine.close()
+
+
+def test_stats_report_shown_hidden_and_the_acceptance_rate() -> None:
+    model = ConfidentModel([("b", c) for c in (0.9, 0.1, 0.8, 0.7)])
+    engine = make_engine(model, 0.5)
+    for line in LINES[:4]:
+        engine.complete_blocking(line + "\n", len(line), uri=f"file:///{line[:2]}.py")
+    assert engine.stats().acceptance_rate is None  # no client has reported acceptance
+    engine.accepted(1)
+    payload = stats_payload(engine.stats())
+    assert (payload["completions"], payload["gated"], payload["accepted"]) == (3, 1, 1)
+    assert payload["acceptanceRate"] == pytest.approx(1 / 3)
+    assert payload["lastConfidence"] == pytest.approx(0.7)
+    engine.close()
+
+
+# -- the setting -----------------------------------------------------------------------
+
+
+def test_the_default_gate_is_the_documented_one() -> None:
+    assert UserSettings().min_confidence == defaults.MIN_CONFIDENCE
+    assert 0 <= defaults.MIN_CONFIDENCE <= 1
+
+
+@pytest.mark.parametrize("value", [0, 1, 0.35])
+def test_min_confidence_takes_numbers_from_0_to_1(value: float) -> None:
+    update = apply_settings(UserSettings(), {"fim": {"minConfidence": value}})
+    assert update.errors == []
+    assert update.settings.min_confidence == value
+    assert isinstance(update.settings.min_confidence, float)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-0.1, "minConfidence must be at least 0"),
+        (1.5, "minConfidence must be at most 1"),
+        ("high", "minConfidence must be a number"),
+        (True, "minConfidence must be a number"),
+        (None, "minConfidence must be a number"),
+        (math.nan, "minConfidence must be a number"),
+    ],
+)
+def test_a_bad_min_confidence_keeps_the_old_value(value: object, message: str) -> None:
+    update = apply_settings(UserSettings(min_confidence=0.2), {"fim": {"minConfidence": value}})
+    assert update.settings.min_confidence == 0.2
+    (error,) = update.errors
+    assert message in error and "kept 0.2" in error
+
+
+# -- fim-server complete ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("min_confidence", "decision"), [("0", "shown"), ("1", "hidden")])
+def test_complete_prints_the_gate_decision(
+    tmp_path, capsys: pytest.CaptureFixture[str], min_confidence: str, decision: str
+) -> None:
+    source = tmp_path / "area.py"
+    source.write_text('def circle_area(radius):\n    """Area of a circle."""\n    \n')
+    code = cli.main(["complete", f"{source}:3:5", "--min-confidence", min_confidence])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert f"gate={decision} (minConfidence {float(min_confidence):.2f})" in err
+    assert "model_confidence=" in err
+    assert (out.strip() != "") is (decision == "shown")
+
+
+def test_complete_refuses_a_gate_outside_0_to_1(tmp_path, capsys) -> None:
+    source = tmp_path / "a.py"
+    source.write_text("x = 1\n")
+    assert cli.main(["complete", f"{source}:1:1", "--min-confidence", "2"]) == cli.EXIT_USAGE
+    assert "--min-confidence must be between 0 and 1" in capsys.readouterr().err
