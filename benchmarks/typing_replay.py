@@ -1,0 +1,632 @@
+"""Typing replay: the ghost text a user sees, measured through the real server over LSP.
+
+Held-out files of the corpus split (fim_model.data.is_held_out: folders the model never
+trained on) are picked from this machine's code (fim_model.sources.default_roots), a few
+per language, seeded. In each, a fixed number of lines are typed again character by
+character, with the rest of the file present: each line is emptied after its indentation
+(as an editor's auto-indent leaves it), then every keystroke is a didChange and an inline
+completion request. When the suggestion is exactly what comes next the replay accepts it
+(Tab), or, when only its start is, the longest run of its whole words that is (partial
+accept, word by word); an acceptance is one keystroke too. Otherwise it types the next
+character itself.
+
+Prints, per language and over all: characters typed by completions, suggestions shown
+per keystroke, acceptance rate (suggestions accepted, in full or by word, per suggestion
+shown), keystroke latency p50/p95 (client side), model runs per keystroke and the cache
+hit rate (from the server's fim/stats). Every shown suggestion is recorded with its
+confidence, so the acceptance rate and characters saved of every confidence gate can be
+computed from one run at gate 0 (an approximation: a hidden suggestion cannot be typed
+through, so the real run at a gate differs a little; the replay at the chosen gate
+checks it). Writes the events and summaries as JSON, the tables as markdown and the gate
+curve as a PNG.
+
+    .venv/bin/python benchmarks/typing_replay.py            # gate 0 + curve, then the default gate
+    .venv/bin/python benchmarks/typing_replay.py --gates 0.3 --out /tmp/replay
+    .venv/bin/python benchmarks/typing_replay.py --server-cmd "fim-server --stdio --model DIR"
+
+Any backend works: the server command picks it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import shlex
+import sys
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import tree_sitter
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from fim_model.data import is_held_out
+from fim_model.sources import SourceRoot, decode_source, default_roots, language_of
+from fim_server import defaults
+from fim_server.languages import LANGUAGES, parse
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "results" / "typing-replay"
+DEFAULT_SERVER = f"{shlex.quote(sys.executable)} -m fim_server --stdio"
+# Languages with held-out files on the development machine (its JavaScript has none with
+# enough code lines, and Go and Rust sources are not installed there; pass
+# --languages go,rust where they are).
+DEFAULT_LANGUAGES = ("python", "java", "c", "cpp")
+# LSP language ids, where they differ from the corpus's names.
+LANGUAGE_IDS = {"bash": "shellscript", "tsx": "typescriptreact"}
+# Lines worth typing: long enough for a completion to save something, short enough that a
+# handful of them fit the keystroke budget.
+MIN_LINE_CHARS = 6
+MAX_LINE_CHARS = 80
+# A "word" for partial accept: a run of word characters or of punctuation, with the
+# blanks before it (how editors step through ghost text with Ctrl+Right).
+_WORD = re.compile(r"\s*(?:\w+|[^\w\s]+)|\s+")
+# The targets of issue 20 for the default gate.
+TARGET_ACCEPTANCE = 0.25
+TARGET_SAVED = 0.04
+
+
+# -- picking held-out files ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldOutFile:
+    path: str  # corpus path: "label/relative/path"
+    language: str
+    text: str
+
+
+def _refuse_benchmarks(path: str) -> None:
+    if "benchmarks" in PurePosixPath(path).parts:
+        raise SystemExit(f"refusing to replay a benchmark file: {path}")
+
+
+@cache
+def _names(root: SourceRoot) -> list[str]:
+    """Relative paths of the files `root` would give the corpus, without reading them."""
+    if root.location.suffix == ".zip":
+        with zipfile.ZipFile(root.location) as zf:
+            names = zf.namelist()
+    else:
+        names = [
+            p.relative_to(root.location).as_posix()
+            for p in root.location.rglob("*")
+            if p.is_file() and not p.is_symlink()
+        ]
+    # The corpus's own filter (skipped folders, languages), so that "held out" means
+    # exactly what it meant for training.
+    return [name for name in sorted(names) if root._wanted(PurePosixPath(name))]
+
+
+def _read(root: SourceRoot, name: str) -> bytes | None:
+    try:
+        if root.location.suffix == ".zip":
+            with zipfile.ZipFile(root.location) as zf:
+                return zf.read(name)
+        return (root.location / name).read_bytes()
+    except (OSError, KeyError):
+        return None
+
+
+def _in_comment_or_string(tree: tree_sitter.Tree, row: int, column: int) -> bool:
+    node = tree.root_node.named_descendant_for_point_range((row, column), (row, column))
+    while node is not None:
+        if "comment" in node.type or "string" in node.type:
+            return True
+        node = node.parent
+    return False
+
+
+def typable_lines(text: str, language: str) -> list[int]:
+    """Rows worth typing: code (not comments, docstrings and other strings: licence
+    headers would swamp the figures), ASCII (so columns are LSP positions), not too short
+    nor too long."""
+    tree = parse(LANGUAGES[language], text.encode("utf-8"))
+    rows = []
+    for row, line in enumerate(text.split("\n")):
+        body = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if not (line.isascii() and MIN_LINE_CHARS <= len(body) <= MAX_LINE_CHARS):
+            continue
+        if "\t" in body or line.endswith(" ") or _in_comment_or_string(tree, row, indent):
+            continue
+        rows.append(row)
+    return rows
+
+
+def held_out_files(
+    language: str, count: int, lines: int, seed: int, roots: list[SourceRoot]
+) -> list[HeldOutFile]:
+    """`count` held-out files of `language` with at least `lines` typable lines, picked
+    with `seed` among every held-out file of that language on this machine."""
+    candidates: list[tuple[SourceRoot, str]] = []
+    for root in roots:
+        if language not in root.languages:
+            continue
+        for name in _names(root):
+            path = f"{root.label}/{name}"
+            if language_of(PurePosixPath(name)) == language and is_held_out(path):
+                if "benchmarks" not in PurePosixPath(path).parts:
+                    candidates.append((root, name))
+    random.Random(f"{seed}:{language}").shuffle(candidates)
+    picked: list[HeldOutFile] = []
+    for root, name in candidates:
+        raw = _read(root, name)
+        text = decode_source(raw) if raw is not None else None
+        if text is None or "\r" in text or len(typable_lines(text, language)) < lines:
+            continue
+        path = f"{root.label}/{name}"
+        _refuse_benchmarks(path)
+        picked.append(HeldOutFile(path, language, text))
+        if len(picked) == count:
+            break
+    return picked
+
+
+def chosen_rows(file: HeldOutFile, lines: int, seed: int) -> list[int]:
+    rows = typable_lines(file.text, file.language)
+    return sorted(random.Random(f"{seed}:{file.path}").sample(rows, min(lines, len(rows))))
+
+
+# -- accepting -------------------------------------------------------------------------
+
+
+def accepted_chars(suggestion: str, wanted: str) -> tuple[int, bool]:
+    """Characters of `suggestion` a user would take when `wanted` is what they are about
+    to type, and whether that is the whole suggestion (else whole words of it)."""
+    if suggestion and wanted.startswith(suggestion):
+        return len(suggestion), True
+    taken = 0
+    for word in _WORD.finditer(suggestion):
+        if not wanted.startswith(suggestion[: word.end()]):
+            break
+        taken = word.end()
+    return taken, False
+
+
+# -- the replay ------------------------------------------------------------------------
+
+
+@dataclass
+class Keystroke:
+    language: str
+    path: str
+    row: int
+    column: int
+    latency_ms: float
+    suggestion: str  # the ghost text shown ("" when none)
+    confidence: float | None  # the gate's score of the last completion (fim/stats)
+    model_confidence: float | None  # the backend's part of it
+    accepted: int  # characters of the suggestion accepted
+    full: bool  # the whole suggestion was accepted
+    model_runs: int  # model runs this keystroke caused
+    cached: bool  # answered from the cache or by typing-through
+    gated: bool  # a completion was hidden by the confidence gate
+
+
+@dataclass
+class Replay:
+    gate: float
+    server: str
+    backend: str | None = None
+    files: dict[str, list[str]] = field(default_factory=dict)  # language -> corpus paths
+    typed_chars: dict[str, int] = field(default_factory=dict)  # language -> line characters
+    keystrokes: list[Keystroke] = field(default_factory=list)
+
+
+async def _stats(client: LanguageClient) -> dict[str, Any]:
+    return (await client.protocol.send_request_async("fim/stats", None))._asdict()
+
+
+async def _wait_for_model(client: LanguageClient, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = await _stats(client)
+        if current["modelReady"]:
+            return current
+        if current["modelError"]:
+            raise SystemExit(f"the server could not load its model: {current['modelError']}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the model did not load within {timeout:.0f} s")
+        await asyncio.sleep(0.1)
+
+
+def _change(uri: str, version: int, row: int, start: int, end: int, text: str):
+    return types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=[
+            types.TextDocumentContentChangePartial(
+                range=types.Range(
+                    start=types.Position(line=row, character=start),
+                    end=types.Position(line=row, character=end),
+                ),
+                text=text,
+            )
+        ],
+    )
+
+
+async def _suggest(client: LanguageClient, uri: str, row: int, column: int) -> str:
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=row, character=column),
+        )
+    )
+    if not result or not result.items:
+        return ""
+    item = result.items[0]
+    text = item.insert_text if isinstance(item.insert_text, str) else item.insert_text.value
+    # The rest of a replayed line is empty, so a suggestion replaces nothing; one that
+    # claims a range is not what comes next.
+    if item.range is not None and item.range.start != item.range.end:
+        return ""
+    return text
+
+
+async def replay_file(
+    client: LanguageClient, file: HeldOutFile, rows: list[int], replay: Replay
+) -> None:
+    # A URI under the replay's own scheme: the server reads nothing from disk anyway.
+    uri = f"file:///replay/{file.path}"
+    lines = file.text.split("\n")
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri,
+                language_id=LANGUAGE_IDS.get(file.language, file.language),
+                version=1,
+                text=file.text,
+            )
+        )
+    )
+    version = 1
+    before = await _stats(client)
+    for row in rows:
+        line = lines[row]
+        indent = len(line) - len(line.lstrip())
+        body = line[indent:]
+        version += 1
+        client.text_document_did_change(_change(uri, version, row, indent, len(line), ""))
+        typed = 0
+        while typed < len(body):
+            column = indent + typed
+            started = time.perf_counter()
+            suggestion = await _suggest(client, uri, row, column)
+            latency_ms = (time.perf_counter() - started) * 1000
+            after = await _stats(client)
+            taken, full = accepted_chars(suggestion, body[typed:])
+            replay.keystrokes.append(
+                Keystroke(
+                    language=file.language,
+                    path=file.path,
+                    row=row,
+                    column=column,
+                    latency_ms=latency_ms,
+                    suggestion=suggestion,
+                    confidence=after["lastConfidence"],
+                    model_confidence=after["lastModelConfidence"],
+                    accepted=taken,
+                    full=full,
+                    model_runs=after["modelRuns"] - before["modelRuns"],
+                    cached=after["cacheHits"] > before["cacheHits"],
+                    gated=after["gated"] > before["gated"],
+                )
+            )
+            before = after
+            insert = body[typed : typed + max(taken, 1)]
+            version += 1
+            client.text_document_did_change(_change(uri, version, row, column, column, insert))
+            typed += len(insert)
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+
+
+async def run_replay(
+    files: list[HeldOutFile], rows: dict[str, list[int]], args: argparse.Namespace, gate: float
+) -> Replay:
+    command = shlex.split(args.server_cmd)
+    replay = Replay(gate=gate, server=args.server_cmd)
+    client = LanguageClient("fim-typing-replay", "0.1")
+    await client.start_io(command[0], *command[1:])
+    await client.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                text_document=types.TextDocumentClientCapabilities(
+                    inline_completion=types.InlineCompletionClientCapabilities()
+                )
+            ),
+            initialization_options={"fim": {"minConfidence": gate, "debounceMs": args.debounce_ms}},
+        )
+    )
+    client.initialized(types.InitializedParams())
+    try:
+        ready = await _wait_for_model(client, args.timeout)
+        replay.backend = ready["backendDescription"]
+        for file in files:
+            file_rows = rows[file.path]
+            replay.files.setdefault(file.language, []).append(file.path)
+            lines = file.text.split("\n")
+            replay.typed_chars[file.language] = replay.typed_chars.get(file.language, 0) + sum(
+                len(lines[r].strip()) for r in file_rows
+            )
+            await replay_file(client, file, file_rows, replay)
+            print(f"  {file.language:<11} {file.path}", file=sys.stderr)
+    finally:
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+    return replay
+
+
+# -- figures ---------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summarise(keystrokes: list[Keystroke], typed_chars: int) -> dict[str, Any]:
+    shown = [k for k in keystrokes if k.suggestion]
+    accepted = [k for k in shown if k.accepted]
+    n = max(len(keystrokes), 1)
+    return {
+        "keystrokes": len(keystrokes),
+        "line_chars": typed_chars,
+        "chars_by_completion": sum(k.accepted for k in accepted),
+        "chars_saved": sum(k.accepted for k in accepted) / max(typed_chars, 1),
+        "shown": len(shown),
+        "shown_per_keystroke": len(shown) / n,
+        "accepted": len(accepted),
+        "accepted_full": sum(k.full for k in accepted),
+        "acceptance_rate": len(accepted) / max(len(shown), 1),
+        "gated": sum(k.gated for k in keystrokes),
+        "latency_p50_ms": percentile([k.latency_ms for k in keystrokes], 0.5),
+        "latency_p95_ms": percentile([k.latency_ms for k in keystrokes], 0.95),
+        "model_runs_per_keystroke": sum(k.model_runs for k in keystrokes) / n,
+        "cache_hit_rate": sum(k.cached for k in keystrokes) / n,
+    }
+
+
+def summaries(replay: Replay) -> dict[str, dict[str, Any]]:
+    table = {
+        language: summarise(
+            [k for k in replay.keystrokes if k.language == language], replay.typed_chars[language]
+        )
+        for language in replay.typed_chars
+    }
+    table["all"] = summarise(replay.keystrokes, sum(replay.typed_chars.values()))
+    return table
+
+
+def gate_curve(replay: Replay, score: str = "confidence") -> list[dict[str, float]]:
+    """Acceptance rate and characters saved had the suggestions below each gate been
+    hidden (from a replay at gate 0; `score`: "confidence", the gate's, or
+    "model_confidence", the backend's alone)."""
+    shown = [k for k in replay.keystrokes if k.suggestion]
+    total = max(sum(replay.typed_chars.values()), 1)
+    curve = []
+    for step in range(101):
+        gate = step / 100
+        kept = [k for k in shown if gate <= 0 or (getattr(k, score) or 0.0) >= gate]
+        taken = [k for k in kept if k.accepted]
+        curve.append(
+            {
+                "gate": gate,
+                "shown": len(kept),
+                "accepted": len(taken),
+                "acceptance_rate": len(taken) / len(kept) if kept else 0.0,
+                "chars_saved": sum(k.accepted for k in taken) / total,
+            }
+        )
+    return curve
+
+
+def choose_gate(curve: list[dict[str, float]]) -> tuple[float, str]:
+    """The gate users would want, and why: the lowest gate that meets both targets (the
+    most characters saved among those that do); where none does, the gate with the best
+    product of acceptance rate and characters saved (the most useful ghost text per
+    suggestion shown), among gates that keep at least half the ungated characters saved."""
+    meeting = [
+        p
+        for p in curve
+        if p["acceptance_rate"] >= TARGET_ACCEPTANCE and p["chars_saved"] >= TARGET_SAVED
+    ]
+    if meeting:
+        best = max(meeting, key=lambda p: (p["chars_saved"], -p["gate"]))
+        return best["gate"], "the gate that meets both targets with the most characters saved"
+    floor = curve[0]["chars_saved"] / 2
+    useful = [p for p in curve if p["chars_saved"] >= floor and p["shown"]]
+    best = max(useful, key=lambda p: (p["acceptance_rate"] * p["chars_saved"], -p["gate"]))
+    return best["gate"], (
+        "no gate meets both targets; the one with the best acceptance rate x characters "
+        "saved, keeping at least half the ungated characters saved"
+    )
+
+
+def plot_curve(replay: Replay, chosen: float, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for score, label, style in (
+        ("confidence", "gate score (model confidence + post-processing)", "-"),
+        ("model_confidence", "model confidence alone", "--"),
+    ):
+        curve = gate_curve(replay, score)
+        xs = [100 * p["chars_saved"] for p in curve if p["shown"]]
+        ys = [100 * p["acceptance_rate"] for p in curve if p["shown"]]
+        ax.plot(xs, ys, style, label=label)
+        if score == "confidence":
+            for p in curve:
+                if p["shown"] and round(p["gate"] * 100) % 10 == 0:
+                    x, y = 100 * p["chars_saved"], 100 * p["acceptance_rate"]
+                    ax.annotate(f"{p['gate']:.1f}", (x, y), fontsize=7, alpha=0.7)
+            point = next(p for p in curve if abs(p["gate"] - chosen) < 1e-9)
+            ax.plot(
+                [100 * point["chars_saved"]],
+                [100 * point["acceptance_rate"]],
+                "o",
+                color="crimson",
+                label=f"default minConfidence {chosen:.2f}",
+            )
+    ax.axhline(100 * TARGET_ACCEPTANCE, color="grey", lw=0.8, ls=":")
+    ax.axvline(100 * TARGET_SAVED, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("characters typed by completions (%)")
+    ax.set_ylabel("acceptance rate (% of suggestions shown)")
+    ax.set_title("Typing replay: the confidence gate from 0 to 1", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def markdown(replay: Replay) -> str:
+    rows = [
+        f"Gate (minConfidence) {replay.gate:.2f}; backend: {replay.backend}",
+        "",
+        "| language | keystrokes | chars typed by completions | shown / keystroke "
+        "| acceptance rate (full) | hidden by the gate | latency p50 / p95 (ms) "
+        "| model runs / keystroke | cache hits |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for language, s in summaries(replay).items():
+        name = f"**{language}**" if language == "all" else language
+        rows.append(
+            f"| {name} | {s['keystrokes']} "
+            f"| {100 * s['chars_saved']:.1f}% ({s['chars_by_completion']}/{s['line_chars']}) "
+            f"| {s['shown_per_keystroke']:.2f} "
+            f"| {100 * s['acceptance_rate']:.1f}% ({s['accepted']}/{s['shown']}; "
+            f"{s['accepted_full']} full) "
+            f"| {s['gated']} "
+            f"| {s['latency_p50_ms']:.0f} / {s['latency_p95_ms']:.0f} "
+            f"| {s['model_runs_per_keystroke']:.2f} | {100 * s['cache_hit_rate']:.0f}% |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def write(replay: Replay, out: Path, extra: dict[str, Any] | None = None) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"gate-{replay.gate:.2f}"
+    data = {
+        "gate": replay.gate,
+        "server": replay.server,
+        "backend": replay.backend,
+        "files": replay.files,
+        "summaries": summaries(replay),
+        **(extra or {}),
+        "keystrokes": [asdict(k) for k in replay.keystrokes],
+    }
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+    table = markdown(replay)
+    (out / f"{name}.md").write_text(table)
+    return table
+
+
+def load(path: Path) -> Replay:
+    data = json.loads(path.read_text())
+    replay = Replay(gate=data["gate"], server=data["server"], backend=data["backend"])
+    replay.files = data["files"]
+    replay.typed_chars = {k: v["line_chars"] for k, v in data["summaries"].items() if k != "all"}
+    replay.keystrokes = [Keystroke(**k) for k in data["keystrokes"]]
+    return replay
+
+
+def _gates(text: str) -> list[float | None]:
+    gates: list[float | None] = []
+    for part in text.split(","):
+        if part == "default":
+            gates.append(None)
+            continue
+        value = float(part)
+        if not 0 <= value <= 1:
+            raise argparse.ArgumentTypeError(f"a gate must be between 0 and 1, got {part}")
+        gates.append(value)
+    return gates
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    languages = args.languages.split(",")
+    roots = default_roots()
+    files: list[HeldOutFile] = []
+    for language in languages:
+        found = held_out_files(language, args.files, args.lines, args.seed, roots)
+        if not found:
+            print(f"no held-out {language} files on this machine; skipped", file=sys.stderr)
+        files += found
+    if not files:
+        raise SystemExit("no held-out files found for any language")
+    rows = {f.path: chosen_rows(f, args.lines, args.seed) for f in files}
+    args.out.mkdir(parents=True, exist_ok=True)
+    chosen: float | None = None
+    for gate in args.gates:
+        if gate is None:
+            gate = chosen if chosen is not None else defaults.MIN_CONFIDENCE
+        print(f"replay at gate {gate:.2f}:", file=sys.stderr)
+        replay = await run_replay(files, rows, args, gate)
+        extra: dict[str, Any] = {}
+        if gate == 0:
+            curve = gate_curve(replay)
+            chosen, why = choose_gate(curve)
+            extra = {
+                "chosen_gate": chosen,
+                "why": why,
+                "curve": curve,
+                "curve_model_confidence": gate_curve(replay, "model_confidence"),
+            }
+            plot_curve(replay, chosen, args.out / "gate-curve.png")
+        print(write(replay, args.out, extra))
+        if gate == 0:
+            point = curve[round(chosen * 100)]
+            print(
+                f"gate from the curve: {chosen:.2f} ({why}): offline acceptance "
+                f"{100 * point['acceptance_rate']:.1f}%, characters saved "
+                f"{100 * point['chars_saved']:.1f}% (the shipped default is "
+                f"{defaults.MIN_CONFIDENCE:.2f})\n"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--languages", default=",".join(DEFAULT_LANGUAGES))
+    parser.add_argument("--files", type=int, default=3, help="held-out files per language")
+    parser.add_argument("--lines", type=int, default=4, help="lines typed per file")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--gates",
+        type=_gates,
+        default=[0.0, None],
+        help="comma-separated minConfidence values to replay at; 'default': the gate the "
+        "curve of a gate-0 replay chose (else the shipped default). Default: 0,default",
+    )
+    parser.add_argument("--debounce-ms", type=int, default=defaults.DEBOUNCE_MS)
+    parser.add_argument(
+        "--server-cmd",
+        default=DEFAULT_SERVER,
+        help=f"command that starts the server on stdio (default: {DEFAULT_SERVER})",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the model")
+    args = parser.parse_args()
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
