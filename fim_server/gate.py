@@ -3,16 +3,20 @@
 Wrong ghost text is worse than none: it distracts, and it gets accepted by mistake. The
 gate scores every completion from 0 to 1 from the backend's own confidence (the mean
 probability of the tokens it committed) and what post-processing saw while cleaning it
-(text it had to cut away, a repeated-token loop, an answer too short to save typing).
-A completion scoring below the user's `minConfidence` is not shown.
+(text it had to cut away, a repeated-token loop). A completion scoring below the user's
+`minConfidence` is not shown.
 
-The weights below were chosen on the typing replay (benchmarks/typing_replay.py; the
-curve is in results/typing-replay/): each signal is kept only where it separates the
-suggestions users accepted from the ones they typed over.
+The weights were chosen on the typing replay (benchmarks/typing_replay.py, curve and
+figures in results/typing-replay/). There a loop is the strongest signal besides the
+model's confidence: the embedded model is at its most confident when it repeats itself
+(`.s.s.s.s`, `_C_C_C_C`, 0.6-0.7 mean probability), and nearly no such suggestion was
+accepted. Very short answers are not penalised: one-character suggestions were accepted
+more often than longer ones.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .postprocess import cut_at_newline, is_degenerate, strip_special_tokens
@@ -22,15 +26,17 @@ from .postprocess import cut_at_newline, is_degenerate, strip_special_tokens
 UNKNOWN_CONFIDENCE = 1.0
 # The score is multiplied by (kept fraction) ** CUT_WEIGHT: a model whose text had to be
 # cut (past the block, repeating the suffix, not parsing) was wandering, and what is left
-# is less likely to be right.
+# is less likely to be right. (The replay types single lines, where cleanup seldom cuts:
+# this weight is set on principle, not measured.)
 CUT_WEIGHT = 1.0
-# Answers with fewer non-blank characters than this save less typing than reading them
-# costs; their score is multiplied by SHORT_FACTOR.
-SHORT_CHARS = 2
-SHORT_FACTOR = 1.0
-# A raw answer that loops (`self_self_self...`) says the model is lost, even where the
-# cleaned start of it looks fine.
+# A raw answer that loops (`.s.s.s.s`, `t: str, t: str, t: str`) says the model is lost,
+# even where the start of it looks fine (a first word can still be right: a penalty, not
+# a ban).
 LOOP_FACTOR = 0.5
+# A unit of 2-12 characters with a letter in it, three times in a row. Long loops are
+# already dropped by postprocess.is_degenerate; these are short enough to survive it.
+# The letter keeps number and separator runs (0x00000000, `# ------`) out.
+_REPEATED = re.compile(r"(.{2,12}?)\1{2,}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,13 @@ def _visible(text: str) -> int:
     return sum(not ch.isspace() for ch in text)
 
 
+def repeats_itself(text: str) -> bool:
+    """Whether `text` is (or contains) a model stuck in a loop."""
+    if is_degenerate(text):
+        return True
+    return any(any(ch.isalpha() for ch in m.group(1)) for m in _REPEATED.finditer(text))
+
+
 def signals(
     raw: str, shown: str, model_confidence: float | None, *, single_line: bool
 ) -> GateSignals:
@@ -52,7 +65,7 @@ def signals(
     text = strip_special_tokens(raw)
     if single_line:
         text = cut_at_newline(text)  # the mode's rule, not something the model got wrong
-    return GateSignals(model_confidence, _visible(text), _visible(shown), is_degenerate(text))
+    return GateSignals(model_confidence, _visible(text), _visible(shown), repeats_itself(text))
 
 
 def score(s: GateSignals) -> float:
@@ -62,8 +75,6 @@ def score(s: GateSignals) -> float:
     if s.raw_chars > 0:
         kept = min(s.shown_chars / s.raw_chars, 1.0)  # closers balanced in can exceed 1
         value *= kept**CUT_WEIGHT
-    if s.shown_chars < SHORT_CHARS:
-        value *= SHORT_FACTOR
     if s.loop:
         value *= LOOP_FACTOR
     return value

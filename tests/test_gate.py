@@ -76,6 +76,33 @@ def test_a_looping_answer_scores_lower_than_the_same_confidence_without_a_loop()
     assert gate.score(looping) == pytest.approx(0.9 * gate.LOOP_FACTOR)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ss.util.s.s.s.s.s.s",  # short loops the embedded model wrote in the typing replay
+        "#define XT_MAX_C_C_C_C_C_C",
+        "self: str, t: str, t: str, t: str,",
+        "_self" * 30,  # long enough for postprocess.is_degenerate
+    ],
+)
+def test_loops_are_recognised(text: str) -> None:
+    assert gate.repeats_itself(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mask = 0x00000000;",
+        "# ------------------",
+        "        return self.name",
+        "self.a = a; self.b = b",
+        "point(x, y, z)",
+    ],
+)
+def test_ordinary_code_is_no_loop(text: str) -> None:
+    assert not gate.repeats_itself(text)
+
+
 def test_a_backend_without_confidence_is_judged_on_postprocessing_alone() -> None:
     assert gate.score(gate.signals("abc", "abc", None, single_line=True)) == 1.0
 
