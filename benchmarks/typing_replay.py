@@ -219,6 +219,7 @@ class Replay:
     files: dict[str, list[str]] = field(default_factory=dict)  # language -> corpus paths
     typed_chars: dict[str, int] = field(default_factory=dict)  # language -> line characters
     keystrokes: list[Keystroke] = field(default_factory=list)
+    server_stats: dict[str, Any] = field(default_factory=dict)  # fim/stats at the end
 
 
 async def _stats(client: LanguageClient) -> dict[str, Any]:
@@ -324,6 +325,11 @@ async def replay_file(
                 )
             )
             before = after
+            if taken:
+                # What the editor packages send when Tab (or a partial accept) takes it.
+                client.protocol.notify(
+                    "fim/accepted", {"uri": uri, "chars": taken, "partial": not full}
+                )
             insert = body[typed : typed + max(taken, 1)]
             version += 1
             client.text_document_did_change(_change(uri, version, row, column, column, insert))
@@ -363,6 +369,7 @@ async def run_replay(
             )
             await replay_file(client, file, file_rows, replay)
             print(f"  {file.language:<11} {file.path}", file=sys.stderr)
+        replay.server_stats = await _stats(client)
     finally:
         await client.shutdown_async(None)
         client.exit(None)
@@ -531,6 +538,7 @@ def write(replay: Replay, out: Path, extra: dict[str, Any] | None = None) -> str
         "backend": replay.backend,
         "files": replay.files,
         "summaries": summaries(replay),
+        "server_stats": replay.server_stats,
         **(extra or {}),
         "keystrokes": [asdict(k) for k in replay.keystrokes],
     }
@@ -546,6 +554,7 @@ def load(path: Path) -> Replay:
     replay.files = data["files"]
     replay.typed_chars = {k: v["line_chars"] for k, v in data["summaries"].items() if k != "all"}
     replay.keystrokes = [Keystroke(**k) for k in data["keystrokes"]]
+    replay.server_stats = data.get("server_stats", {})
     return replay
 
 
@@ -593,6 +602,14 @@ async def main_async(args: argparse.Namespace) -> None:
             }
             plot_curve(replay, chosen, args.out / "gate-curve.png")
         print(write(replay, args.out, extra))
+        server = replay.server_stats
+        rate = server.get("acceptanceRate")
+        print(
+            f"the server's fim/stats: {server.get('completions')} shown, {server.get('gated')} "
+            f"hidden by the gate, {server.get('accepted')} accepted "
+            f"({server.get('acceptedChars')} characters), acceptance rate "
+            f"{'n/a' if rate is None else f'{100 * rate:.1f}%'}\n"
+        )
         if gate == 0:
             point = curve[round(chosen * 100)]
             print(
