@@ -258,6 +258,7 @@ class Engine:
         uri: str | None = None,
         path: str | None = None,
         invoked: bool = False,
+        speculative: bool = False,
     ) -> Completion:
         """Complete `text` at `offset` (a code-point index).
 
@@ -265,8 +266,10 @@ class Engine:
         open document of `documents` (its parse tree is reused, its language known, other
         documents give cross-file context); `path`: a file name, for its extension. With
         none of them the text is Python. `invoked`: the user asked explicitly, so the
-        model runs without a debounce. Cancelling the awaiting task stops the model at
-        its next step; a newer call supersedes this one, which then answers empty.
+        model runs without a debounce. `speculative`: computed ahead for the cache, not
+        shown (so not counted as shown in the stats). Cancelling the awaiting task stops
+        the model at its next step; a newer call supersedes this one, which then answers
+        empty.
         """
         started = time.perf_counter()
         call = _Call()
@@ -278,7 +281,7 @@ class Engine:
         try:
             prepared = self._prepare(text, offset, language, uri, path)
             if isinstance(prepared, Completion):
-                return self._answered(prepared, text, offset, uri, started)
+                return self._answered(prepared, text, offset, uri, started, speculative)
             wait_ms = 0.0 if invoked else self._debounce.wait_ms(self.user_settings.debounce_ms)
             if wait_ms > 0:
                 await asyncio.sleep(wait_ms / 1000)
@@ -292,7 +295,7 @@ class Engine:
                     return self._superseded(prepared.ctx)
                 raise
             self._debounce.model_ran(result.model_ms)
-            return self._answered(result, text, offset, uri, started)
+            return self._answered(result, text, offset, uri, started, speculative)
         except asyncio.CancelledError:
             call.cancel.set()  # the worker sees it at the model's next step
             with self._stats_lock:
@@ -335,7 +338,9 @@ class Engine:
         text, offset = after
         with self._stats_lock:
             self._stats.speculative += 1
-        return asyncio.ensure_future(self.complete(text, offset, uri=uri, invoked=True))
+        return asyncio.ensure_future(
+            self.complete(text, offset, uri=uri, invoked=True, speculative=True)
+        )
 
     def _superseded(self, ctx: CompletionContext) -> Completion:
         with self._stats_lock:
@@ -479,9 +484,16 @@ class Engine:
         return completion
 
     def _answered(
-        self, result: Completion, text: str, offset: int, uri: str | None, started: float
+        self,
+        result: Completion,
+        text: str,
+        offset: int,
+        uri: str | None,
+        started: float,
+        speculative: bool = False,
     ) -> Completion:
-        """Apply the confidence gate and record the answer about to be handed out."""
+        """Apply the confidence gate and record the answer about to be handed out (or,
+        `speculative`, kept for later: then it counts as neither shown nor hidden)."""
         gated = bool(result.text) and not gate.shows(
             result.confidence, self.user_settings.min_confidence
         )
@@ -497,12 +509,13 @@ class Engine:
         result = replace(result, latency_ms=(time.perf_counter() - started) * 1000)
         self._cache.shown(uri, text, offset, result)
         with self._stats_lock:
-            self._stats.last_latency_ms = result.latency_ms
-            self._stats.completions += bool(result.text)
-            self._stats.gated += gated
             self._stats.cache_hits += result.cached
-            self._stats.last_confidence = result.confidence
-            self._stats.last_model_confidence = result.model_confidence
+            if not speculative:
+                self._stats.last_latency_ms = result.latency_ms
+                self._stats.completions += bool(result.text)
+                self._stats.gated += gated
+                self._stats.last_confidence = result.confidence
+                self._stats.last_model_confidence = result.model_confidence
         logger.debug(
             "%s (%s): %d tokens, %d passes, %.1f ms%s",
             result.mode,
