@@ -196,11 +196,32 @@ def test_stats_report_shown_hidden_and_the_acceptance_rate() -> None:
     for line in LINES[:4]:
         engine.complete_blocking(line + "\n", len(line), uri=f"file:///{line[:2]}.py")
     assert engine.stats().acceptance_rate is None  # no client has reported acceptance
-    engine.accepted(1)
+    engine.accepted("file:///x3.py", 1, partial=True)
     payload = stats_payload(engine.stats())
     assert (payload["completions"], payload["gated"], payload["accepted"]) == (3, 1, 1)
     assert payload["acceptanceRate"] == pytest.approx(1 / 3)
     assert payload["lastConfidence"] == pytest.approx(0.7)
+    engine.close()
+
+
+async def test_a_completion_computed_ahead_counts_as_shown_only_when_it_is() -> None:
+    model = ConfidentModel([("total += x", 0.9), (" + 1", 0.9)])
+    engine = make_engine(model, 0.0)
+    uri = "file:///sum.py"
+    text = "def f(xs):\n    total = 0\n    for x in xs:\n        \n"
+    offset = text.index("        \n") + 8
+    shown = await engine.complete(text, offset, uri=uri)
+    ahead = engine.accepted(uri, len(shown.text), partial=False)
+    assert ahead is not None
+    await ahead
+    assert model.calls == 2
+    stats = engine.stats()
+    assert (stats.completions, stats.acceptance_rate) == (1, 1.0)
+    # The user gets there: now it is shown.
+    accepted_text = text[:offset] + shown.text + text[offset:]
+    following = await engine.complete(accepted_text, offset + len(shown.text), uri=uri)
+    assert following.cached and following.text == " + 1"
+    assert engine.stats().completions == 2
     engine.close()
 
 
