@@ -1,6 +1,6 @@
 """Typing replay: the ghost text a user sees, measured through the real server over LSP.
 
-Held-out files of the corpus split (fim_model.data.is_held_out: folders the model never
+Held-out files of the corpus split (fim_model.corpus.is_held_out: folders the model never
 trained on) are picked from this machine's code (fim_model.sources.default_roots), a few
 per language, seeded. In each, a fixed number of lines are typed again character by
 character, with the rest of the file present: each line is emptied after its indentation
@@ -47,7 +47,7 @@ import tree_sitter
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from fim_model.data import is_held_out
+from fim_model.corpus import is_held_out
 from fim_model.sources import SourceRoot, decode_source, default_roots, language_of
 from fim_server import defaults
 from fim_server.languages import LANGUAGES, parse
