@@ -4,10 +4,17 @@ confidence shows (fim/stats, `fim-server complete`)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import sys
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
 
 from fim_server import cli, defaults, gate
 from fim_server.backends import Infill
@@ -281,3 +288,84 @@ def test_complete_refuses_a_gate_outside_0_to_1(tmp_path, capsys) -> None:
     source.write_text("x = 1\n")
     assert cli.main(["complete", f"{source}:1:1", "--min-confidence", "2"]) == cli.EXIT_USAGE
     assert "--min-confidence must be between 0 and 1" in capsys.readouterr().err
+
+
+# -- over LSP, with the shipped model ---------------------------------------------------
+
+SERVER = [sys.executable, "-m", "fim_server", "--stdio"]
+# Where the shipped model answers (tests/test_lsp.py's MEAN): `return total / len(`.
+MEAN = "def mean(values):\n    total = sum(values)\n    return total / len(\n"
+
+
+async def lsp_stats(client: LanguageClient) -> dict[str, Any]:
+    return (await client.protocol.send_request_async("fim/stats", None))._asdict()
+
+
+async def lsp_inline(client: LanguageClient, uri: str) -> list[types.InlineCompletionItem]:
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=2, character=27),
+        )
+    )
+    assert result is not None
+    return result.items
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+async def gated_client(lsp_client: LanguageClient):
+    # A gate no completion clears: 1 would need every token at probability 1.
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                text_document=types.TextDocumentClientCapabilities(
+                    inline_completion=types.InlineCompletionClientCapabilities()
+                )
+            ),
+            initialization_options={"fim": {"minConfidence": 1, "crossFile": False}},
+        )
+    )
+    deadline = time.monotonic() + 180
+    while not (await lsp_stats(lsp_client))["modelReady"]:
+        assert time.monotonic() < deadline, "the shipped model did not load"
+        await asyncio.sleep(0.05)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_the_gate_over_lsp_hides_then_shows_and_stats_count_it(
+    gated_client: LanguageClient,
+) -> None:
+    uri = "file:///tmp/fim-gate/mean.py"
+    gated_client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=MEAN
+            )
+        )
+    )
+    assert not await lsp_inline(gated_client, uri)
+    stats = await lsp_stats(gated_client)
+    assert (stats["completions"], stats["gated"], stats["modelRuns"]) == (0, 1, 1)
+    confidence = stats["lastConfidence"]
+    assert confidence is not None and 0 < confidence < 1
+    # The user lowers the gate: the same completion (from the cache) is shown.
+    gated_client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"fim": {"minConfidence": 0}})
+    )
+    (item,) = await lsp_inline(gated_client, uri)
+    stats = await lsp_stats(gated_client)
+    assert (stats["completions"], stats["gated"], stats["modelRuns"]) == (1, 1, 1)
+    assert stats["lastConfidence"] == pytest.approx(confidence)
+    assert stats["acceptanceRate"] is None
+    text = item.insert_text
+    assert isinstance(text, str)
+    gated_client.protocol.notify("fim/accepted", {"uri": uri, "chars": len(text), "partial": True})
+    deadline = time.monotonic() + 5
+    while (stats := await lsp_stats(gated_client))["accepted"] == 0:
+        assert time.monotonic() < deadline, "fim/accepted was not counted"
+        await asyncio.sleep(0.02)
+    assert stats["acceptanceRate"] == pytest.approx(1.0)
