@@ -53,10 +53,13 @@ async def wait_for(client: LanguageClient, check, timeout: float, what: str) -> 
 async def client(lsp_client: LanguageClient):
     # Each test sees only its own document: with cross-file context on, the documents the
     # module's earlier tests left open would change what the model is shown. Cross-file
-    # context is tested in tests/test_engine.py and tests/test_crossfile.py.
+    # context is tested in tests/test_engine.py and tests/test_crossfile.py. The confidence
+    # gate is off too: these tests check the pipeline on documents where the model
+    # answers, whatever its confidence (the gate is tested in tests/test_gate.py).
     await lsp_client.initialize_session(
         types.InitializeParams(
-            capabilities=CAPABILITIES, initialization_options={"fim": {"crossFile": False}}
+            capabilities=CAPABILITIES,
+            initialization_options={"fim": {"crossFile": False, "minConfidence": 0}},
         )
     )
     stats = await wait_for(
