@@ -17,15 +17,16 @@ EDITORS = REPO / "editors"
 BIN = Path(sys.executable).parent
 
 # The file opened in the editor; the test types TYPED at the end of its last line. There
-# the shipped model completes the line (with "(values)"), and none of the completions
-# shown while TYPED is typed starts with its next character, so what the editor shows at
-# the end comes from the model, not from typing through an earlier completion. TYPED has
-# no brackets, which editors would close by themselves.
-BEFORE = "def mean(values):\n    total = sum(values)\n    return total / \n"
-TYPED = "len"
-AFTER = BEFORE.replace("return total / \n", "return total / " + TYPED + "\n")
+# the shipped model completes the line (with "(path)", confident enough to clear the
+# default confidence gate), and none of the completions shown while TYPED is typed starts
+# with its next character, so what the editor shows at the end comes from the model, not
+# from typing through an earlier completion. TYPED has no brackets, which editors would
+# close by themselves.
+BEFORE = "import os\n\npath = os.path.\n"
+TYPED = "join"
+AFTER = BEFORE.replace("os.path.\n", "os.path." + TYPED + "\n")
 LINE = 3  # 1-based line of the cursor
-COL = len("    return total / " + TYPED) + 1  # 1-based column after the typed text
+COL = len("path = os.path." + TYPED) + 1  # 1-based column after the typed text
 
 
 # The bracket case: the file has `path = os.path.join` and the test types `(`, which the
