@@ -83,9 +83,12 @@ class HeldOutFile:
     text: str
 
 
-def _refuse_benchmarks(path: str) -> None:
-    if "benchmarks" in PurePosixPath(path).parts:
-        raise SystemExit(f"refusing to replay a benchmark file: {path}")
+def _refuse_benchmarks(roots: list[SourceRoot]) -> None:
+    """Evaluation benchmarks are never typed: a source root inside a benchmarks folder
+    (this repository's, or any other) stops the replay."""
+    for root in roots:
+        if "benchmarks" in root.location.resolve().parts:
+            raise SystemExit(f"refusing to replay files from a benchmark folder: {root.location}")
 
 
 @cache
@@ -146,15 +149,18 @@ def held_out_files(
 ) -> list[HeldOutFile]:
     """`count` held-out files of `language` with at least `lines` typable lines, picked
     with `seed` among every held-out file of that language on this machine."""
+    _refuse_benchmarks(roots)
     candidates: list[tuple[SourceRoot, str]] = []
     for root in roots:
         if language not in root.languages:
             continue
         for name in _names(root):
             path = f"{root.label}/{name}"
+            # Nor a package's own benchmark suite (site-packages/x/benchmarks/...).
+            if "benchmarks" in PurePosixPath(path).parts:
+                continue
             if language_of(PurePosixPath(name)) == language and is_held_out(path):
-                if "benchmarks" not in PurePosixPath(path).parts:
-                    candidates.append((root, name))
+                candidates.append((root, name))
     random.Random(f"{seed}:{language}").shuffle(candidates)
     picked: list[HeldOutFile] = []
     for root, name in candidates:
@@ -162,9 +168,7 @@ def held_out_files(
         text = decode_source(raw) if raw is not None else None
         if text is None or "\r" in text or len(typable_lines(text, language)) < lines:
             continue
-        path = f"{root.label}/{name}"
-        _refuse_benchmarks(path)
-        picked.append(HeldOutFile(path, language, text))
+        picked.append(HeldOutFile(f"{root.label}/{name}", language, text))
         if len(picked) == count:
             break
     return picked
