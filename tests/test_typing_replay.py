@@ -1,0 +1,103 @@
+"""The typing replay's own rules (benchmarks/typing_replay.py): what a user would accept,
+which lines are typed, benchmark folders refused, and the gate curve from recorded
+suggestions. The replay itself drives the real server; these check its bookkeeping."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from fim_model.sources import SourceRoot
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "typing_replay.py"
+_SPEC = importlib.util.spec_from_file_location("typing_replay", _PATH)
+assert _SPEC is not None and _SPEC.loader is not None
+replay = importlib.util.module_from_spec(_SPEC)
+sys.modules["typing_replay"] = replay  # dataclasses look their module up by name
+_SPEC.loader.exec_module(replay)
+
+
+@pytest.mark.parametrize(
+    ("suggestion", "wanted", "taken", "full"),
+    [
+        ("(values)", "(values)", 8, True),  # exactly what comes next
+        ("len(", "len(values)", 4, True),  # a prefix of it: all of it is right
+        ("self.name = name", "self.name = other", 11, False),  # the words up to `=`
+        ("foo(bar)", "foo(baz)", 4, False),  # `foo`, then `(`: punctuation is a word
+        ("x = 1\ny = 2", "x = 1", 5, False),  # a block: its first line, word by word
+        ("total", "count", 0, False),
+        ("", "x", 0, False),
+    ],
+)
+def test_accepted_chars(suggestion: str, wanted: str, taken: int, full: bool) -> None:
+    assert replay.accepted_chars(suggestion, wanted) == (taken, full)
+
+
+def test_only_code_lines_are_typed() -> None:
+    text = (
+        '"""A module docstring line."""\n'
+        "# a comment line here\n"
+        "import os\n"
+        "def f(a, b):\n"
+        '    """Docstring of f."""\n'
+        "    return a + b\n"
+        "x = 1\n"  # too short to be worth typing
+        "café = 'crème brûlée'\n"  # not ASCII
+    )
+    assert replay.typable_lines(text, "python") == [2, 3, 5]
+
+
+def test_a_source_root_in_a_benchmarks_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "benchmarks" / "data"
+    folder.mkdir(parents=True)
+    root = SourceRoot("bench", folder, frozenset({"python"}))
+    with pytest.raises(SystemExit, match="benchmark folder"):
+        replay.held_out_files("python", 1, 1, 0, [root])
+
+
+def _keystroke(confidence: float | None, accepted: int) -> object:
+    return replay.Keystroke(
+        language="python",
+        path="p/x.py",
+        row=0,
+        column=0,
+        latency_ms=1.0,
+        suggestion="x" * max(accepted, 1),
+        confidence=confidence,
+        model_confidence=confidence,
+        accepted=accepted,
+        full=bool(accepted),
+        model_runs=1,
+        cached=False,
+        gated=False,
+    )
+
+
+def test_the_curve_and_the_chosen_gate() -> None:
+    run = replay.Replay(gate=0.0, server="test")
+    run.typed_chars = {"python": 100}
+    run.keystrokes = [
+        _keystroke(0.9, 5),
+        _keystroke(0.6, 3),
+        _keystroke(0.3, 0),
+        _keystroke(0.2, 2),
+        _keystroke(0.1, 0),
+        _keystroke(None, 0),
+    ]
+    curve = replay.gate_curve(run)
+    assert curve[0] == {
+        "gate": 0.0,
+        "shown": 6,
+        "accepted": 3,
+        "acceptance_rate": 0.5,
+        "chars_saved": 0.1,
+    }
+    at_half = curve[50]
+    assert (at_half["shown"], at_half["accepted"], at_half["chars_saved"]) == (2, 2, 0.08)
+    # Both targets (25% accepted, 4% of characters) are met from gate 0 on: the lowest
+    # gate keeps the most characters.
+    gate, why = replay.choose_gate(curve)
+    assert gate == 0.0 and "meets both targets" in why
