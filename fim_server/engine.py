@@ -461,9 +461,7 @@ class Engine:
         # Scored here, where the raw text is known; hidden or shown in _answered, against
         # the setting in force then (the cache keeps the scored completion, so a changed
         # minConfidence applies to cached answers too).
-        signals = gate.signals(
-            infill.text, edit.text, infill.confidence, single_line=ctx.mode.is_line
-        )
+        signals = gate.signals(infill.text, infill.confidence, single_line=ctx.mode.is_line)
         completion = Completion(
             text,
             ctx.mode,

@@ -57,28 +57,19 @@ def make_engine(model: ConfidentModel, min_confidence: float) -> Engine:
 # -- the score -------------------------------------------------------------------------
 
 
-def test_an_uncut_answer_scores_the_models_confidence() -> None:
-    s = gate.signals("total + 1", "total + 1", 0.62, single_line=True)
-    assert (s.raw_chars, s.shown_chars, s.loop) == (7, 7, False)
+def test_an_answer_scores_the_models_confidence() -> None:
+    s = gate.signals("total + 1", 0.62, single_line=True)
+    assert not s.loop
     assert gate.score(s) == pytest.approx(0.62)
 
 
-def test_the_line_break_of_a_single_line_answer_is_not_a_cut() -> None:
-    s = gate.signals("total + 1\n    return total", "total + 1", 0.62, single_line=True)
+def test_a_loop_after_the_line_break_of_a_single_line_answer_is_not_held_against_it() -> None:
+    s = gate.signals("total + 1\nself.s.s.s.s.s.s", 0.62, single_line=True)
     assert gate.score(s) == pytest.approx(0.62)
-
-
-def test_text_postprocessing_cut_lowers_the_score() -> None:
-    raw = "x = 1\ny = 2\nreturn x"  # the cleanup kept the first line only
-    s = gate.signals(raw, "x = 1", 0.8, single_line=False)
-    assert (s.raw_chars, s.shown_chars) == (13, 3)
-    assert gate.score(s) == pytest.approx(0.8 * (3 / 13) ** gate.CUT_WEIGHT)
-    assert gate.score(s) < 0.8
 
 
 def test_a_looping_answer_scores_lower_than_the_same_confidence_without_a_loop() -> None:
-    loop = "self_" * 20
-    looping = gate.signals(loop, loop, 0.9, single_line=True)
+    looping = gate.signals("self: str, t: str, t: str, t: str,", 0.9, single_line=True)
     assert looping.loop
     assert gate.score(looping) == pytest.approx(0.9 * gate.LOOP_FACTOR)
 
@@ -111,7 +102,8 @@ def test_ordinary_code_is_no_loop(text: str) -> None:
 
 
 def test_a_backend_without_confidence_is_judged_on_postprocessing_alone() -> None:
-    assert gate.score(gate.signals("abc", "abc", None, single_line=True)) == 1.0
+    assert gate.score(gate.signals("abc", None, single_line=True)) == 1.0
+    assert gate.score(gate.signals("ab_ab_ab_ab", None, single_line=True)) == gate.LOOP_FACTOR
 
 
 @pytest.mark.parametrize(
@@ -173,15 +165,15 @@ def test_the_gate_judges_cached_answers_with_the_setting_in_force() -> None:
     engine.close()
 
 
-def test_cut_text_can_fall_below_the_gate_where_the_models_confidence_alone_would_not() -> None:
-    # A block whose second line leaves the block: the cleanup cuts it, the score drops.
+def test_text_postprocessing_cut_away_does_not_lower_the_score() -> None:
+    # A block whose second line leaves the block: the cleanup cuts it (a block runs to its
+    # budget unless the model ends it, so a cut is the normal case).
     raw = "return 1\nprint('outside the function')"
     model = ConfidentModel([(raw, 0.7)])
     engine = make_engine(model, 0.5)
-    text = "def f():\n    \n"
-    completion = engine.complete_blocking(text, 13, uri="file:///f.py")
-    assert completion.text == "" and completion.model_confidence == pytest.approx(0.7)
-    assert completion.confidence is not None and completion.confidence < 0.5
+    completion = engine.complete_blocking("def f():\n    \n", 13, uri="file:///f.py")
+    assert completion.text == "return 1"
+    assert completion.confidence == pytest.approx(0.7)
     engine.close()
 
 
