@@ -458,10 +458,10 @@ class Engine:
             with self._stats_lock:
                 self._stats.busy = False
         text = _document_newlines(edit.text, request.text)
-        # Scored here, where the raw text is known; hidden or shown in _answered, against
-        # the setting in force then (the cache keeps the scored completion, so a changed
-        # minConfidence applies to cached answers too).
-        signals = gate.signals(infill.text, infill.confidence, single_line=ctx.mode.is_line)
+        # Scored here, with the backend's confidence at hand; hidden or shown in _answered,
+        # against the setting in force then (the cache keeps the scored completion, so a
+        # changed minConfidence applies to cached answers too).
+        signals = gate.signals(edit.text, infill.confidence)
         completion = Completion(
             text,
             ctx.mode,

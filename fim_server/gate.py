@@ -2,8 +2,8 @@
 
 Wrong ghost text is worse than none: it distracts, and it gets accepted by mistake. The
 gate scores every completion from 0 to 1 from the backend's own confidence (the mean
-probability of the tokens it committed) and what post-processing sees in the raw answer
-(a repeated-token loop). A completion scoring below the user's `minConfidence` is not
+probability of the tokens it committed) and what the cleaned text shows (a
+repeated-token loop). A completion scoring below the user's `minConfidence` is not
 shown.
 
 The weights were chosen on the typing replay (benchmarks/typing_replay.py, curve and
@@ -14,7 +14,9 @@ accepted. Very short answers are not penalised: one-character suggestions were a
 more often than longer ones. Nor is text post-processing cut away: a block or
 inside-brackets completion runs to its token budget unless the model ends it, so a cut
 is the normal case there (the editor tests' `os.path.join(|)` keeps `path)` of 64
-tokens), and on the replay's lines cuts touched 2 of 1,379 suggestions.
+tokens), and on the replay's lines cuts touched 2 of 1,379 suggestions. For the same
+reason a loop counts only in the text that is shown: what the model wrote past the cut
+is budget filling.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .postprocess import cut_at_newline, is_degenerate, strip_special_tokens
+from .postprocess import is_degenerate
 
 # Backends that cannot tell their confidence are judged on the post-processing signals
 # alone.
 UNKNOWN_CONFIDENCE = 1.0
-# A raw answer that loops (`.s.s.s.s`, `t: str, t: str, t: str`) says the model is lost,
+# An answer that loops (`.s.s.s.s`, `t: str, t: str, t: str`) says the model is lost,
 # even where the start of it looks fine (a first word can still be right: a penalty, not
 # a ban).
 LOOP_FACTOR = 0.5
@@ -40,7 +42,7 @@ _REPEATED = re.compile(r"(.{2,12}?)\1{2,}")
 @dataclass(frozen=True)
 class GateSignals:
     model_confidence: float | None  # the backend's, 0-1; None where it cannot tell
-    loop: bool  # the raw answer is a repeated-token loop
+    loop: bool  # the text shown is (or holds) a repeated-token loop
 
 
 def repeats_itself(text: str) -> bool:
@@ -50,12 +52,9 @@ def repeats_itself(text: str) -> bool:
     return any(any(ch.isalpha() for ch in m.group(1)) for m in _REPEATED.finditer(text))
 
 
-def signals(raw: str, model_confidence: float | None, *, single_line: bool) -> GateSignals:
-    """The gate's inputs for the backend's text `raw`."""
-    text = strip_special_tokens(raw)
-    if single_line:
-        text = cut_at_newline(text)  # what follows the line break is never shown
-    return GateSignals(model_confidence, repeats_itself(text))
+def signals(shown: str, model_confidence: float | None) -> GateSignals:
+    """The gate's inputs for the cleaned text `shown` of an answer."""
+    return GateSignals(model_confidence, repeats_itself(shown))
 
 
 def score(s: GateSignals) -> float:

@@ -58,18 +58,13 @@ def make_engine(model: ConfidentModel, min_confidence: float) -> Engine:
 
 
 def test_an_answer_scores_the_models_confidence() -> None:
-    s = gate.signals("total + 1", 0.62, single_line=True)
+    s = gate.signals("total + 1", 0.62)
     assert not s.loop
     assert gate.score(s) == pytest.approx(0.62)
 
 
-def test_a_loop_after_the_line_break_of_a_single_line_answer_is_not_held_against_it() -> None:
-    s = gate.signals("total + 1\nself.s.s.s.s.s.s", 0.62, single_line=True)
-    assert gate.score(s) == pytest.approx(0.62)
-
-
 def test_a_looping_answer_scores_lower_than_the_same_confidence_without_a_loop() -> None:
-    looping = gate.signals("self: str, t: str, t: str, t: str,", 0.9, single_line=True)
+    looping = gate.signals("self: str, t: str, t: str, t: str,", 0.9)
     assert looping.loop
     assert gate.score(looping) == pytest.approx(0.9 * gate.LOOP_FACTOR)
 
@@ -102,8 +97,8 @@ def test_ordinary_code_is_no_loop(text: str) -> None:
 
 
 def test_a_backend_without_confidence_is_judged_on_postprocessing_alone() -> None:
-    assert gate.score(gate.signals("abc", None, single_line=True)) == 1.0
-    assert gate.score(gate.signals("ab_ab_ab_ab", None, single_line=True)) == gate.LOOP_FACTOR
+    assert gate.score(gate.signals("abc", None)) == 1.0
+    assert gate.score(gate.signals("ab_ab_ab_ab", None)) == gate.LOOP_FACTOR
 
 
 @pytest.mark.parametrize(
@@ -166,9 +161,9 @@ def test_the_gate_judges_cached_answers_with_the_setting_in_force() -> None:
 
 
 def test_text_postprocessing_cut_away_does_not_lower_the_score() -> None:
-    # A block whose second line leaves the block: the cleanup cuts it (a block runs to its
-    # budget unless the model ends it, so a cut is the normal case).
-    raw = "return 1\nprint('outside the function')"
+    # A block whose second line leaves the block, and loops: the cleanup cuts it (a block
+    # runs to its budget unless the model ends it, so a cut is the normal case).
+    raw = "return 1\nprint('outside the function')\nx_x_x_x_x_x_x"
     model = ConfidentModel([(raw, 0.7)])
     engine = make_engine(model, 0.5)
     completion = engine.complete_blocking("def f():\n    \n", 13, uri="file:///f.py")
