@@ -24,3 +24,7 @@ THRESHOLD = 0.9
 # mostly add synchronisation, and under load from other processes (the editor, a build)
 # they stall each other: one thread was ~40x faster per step on a busy 2-core machine.
 THREADS = 1
+
+# A remote backend gives up on a request after this long (milliseconds); the editor has
+# usually moved on by then.
+REMOTE_TIMEOUT_MS = 5000
