@@ -2,6 +2,7 @@
 or the client's `backend` setting.
 
 - embedded: the block-diffusion model shipped inside the package (fim_model).
+- mercury, openai, llama.cpp: an inference server over HTTP (remote.py).
 """
 
 from __future__ import annotations
@@ -30,10 +31,22 @@ def _embedded(spec: BackendSpec) -> Backend:
     return EmbeddedBackend.load(spec)
 
 
+def _remote(kind: str) -> Callable[[BackendSpec], Backend]:
+    def load(spec: BackendSpec) -> Backend:
+        from .remote import load_remote  # httpx is only imported for remote backends
+
+        return load_remote(spec, kind)
+
+    return load
+
+
 # Backend kind -> loader. Loaders import their module lazily: a remote backend must not
 # pay for torch, nor the embedded one for an HTTP client.
 KINDS: dict[str, Callable[[BackendSpec], Backend]] = {
     "embedded": _embedded,
+    "mercury": _remote("mercury"),
+    "openai": _remote("openai"),
+    "llama.cpp": _remote("llama.cpp"),
 }
 
 
