@@ -22,3 +22,6 @@ class Completion:
     replace_chars: int = 0
     # The backend's confidence in `text` (0-1), None when it cannot tell.
     confidence: float | None = None
+    # Why the backend could not answer (a remote server's failure, in one line); None
+    # when it answered.
+    failure: str | None = None

@@ -18,6 +18,7 @@ class EngineStats:
     superseded: int = 0  # requests dropped because a newer one came
     interrupted: int = 0  # model runs stopped mid-way by a cancellation
     errors: int = 0
+    last_error: str | None = None  # the backend's last failure; None once it answers again
     accepted: int = 0  # completions the editor reports the user accepted (fim/accepted)
     accepted_chars: int = 0  # characters those acceptances inserted
     last_mode: str | None = None  # the completion mode of the last request, for clients
