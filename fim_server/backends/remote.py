@@ -231,6 +231,7 @@ class RemoteBackend:
 
     kind = ""
     path = ""
+    unsupported_hint = ""  # what to do about a 501
 
     def __init__(self, spec: BackendSpec) -> None:
         defaults = DEFAULTS[self.kind]
@@ -440,6 +441,8 @@ class RemoteBackend:
             return _Failure(f"HTTP 404 for {self.path}: wrong path or {model}{said}")
         if status == 429:
             return _Failure(f"HTTP 429, rate limited{said}", _retry_after(response))
+        if status == 501:
+            return _Failure(f"HTTP 501, not supported{said}{self.unsupported_hint}")
         if status >= 500:
             return _Failure(f"HTTP {status}, server error{said}", _retry_after(response))
         return _Failure(f"HTTP {status}{said}")
@@ -591,6 +594,10 @@ class OpenAIBackend(RemoteBackend):
 class LlamaCppBackend(RemoteBackend):
     kind = "llama.cpp"
     path = "/infill"
+    unsupported_hint = (
+        " (/infill needs a model with fill-in-the-middle tokens; for another model use the "
+        "openai backend on the same server)"
+    )
 
     def request_body(
         self, prefix: str, suffix: str, extra: str, max_tokens: int, single_line: bool, seed: int
