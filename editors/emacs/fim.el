@@ -90,7 +90,7 @@ nil keeps the server's command line.  See docs/remote.md."
   :type '(choice (const nil) string))
 
 (defcustom fim-timeout-ms nil
-  "Give up on a remote request after this many milliseconds; nil: the server's default."
+  "Milliseconds before a remote request is given up; nil: the server's default."
   :type '(choice (const nil) integer))
 
 (defcustom fim-headers nil
