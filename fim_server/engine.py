@@ -135,6 +135,8 @@ class Engine:
 
     def _load(self, spec: BackendSpec) -> None:
         started = time.perf_counter()
+        if spec != self.settings.backend:
+            return  # a switch to another backend came while this load was queued
         try:
             backend = load_backend(spec)
         except Exception as exc:
@@ -145,6 +147,9 @@ class Engine:
             self._load_error = exc
             with self._stats_lock:
                 self._stats.model_error = f"{type(exc).__name__}: {exc}"
+            return
+        if spec != self.settings.backend:
+            backend.close()  # switched away while it loaded: the next load is queued
             return
         self._install(backend, started)
 
