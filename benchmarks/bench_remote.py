@@ -1,0 +1,195 @@
+"""Latency of fim-server with a remote backend, as an editor sees it, and where it goes.
+
+Starts the real LSP server over stdio with `--backend ... --endpoint ...` and, at the
+positions benchmarks/bench_lsp.py uses (a statement cut after its `=`, a function body
+removed), measures three requests a user makes:
+
+- cold: the first request at a position (context, one HTTP request, post-processing);
+- cached: the same request again (answered from the completion cache);
+- typing-through: the user types the first character of the shown completion.
+
+For cold requests the time is split using the server's own debug log (one `remote
+timing:` line per HTTP request): the inference server's own time (llama.cpp reports it
+in `timings`), the network and HTTP around it, and what fim-server adds (context,
+post-processing, JSON-RPC). The debounce is set to 0 so that it does not hide in the
+figures.
+
+    .venv/bin/python benchmarks/bench_remote.py --backend openai --endpoint http://127.0.0.1:8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench_lsp import _edit, _position, find_tasks, percentile, stats
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+TIMING = re.compile(r"remote timing: wall_ms=([\d.]+) first_byte_ms=([\d.]+) server_ms=([\d.-]+)")
+
+
+@dataclass
+class Samples:
+    cold: list[float] = field(default_factory=list)
+    cached: list[float] = field(default_factory=list)
+    typed: list[float] = field(default_factory=list)
+    non_empty: int = 0
+
+
+def params(uri: str, position: types.Position) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Automatic
+        ),
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=position,
+    )
+
+
+async def ask(client: LanguageClient, uri: str, position: types.Position) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = await client.text_document_inline_completion_async(params(uri, position))
+    ms = (time.perf_counter() - started) * 1000
+    text = result.items[0].insert_text if result and result.items else ""
+    return ms, text if isinstance(text, str) else ""
+
+
+async def run_file(client: LanguageClient, path: Path, limit: int, samples: Samples) -> None:
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    uri = path.resolve().as_uri()
+    item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
+    version = 1
+    for task in find_tasks(text, limit):
+        start, end = _position(lines, *task.start), _position(lines, *task.end)
+        version += 1
+        client.text_document_did_change(_edit(uri, version, start, end, ""))
+        cold_ms, completion = await ask(client, uri, start)
+        samples.cold.append(cold_ms)
+        samples.cached.append((await ask(client, uri, start))[0])
+        if completion and not completion[0].isspace():
+            samples.non_empty += 1
+            version += 1
+            client.text_document_did_change(_edit(uri, version, start, start, completion[0]))
+            after = types.Position(line=start.line, character=start.character + 1)
+            samples.typed.append((await ask(client, uri, after))[0])
+            version += 1
+            client.text_document_did_change(_edit(uri, version, start, after, ""))
+        version += 1
+        client.text_document_did_change(_edit(uri, version, start, start, task.removed))
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+
+
+def line(name: str, values: list[float]) -> str:
+    if not values:
+        return f"  {name:<34} n=0"
+    return (
+        f"  {name:<34} n={len(values):<4} p50={percentile(values, 0.5):8.1f}"
+        f"  p95={percentile(values, 0.95):8.1f}  mean={statistics.fmean(values):8.1f}"
+    )
+
+
+def report(samples: Samples, log: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+    timings = [tuple(m.groups()) for m in TIMING.finditer(log)]
+    wall = [float(w) for w, _, _ in timings]
+    server = [float(s) for _, _, s in timings if s != "-"]
+    print(f"backend: {after['backendDescription']}")
+    print(
+        f"requests: {len(samples.cold)} cold ({samples.non_empty} non-empty), "
+        f"HTTP requests: {len(timings)}, cache hits: {after['cacheHits'] - before['cacheHits']}, "
+        f"errors: {after['errors'] - before['errors']}"
+    )
+    print("latency, client side (ms):")
+    print(line("cold (context + HTTP + cleanup)", samples.cold))
+    print(line("cached (same request again)", samples.cached))
+    print(line("typing-through (one char typed)", samples.typed))
+    print("where a cold request's time goes (ms):")
+    print(line("HTTP request, as fim-server timed it", wall))
+    if server and len(server) == len(wall):
+        print(line("  the inference server's own time", server))
+        print(
+            line("  network + HTTP + streaming", [w - s for w, s in zip(wall, server, strict=True)])
+        )
+    if len(wall) == len(samples.cold):
+        overhead = [c - w for c, w in zip(samples.cold, wall, strict=True)]
+        print(line("fim-server (context, cleanup, LSP)", overhead))
+    else:
+        print("  (HTTP requests and cold requests differ in number: no per-request split)")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    files = sorted(Path(args.examples).glob("*.py"))
+    if not files:
+        raise SystemExit(f"no .py files in {args.examples}")
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
+    server = [
+        sys.executable, "-m", "fim_server", "--stdio", "--log-level", "DEBUG",
+        "--backend", args.backend, "--endpoint", args.endpoint,
+    ]  # fmt: skip
+    if args.remote_model:
+        server += ["--remote-model", args.remote_model]
+    command = f"exec {shlex.join(server)} 2>{shlex.quote(log.name)}"
+    client = LanguageClient("fim-bench-remote", "0.1")
+    await client.start_io("sh", "-c", command)
+    await client.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                text_document=types.TextDocumentClientCapabilities(
+                    inline_completion=types.InlineCompletionClientCapabilities()
+                )
+            ),
+            initialization_options={"fim": {"debounceMs": 0, "crossFile": False}},
+        )
+    )
+    client.initialized(types.InitializedParams())
+    samples = Samples()
+    try:
+        deadline = time.monotonic() + 60
+        while not (before := await stats(client))["modelReady"]:
+            if before["modelError"] or time.monotonic() > deadline:
+                raise SystemExit(f"the backend did not load: {before['modelError']}")
+            await asyncio.sleep(0.05)
+        # One request to open the pooled connection and warm the server's prompt cache,
+        # as a session's first keystroke does; not counted.
+        warm = Path(tempfile.gettempdir()) / "fim-bench-remote-warmup.py"
+        warm.write_text("def warm_up(a, b):\n    return a\n", encoding="utf-8")
+        await run_file(client, warm, 1, Samples())
+        log.seek(0, 2)
+        skip = log.tell()
+        before = await stats(client)
+        for path in files:
+            await run_file(client, path, args.n, samples)
+        after = await stats(client)
+    finally:
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+    log.seek(skip)
+    report(samples, log.read(), before, after)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", required=True, choices=["mercury", "openai", "llama.cpp"])
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--remote-model")
+    parser.add_argument("--n", type=int, default=10, help="positions per file (default 10)")
+    parser.add_argument("--examples", default=str(Path(__file__).resolve().parents[1] / "examples"))
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
