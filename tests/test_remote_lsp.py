@@ -72,7 +72,12 @@ async def client(lsp_client: LanguageClient, wire: WireServer):
     await lsp_client.initialize_session(
         types.InitializeParams(capabilities=CAPABILITIES, initialization_options=options)
     )
-    await wait_for(lsp_client, lambda s: s["modelReady"], 60, "the backend")
+    await wait_for(
+        lsp_client,
+        lambda s: s["modelReady"] and wire.url in s["backendDescription"],
+        60,
+        "the backend the settings chose",
+    )
     yield
     await lsp_client.shutdown_session()
 
