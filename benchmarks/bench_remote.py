@@ -43,6 +43,8 @@ class Samples:
     cold: list[float] = field(default_factory=list)
     cached: list[float] = field(default_factory=list)
     typed: list[float] = field(default_factory=list)
+    # (client ms, backend ms from fim/stats) of the cold requests that reached the server
+    remote: list[tuple[float, float]] = field(default_factory=list)
     non_empty: int = 0
 
 
@@ -75,8 +77,12 @@ async def run_file(client: LanguageClient, path: Path, limit: int, samples: Samp
         start, end = _position(lines, *task.start), _position(lines, *task.end)
         version += 1
         client.text_document_did_change(_edit(uri, version, start, end, ""))
+        model_ms = (await stats(client))["modelMs"]
         cold_ms, completion = await ask(client, uri, start)
         samples.cold.append(cold_ms)
+        backend_ms = (await stats(client))["modelMs"] - model_ms
+        if backend_ms > 0:
+            samples.remote.append((cold_ms, backend_ms))
         samples.cached.append((await ask(client, uri, start))[0])
         if completion and not completion[0].isspace():
             samples.non_empty += 1
@@ -106,6 +112,7 @@ def report(samples: Samples, log: str, before: dict[str, Any], after: dict[str, 
     timings = [tuple(m.groups()) for m in TIMING.finditer(log)]
     wall = [float(w) for w, _, _ in timings]
     server = [float(s) for _, _, s in timings if s != "-"]
+    backend = [b for _, b in samples.remote]
     print(f"backend: {after['backendDescription']}")
     print(
         f"requests: {len(samples.cold)} cold ({samples.non_empty} non-empty), "
@@ -116,18 +123,14 @@ def report(samples: Samples, log: str, before: dict[str, Any], after: dict[str, 
     print(line("cold (context + HTTP + cleanup)", samples.cold))
     print(line("cached (same request again)", samples.cached))
     print(line("typing-through (one char typed)", samples.typed))
-    print("where a cold request's time goes (ms):")
-    print(line("HTTP request, as fim-server timed it", wall))
-    if server and len(server) == len(wall):
+    print("where the time of a cold request that reached the server goes (ms):")
+    print(line("client side, in all", [c for c, _ in samples.remote]))
+    print(line("the backend call (HTTP, streamed)", backend))
+    if server and len(server) == len(wall) == len(backend):
         print(line("  the inference server's own time", server))
-        print(
-            line("  network + HTTP + streaming", [w - s for w, s in zip(wall, server, strict=True)])
-        )
-    if len(wall) == len(samples.cold):
-        overhead = [c - w for c, w in zip(samples.cold, wall, strict=True)]
-        print(line("fim-server (context, cleanup, LSP)", overhead))
-    else:
-        print("  (HTTP requests and cold requests differ in number: no per-request split)")
+        network = [b - s for b, s in zip(backend, server, strict=True)]
+        print(line("  network, HTTP and streaming", network))
+    print(line("fim-server (context, cleanup, LSP)", [c - b for c, b in samples.remote]))
 
 
 async def main_async(args: argparse.Namespace) -> None:
