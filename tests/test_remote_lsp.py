@@ -216,7 +216,7 @@ async def test_a_newer_keystroke_supersedes_a_streaming_request(
     await wait_until(lambda: len(wire.seen) > count and wire.seen[count].pieces_sent >= 2)
     assert await inline(client, uri, 5, 4) == "return a + b"
     superseded = await asyncio.wait_for(older_task, 10)
-    assert superseded is not None and superseded.items == []
+    assert superseded is not None and not superseded.items
     assert wire.wait_finished(count + 2, timeout=10)[count].hung_up
 
 
