@@ -444,3 +444,40 @@ def test_nothing_connects_without_a_remote_backend() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_backend_settings_replace_the_command_line_parts_they_name() -> None:
+    from fim_server.settings import UserSettings, apply_settings, backend_spec
+
+    base = BackendSpec(kind="openai", endpoint="http://a:1", timeout_ms=900)
+    payload = {
+        "backend": "mercury",
+        "remoteModel": "m",
+        "apiKeyEnv": "K",
+        "headers": {"X-Secret": "hunter2"},
+    }
+    update = apply_settings(UserSettings(), {"fim": payload})
+    assert update.errors == []
+    spec = backend_spec(base, update.settings)
+    assert (spec.kind, spec.endpoint, spec.remote_model, spec.api_key_env, spec.timeout_ms) == (
+        "mercury", "http://a:1", "m", "K", 900,
+    )  # fmt: skip
+    assert spec.headers == (("X-Secret", "hunter2"),)
+    # Header values stay out of anything that is logged.
+    assert "hunter2" not in repr(update.settings) and "hunter2" not in repr(spec)
+    assert backend_spec(base, UserSettings()) == base
+
+
+def test_bad_backend_settings_keep_the_previous_values() -> None:
+    from fim_server.settings import UserSettings, apply_settings
+
+    current = UserSettings(backend="openai")
+    update = apply_settings(
+        current, {"backend": "gpt", "headers": {"X": 1}, "timeoutMs": 0, "endpoint": 5}
+    )
+    assert update.settings == current
+    assert len(update.errors) == 4
+    assert "must be one of auto, embedded, mercury, openai, llama.cpp" in update.errors[0]
