@@ -213,6 +213,9 @@ def run_complete(args: argparse.Namespace) -> int:
     if engine.load_error is not None:
         print(f"fim-server: could not load the model: {engine.load_error}", file=sys.stderr)
         return EXIT_MODEL
+    if completion.failure is not None:
+        print(f"fim-server: the backend failed: {completion.failure}", file=sys.stderr)
+        return EXIT_MODEL
     backend = engine.stats().backend
     confidence = "" if completion.confidence is None else f" confidence={completion.confidence:.2f}"
     if completion.text:
