@@ -246,7 +246,7 @@ def test_connection_refused() -> None:
         message = failure(b)
     finally:
         b.close()
-    assert message.startswith(f"openai at {url}: cannot connect")
+    assert message.startswith(f"openai at {url}: cannot connect (connection refused)")
 
 
 def test_a_slow_server_times_out(server: WireServer) -> None:

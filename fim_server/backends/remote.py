@@ -47,6 +47,7 @@ import logging
 import math
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -151,6 +152,18 @@ def _server_message(body: bytes) -> str:
             text = data["message"]
     text = " ".join(text.split())
     return text[:ERROR_BODY_CHARS] + ("…" if len(text) > ERROR_BODY_CHARS else "")
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """Why a connection failed, from the OS error under httpx's own."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "unknown host"
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
 
 
 def completion_done(text: str, ctx: CompletionContext) -> bool:
@@ -365,8 +378,9 @@ class RemoteBackend:
                 f"no complete answer within {self.timeout_s * 1000:.0f} ms (timeoutMs)"
             ) from None
         except httpx.ConnectError as exc:
-            reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
-            raise _Failure(f"cannot connect ({reason}); is the server running?") from None
+            raise _Failure(
+                f"cannot connect ({_connect_reason(exc)}); is the server running?"
+            ) from None
         except httpx.TimeoutException:
             raise _Failure(
                 f"no complete answer within {self.timeout_s * 1000:.0f} ms (timeoutMs)"
