@@ -84,10 +84,10 @@ def test_single_line_ends_at_the_line_break(llama: LlamaServer) -> None:
 def test_the_stream_is_closed_once_the_text_is_complete(llama: LlamaServer) -> None:
     """The early stop: a block answer is cut (and its connection closed) as soon as the
     text is complete for post-processing; here, at the first dedented line."""
-    b = backend("openai", llama.url)
+    b = backend("openai", llama.url, timeout_ms=60_000)
     started = time.monotonic()
     try:
-        full = fill(b, COUNTING, max_tokens=200)
+        full = fill(b, COUNTING, max_tokens=120)
         full_s = time.monotonic() - started
         early = b._infill(
             COUNTING, "", "", 200, False, lambda text: len(text) >= 8, lambda: False, 0
@@ -102,16 +102,16 @@ def test_the_stream_is_closed_once_the_text_is_complete(llama: LlamaServer) -> N
 
 
 def test_cancellation_mid_stream_frees_the_server(llama: LlamaServer) -> None:
-    b = backend("openai", llama.url)
+    b = backend("openai", llama.url, timeout_ms=60_000)
     try:
         started = time.monotonic()
-        fill(b, COUNTING, max_tokens=300)
+        fill(b, COUNTING, max_tokens=160)
         full_s = time.monotonic() - started
         cancel = threading.Event()
         threading.Timer(full_s / 5, cancel.set).start()
         started = time.monotonic()
         with pytest.raises(InfillCancelled):
-            fill(b, COUNTING + " 13,", max_tokens=300, should_cancel=cancel.is_set)
+            fill(b, COUNTING + " 13,", max_tokens=160, should_cancel=cancel.is_set)
         assert time.monotonic() - started < full_s * 0.8
         # The server stopped generating for the closed connection: with one slot, a short
         # request would otherwise wait behind the rest of the long answer.
