@@ -43,8 +43,10 @@ class Samples:
     cold: list[float] = field(default_factory=list)
     cached: list[float] = field(default_factory=list)
     typed: list[float] = field(default_factory=list)
-    # (client ms, backend ms from fim/stats) of the cold requests that reached the server
-    remote: list[tuple[float, float]] = field(default_factory=list)
+    # (client ms, backend ms from fim/stats, the server's own ms from the log or None) of
+    # the cold requests that reached the server
+    remote: list[tuple[float, float, float | None]] = field(default_factory=list)
+    log: Path | None = None  # the LSP server's stderr
     non_empty: int = 0
 
 
@@ -78,11 +80,19 @@ async def run_file(client: LanguageClient, path: Path, limit: int, samples: Samp
         version += 1
         client.text_document_did_change(_edit(uri, version, start, end, ""))
         model_ms = (await stats(client))["modelMs"]
+        mark = samples.log.stat().st_size if samples.log else 0
         cold_ms, completion = await ask(client, uri, start)
         samples.cold.append(cold_ms)
         backend_ms = (await stats(client))["modelMs"] - model_ms
         if backend_ms > 0:
-            samples.remote.append((cold_ms, backend_ms))
+            server_ms = None
+            if samples.log:
+                with samples.log.open() as log:
+                    log.seek(mark)
+                    found = TIMING.findall(log.read())
+                if len(found) == 1 and found[0][2] != "-":
+                    server_ms = float(found[0][2])
+            samples.remote.append((cold_ms, backend_ms, server_ms))
         samples.cached.append((await ask(client, uri, start))[0])
         if completion and not completion[0].isspace():
             samples.non_empty += 1
@@ -108,15 +118,12 @@ def line(name: str, values: list[float]) -> str:
     )
 
 
-def report(samples: Samples, log: str, before: dict[str, Any], after: dict[str, Any]) -> None:
-    timings = [tuple(m.groups()) for m in TIMING.finditer(log)]
-    wall = [float(w) for w, _, _ in timings]
-    server = [float(s) for _, _, s in timings if s != "-"]
-    backend = [b for _, b in samples.remote]
+def report(samples: Samples, before: dict[str, Any], after: dict[str, Any]) -> None:
     print(f"backend: {after['backendDescription']}")
     print(
-        f"requests: {len(samples.cold)} cold ({samples.non_empty} non-empty), "
-        f"HTTP requests: {len(timings)}, cache hits: {after['cacheHits'] - before['cacheHits']}, "
+        f"requests: {len(samples.cold)} cold ({samples.non_empty} non-empty, "
+        f"{len(samples.remote)} reached the server), "
+        f"cache hits: {after['cacheHits'] - before['cacheHits']}, "
         f"errors: {after['errors'] - before['errors']}"
     )
     print("latency, client side (ms):")
@@ -124,13 +131,13 @@ def report(samples: Samples, log: str, before: dict[str, Any], after: dict[str, 
     print(line("cached (same request again)", samples.cached))
     print(line("typing-through (one char typed)", samples.typed))
     print("where the time of a cold request that reached the server goes (ms):")
-    print(line("client side, in all", [c for c, _ in samples.remote]))
-    print(line("the backend call (HTTP, streamed)", backend))
-    if server and len(server) == len(wall) == len(backend):
-        print(line("  the inference server's own time", server))
-        network = [b - s for b, s in zip(backend, server, strict=True)]
-        print(line("  network, HTTP and streaming", network))
-    print(line("fim-server (context, cleanup, LSP)", [c - b for c, b in samples.remote]))
+    print(line("client side, in all", [c for c, _, _ in samples.remote]))
+    print(line("the backend call (HTTP, streamed)", [b for _, b, _ in samples.remote]))
+    timed = [(b, s) for _, b, s in samples.remote if s is not None]
+    if timed:
+        print(line("  the inference server's own time", [s for _, s in timed]))
+        print(line("  network, HTTP and streaming", [b - s for b, s in timed]))
+    print(line("fim-server (context, cleanup, LSP)", [c - b for c, b, _ in samples.remote]))
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -158,7 +165,7 @@ async def main_async(args: argparse.Namespace) -> None:
         )
     )
     client.initialized(types.InitializedParams())
-    samples = Samples()
+    samples = Samples(log=Path(log.name))
     try:
         deadline = time.monotonic() + 60
         while not (before := await stats(client))["modelReady"]:
@@ -170,8 +177,6 @@ async def main_async(args: argparse.Namespace) -> None:
         warm = Path(tempfile.gettempdir()) / "fim-bench-remote-warmup.py"
         warm.write_text("def warm_up(a, b):\n    return a\n", encoding="utf-8")
         await run_file(client, warm, 1, Samples())
-        log.seek(0, 2)
-        skip = log.tell()
         before = await stats(client)
         for path in files:
             await run_file(client, path, args.n, samples)
@@ -180,8 +185,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await client.shutdown_async(None)
         client.exit(None)
         await client.stop()
-    log.seek(skip)
-    report(samples, log.read(), before, after)
+    report(samples, before, after)
 
 
 def main() -> None:
