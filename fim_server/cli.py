@@ -64,6 +64,40 @@ def _add_common(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
         default=default(defaults.THREADS),
         help=f"torch CPU threads for the model (default {defaults.THREADS}; 0: torch's default)",
     )
+    remote = parser.add_argument_group("remote backends (mercury, openai, llama.cpp)")
+    remote.add_argument(
+        "--endpoint",
+        metavar="URL",
+        default=default(None),
+        help="the inference server's base URL (mercury: https://api.inceptionlabs.ai; "
+        "llama.cpp: http://127.0.0.1:8080)",
+    )
+    remote.add_argument(
+        "--remote-model",
+        metavar="NAME",
+        default=default(None),
+        help="the model field of each request (mercury: mercury-edit-2)",
+    )
+    remote.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default=default(None),
+        help="environment variable holding the API key (mercury: INCEPTION_API_KEY, "
+        "openai: OPENAI_API_KEY)",
+    )
+    remote.add_argument(
+        "--timeout-ms",
+        type=int,
+        default=default(defaults.REMOTE_TIMEOUT_MS),
+        help=f"give up on a request after this long (default {defaults.REMOTE_TIMEOUT_MS})",
+    )
+    remote.add_argument(
+        "--fim-template",
+        metavar="TEMPLATE",
+        default=default(None),
+        help="openai: send one raw prompt, e.g. '<|fim_prefix|>{prefix}<|fim_suffix|>"
+        "{suffix}<|fim_middle|>', instead of the suffix field",
+    )
     parser.add_argument(
         "--cache-size",
         type=int,
@@ -166,12 +200,19 @@ def _settings(args: argparse.Namespace, threshold: float = defaults.THRESHOLD) -
         raise UsageError("--cache-size must be 0 or more")
     if args.threads < 0:
         raise UsageError("--threads must be 0 or more")
+    if args.timeout_ms < 1:
+        raise UsageError("--timeout-ms must be 1 or more")
     backend = BackendSpec(
         kind=args.backend,
         model_path=args.model,
         device=args.device,
         threshold=threshold,
         threads=args.threads or None,
+        endpoint=args.endpoint,
+        remote_model=args.remote_model,
+        api_key_env=args.api_key_env,
+        timeout_ms=args.timeout_ms,
+        fim_template=args.fim_template,
     )
     return EngineSettings(backend=backend, cache_size=args.cache_size)
 
@@ -211,6 +252,9 @@ def run_complete(args: argparse.Namespace) -> int:
         engine.close()
     if engine.load_error is not None:
         print(f"fim-server: could not load the model: {engine.load_error}", file=sys.stderr)
+        return EXIT_MODEL
+    if completion.failure is not None:
+        print(f"fim-server: the backend failed: {completion.failure}", file=sys.stderr)
         return EXIT_MODEL
     stats = engine.stats()
     confidence = ""

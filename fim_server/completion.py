@@ -24,3 +24,6 @@ class Completion:
     # from the backend's own confidence and post-processing's signals.
     confidence: float | None = None
     model_confidence: float | None = None  # the backend's part; None when it cannot tell
+    # Why the backend could not answer (a remote server's failure, in one line); None
+    # when it answered.
+    failure: str | None = None

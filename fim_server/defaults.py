@@ -32,3 +32,7 @@ MAX_SESSIONS = 8
 # replay's curve of acceptance rate against characters saved (results/typing-replay/), the
 # lowest gate where the embedded model's suggestions are accepted at least 25% of the time.
 MIN_CONFIDENCE = 0.41
+
+# A remote backend gives up on a request after this long (milliseconds); the editor has
+# usually moved on by then.
+REMOTE_TIMEOUT_MS = 5000

@@ -175,6 +175,8 @@ class Engine:
 
     def _load(self, spec: BackendSpec) -> None:
         started = time.perf_counter()
+        if spec != self.settings.backend:
+            return  # a switch to another backend came while this load was queued
         try:
             backend = load_backend(spec)
         except Exception as exc:
@@ -185,6 +187,9 @@ class Engine:
             self._model.load_error = exc
             with self._model.stats_lock:
                 self._model.stats.model_error = f"{type(exc).__name__}: {exc}"
+            return
+        if spec != self.settings.backend:
+            backend.close()  # switched away while it loaded: the next load is queued
             return
         self._install(backend, started)
 
@@ -436,20 +441,33 @@ class Engine:
             self._stats.busy = True
         try:
             started = time.perf_counter()
-            infill = backend.infill(
-                ctx.model_prefix,
-                ctx.suffix,
-                max_tokens=ctx.max_tokens,
-                single_line=ctx.mode.is_line,
-                should_cancel=cancel.is_set,
-                seed=self.settings.seed,
-            )
+            infill_context = getattr(backend, "infill_context", None)
+            if infill_context is not None:
+                # Backends that place other files' chunks themselves and stop a streamed
+                # answer once post-processing would cut it (remote servers).
+                infill = infill_context(ctx, should_cancel=cancel.is_set, seed=self.settings.seed)
+            else:
+                infill = backend.infill(
+                    ctx.model_prefix,
+                    ctx.suffix,
+                    max_tokens=ctx.max_tokens,
+                    single_line=ctx.mode.is_line,
+                    should_cancel=cancel.is_set,
+                    seed=self.settings.seed,
+                )
             model_ms = (time.perf_counter() - started) * 1000
             edit = clean_edit(infill.text, ctx)
         except InfillCancelled:
             with self._stats_lock:
                 self._stats.interrupted += 1
             raise
+        except BackendError as exc:
+            # A backend that cannot answer now (a remote server down, a refused key): the
+            # request answers empty and names the failure, the server keeps serving.
+            with self._stats_lock:
+                self._stats.errors += 1
+                self._stats.last_error = str(exc)
+            return Completion("", ctx.mode, f"backend failed: {exc}", failure=str(exc))
         except Exception:
             with self._stats_lock:
                 self._stats.errors += 1
@@ -476,6 +494,7 @@ class Engine:
         self._cache.put(request.key, completion)
         with self._stats_lock:
             self._stats.model_runs += 1
+            self._stats.last_error = None
             self._stats.tokens_generated += infill.tokens
             self._stats.forward_passes += infill.forward_passes
             self._stats.model_ms += model_ms

@@ -6,6 +6,7 @@ into LSP results; all completion logic lives in the engine.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import asdict
@@ -22,7 +23,7 @@ from . import __version__
 from .completion import Completion
 from .documents import Document, Position, PositionError, TextChange, units_of
 from .engine import Engine
-from .settings import apply_settings
+from .settings import apply_settings, backend_spec
 from .stats import EngineStats
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,10 @@ class FimLanguageServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.engine = engine
+        # The backend the command line chose; the client's settings may replace its parts.
+        self._command_line_backend = engine.settings.backend
+        self._initialized = False
+        self._reported_failure: str | None = None  # the backend failure last shown
 
     @property
     def position_encoding(self) -> str:
@@ -140,6 +145,27 @@ class FimLanguageServer(LanguageServer):
             self.window_log_message(types.LogMessageParams(types.MessageType.Warning, message))
         self.engine.configure(update.settings)
         logger.info("settings (%s): %s", origin, update.settings)
+        spec = backend_spec(self._command_line_backend, update.settings)
+        if spec != self.engine.settings.backend:
+            logger.info("%s: switching to the %s backend", origin, spec.kind)
+            self.engine.switch_backend(spec)
+            self._reported_failure = None
+            if self._initialized:  # else `initialized` reports the load
+                asyncio.ensure_future(self.report_model_load())
+
+    def report_failure(self, completion: Completion) -> None:
+        """Tell the user once when the backend fails (a remote server down, a refused
+        key), not on every keystroke: again only after it has answered in between."""
+        if completion.failure is None:
+            if not completion.cached and completion.model_ms > 0:
+                self._reported_failure = None
+            return
+        if completion.failure == self._reported_failure:
+            return
+        self._reported_failure = completion.failure
+        message = f"fim-server: no completions: {completion.failure}"
+        self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, message))
+        self.window_log_message(types.LogMessageParams(types.MessageType.Warning, message))
 
     async def complete_at(
         self, uri: str, position: types.Position, invoked: bool
@@ -149,6 +175,7 @@ class FimLanguageServer(LanguageServer):
         offset = cursor_offset(document, position, self.position_encoding)
         text = document.text  # the document may change while the model runs
         completion = await self.engine.complete(text, offset, uri=document.uri, invoked=invoked)
+        self.report_failure(completion)
         if not completion.text:
             logger.debug(
                 "no completion at %s:%d:%d: %s",
@@ -239,6 +266,7 @@ def create_server(engine: Engine) -> FimLanguageServer:
 
     @server.feature(types.INITIALIZED)
     async def initialized(params: types.InitializedParams) -> None:
+        server._initialized = True
         engine.start_loading()  # no-op when the command line already started it
         await server.report_model_load()
 

@@ -8,10 +8,11 @@ A bad value never stops the server: it is reported and the previous value stays.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import defaults
+from .backends import KINDS, BackendSpec
 
 # LSP key -> (field name, accepted type, can be null, minimum)
 _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
@@ -22,7 +23,19 @@ _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
     "blockTokens": ("block_tokens", int, False, 1),
     "crossFile": ("cross_file", bool, False, None),
     "minConfidence": ("min_confidence", float, False, 0),
+    # What fills the middle; null: what the command line chose.
+    "backend": ("backend", str, True, None),
+    "endpoint": ("endpoint", str, True, None),
+    "remoteModel": ("remote_model", str, True, None),
+    "apiKeyEnv": ("api_key_env", str, True, None),
+    "timeoutMs": ("timeout_ms", int, True, 1),
+    "headers": ("headers", dict, True, None),
+    "fimTemplate": ("fim_template", str, True, None),
 }
+
+# Backends a client may choose (`backends.KINDS` plus `auto`); checked here so that a typo
+# keeps the running backend instead of unloading it.
+BACKEND_CHOICES = ("auto", *KINDS)
 
 # Upper bounds: a value past them only makes a request wait (debounce) or run (budgets)
 # far longer than any editor waits for an answer; a confidence is at most 1. A number
@@ -33,6 +46,7 @@ _MAXIMUM: dict[str, int] = {
     "lineTokens": 256,
     "blockTokens": 1_024,
     "minConfidence": 1,
+    "timeoutMs": 600_000,
 }
 _GENERIC_MAXIMUM = 1_000_000
 
@@ -52,6 +66,15 @@ class UserSettings:
     # Completions the confidence gate (gate.py) scores below this are not shown; 0 shows
     # every completion.
     min_confidence: float = defaults.MIN_CONFIDENCE
+    # The backend and how to reach it (see BackendSpec); None: the command line's value.
+    backend: str | None = None
+    endpoint: str | None = None
+    remote_model: str | None = None
+    api_key_env: str | None = None  # the name of a variable, never the key itself
+    timeout_ms: int | None = None
+    # Header values may carry secrets: kept out of repr, and so out of the logs.
+    headers: tuple[tuple[str, str], ...] | None = field(default=None, repr=False)
+    fim_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +124,12 @@ def apply_settings(current: UserSettings, payload: Any) -> SettingsUpdate:
             or (kind is not bool and isinstance(value, bool))
             or (kind is float and not math.isfinite(value))
         ):
-            expected = {bool: "true or false", int: "an integer", float: "a number"}[kind]
+            expected = {
+                bool: "true or false",
+                int: "an integer",
+                float: "a number",
+                str: "a string",
+            }.get(kind, "an object")
             expected += " or null" if nullable else ""
             errors.append(
                 f"setting {key} must be {expected}, got {value!r}; kept {_now(current, name)}"
@@ -113,17 +141,36 @@ def apply_settings(current: UserSettings, payload: Any) -> SettingsUpdate:
             )
             continue
         maximum = _MAXIMUM.get(key, _GENERIC_MAXIMUM)
-        if kind is not bool and value > maximum:
+        if kind in (int, float) and value > maximum:
             errors.append(
                 f"setting {key} must be at most {maximum}, got {value}; kept {_now(current, name)}"
             )
             continue
+        problem = _check(key, value)
+        if problem is not None:
+            errors.append(f"setting {key} {problem}; kept {_now(current, name)}")
+            continue
+        if isinstance(value, dict):
+            value = tuple(sorted(value.items()))
         changes[name] = float(value) if kind is float else value
     return SettingsUpdate(replace(current, **changes), errors, ignored)
 
 
+def _check(key: str, value: Any) -> str | None:
+    """What is wrong with a value of the right type, if anything."""
+    if key == "backend" and value not in BACKEND_CHOICES:
+        return f"must be one of {', '.join(BACKEND_CHOICES)}, got {value!r}"
+    if key == "headers" and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return "must map header names to string values"
+    return None
+
+
 def _now(current: UserSettings, name: str) -> str:
     value = getattr(current, name)
+    if name == "headers" and value is not None:
+        return "{" + ", ".join(sorted(k for k, _ in value)) + "}"  # values may be secrets
     return (
         "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     )
@@ -131,3 +178,26 @@ def _now(current: UserSettings, name: str) -> str:
 
 # The keys the server understands, as editors spell them (the README documents each).
 SETTING_KEYS = tuple(_KEYS)
+
+
+# Backend fields a setting of the same name replaces when set.
+_REMOTE_FIELDS = (
+    "endpoint",
+    "remote_model",
+    "api_key_env",
+    "timeout_ms",
+    "headers",
+    "fim_template",
+)
+
+
+def backend_spec(base: BackendSpec, user: UserSettings) -> BackendSpec:
+    """`base` (the command line's backend) with what the client's settings choose."""
+    changes: dict[str, Any] = {}
+    if user.backend is not None:
+        changes["kind"] = user.backend
+    for name in _REMOTE_FIELDS:
+        value = getattr(user, name)
+        if value is not None:
+            changes[name] = value
+    return replace(base, **changes)

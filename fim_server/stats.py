@@ -20,6 +20,7 @@ class EngineStats:
     superseded: int = 0  # requests dropped because a newer one came
     interrupted: int = 0  # model runs stopped mid-way by a cancellation
     errors: int = 0
+    last_error: str | None = None  # the backend's last failure; None once it answers again
     accepted: int = 0  # completions the editor reports the user accepted (fim/accepted)
     accepted_chars: int = 0  # characters those acceptances inserted
     speculative: int = 0  # completions computed ahead after an acceptance

@@ -75,6 +75,36 @@
 Use `:json-false' to turn it off explicitly."
   :type '(choice (const :tag "Server default" nil) (const t) (const :json-false)))
 
+(defcustom fim-backend nil
+  "What fills the middle: \"embedded\", \"mercury\", \"openai\" or \"llama.cpp\".
+nil keeps the server's command line.  See docs/remote.md."
+  :type '(choice (const nil) string))
+
+(defcustom fim-endpoint nil
+  "Base URL of a remote backend's server; nil: the backend's default."
+  :type '(choice (const nil) string))
+
+(defcustom fim-remote-model nil
+  "The model field of each remote request; nil: the backend's default."
+  :type '(choice (const nil) string))
+
+(defcustom fim-api-key-env nil
+  "Name of the environment variable holding the API key (never the key itself)."
+  :type '(choice (const nil) string))
+
+(defcustom fim-timeout-ms nil
+  "Milliseconds before a remote request is given up; nil: the server's default."
+  :type '(choice (const nil) integer))
+
+(defcustom fim-headers nil
+  "Extra HTTP headers for remote requests, a plist such as (:X-Team \"a\")."
+  :type '(choice (const nil) plist))
+
+(defcustom fim-fim-template nil
+  "openai backend: a raw prompt with the model's FIM tokens.
+{prefix} and {suffix} stand for the code before and after the cursor."
+  :type '(choice (const nil) string))
+
 (defcustom fim-auto-trigger t
   "Non-nil: `fim-mode' asks while you type; nil: only `fim-complete' asks."
   :type 'boolean)
@@ -94,7 +124,14 @@ Use `:json-false' to turn it off explicitly."
    (and fim-context-tokens (list :contextTokens fim-context-tokens))
    (and fim-line-tokens (list :lineTokens fim-line-tokens))
    (and fim-block-tokens (list :blockTokens fim-block-tokens))
-   (and fim-cross-file (list :crossFile fim-cross-file))))
+   (and fim-cross-file (list :crossFile fim-cross-file))
+   (and fim-backend (list :backend fim-backend))
+   (and fim-endpoint (list :endpoint fim-endpoint))
+   (and fim-remote-model (list :remoteModel fim-remote-model))
+   (and fim-api-key-env (list :apiKeyEnv fim-api-key-env))
+   (and fim-timeout-ms (list :timeoutMs fim-timeout-ms))
+   (and fim-headers (list :headers fim-headers))
+   (and fim-fim-template (list :fimTemplate fim-fim-template))))
 
 (defun fim-server-contact (&optional _interactive)
   "Eglot contact for fim-server: the command and its initializationOptions."

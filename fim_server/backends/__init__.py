@@ -4,6 +4,7 @@ or the client's `backend` setting.
 - embedded: the block-diffusion model shipped inside the package (fim_model).
 - dream, dreamon, llada, sdar, open-dcoder: open-weight diffusion coders from a local
   Hugging Face folder (backends/hf, docs/models.md), recognised from its config.json.
+- mercury, openai, llama.cpp: an inference server over HTTP (remote.py).
 """
 
 from __future__ import annotations
@@ -42,11 +43,23 @@ def _diffusion(kind: str) -> Callable[[BackendSpec], Backend]:
     return load
 
 
+def _remote(kind: str) -> Callable[[BackendSpec], Backend]:
+    def load(spec: BackendSpec) -> Backend:
+        from .remote import load_remote  # httpx is only imported for remote backends
+
+        return load_remote(spec, kind)
+
+    return load
+
+
 # Backend kind -> loader. Loaders import their module lazily: a remote backend must not
 # pay for torch, nor the embedded one for an HTTP client.
 KINDS: dict[str, Callable[[BackendSpec], Backend]] = {
     "embedded": _embedded,
     **{kind: _diffusion(kind) for kind in ("dream", "dreamon", "llada", "sdar", "open-dcoder")},
+    "mercury": _remote("mercury"),
+    "openai": _remote("openai"),
+    "llama.cpp": _remote("llama.cpp"),
 }
 
 

@@ -9,7 +9,7 @@ between calls (a key/value cache, a connection pool).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .. import defaults
@@ -43,6 +43,16 @@ class BackendSpec:
     device: str = "cpu"
     threshold: float = defaults.THRESHOLD
     threads: int | None = defaults.THREADS  # torch CPU threads; None: torch's default
+    # Remote backends (mercury, openai, llama.cpp); None: the kind's default.
+    endpoint: str | None = None  # base URL of the inference server
+    remote_model: str | None = None  # the `model` field of each request
+    api_key_env: str | None = None  # environment variable holding the API key
+    timeout_ms: int = defaults.REMOTE_TIMEOUT_MS  # one request, connecting included
+    # Extra HTTP headers sent with every request, as (name, value) pairs.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold secrets
+    # openai only: a raw prompt with the model's own FIM tokens, `{prefix}` and `{suffix}`
+    # standing for the code, sent instead of the `suffix` field.
+    fim_template: str | None = None
 
 
 class Backend(Protocol):

@@ -30,7 +30,10 @@ export function serverSettings(config: vscode.WorkspaceConfiguration): Record<st
     enable: config.get<boolean>('enable', true),
     debounceMs: config.get<number>('debounceMs', 75),
   };
-  for (const key of ['contextTokens', 'lineTokens', 'blockTokens', 'crossFile']) {
+  for (const key of [
+    'contextTokens', 'lineTokens', 'blockTokens', 'crossFile',
+    'backend', 'endpoint', 'remoteModel', 'apiKeyEnv', 'timeoutMs', 'headers', 'fimTemplate',
+  ]) {
     const value = config.get(key);
     if (value !== null && value !== undefined) {
       settings[key] = value;

@@ -28,6 +28,14 @@ M.defaults = {
   line_tokens = nil,
   block_tokens = nil,
   cross_file = nil,
+  -- The backend and its server (docs/remote.md); nil keeps the server's own choice.
+  backend = nil, -- 'embedded' | 'mercury' | 'openai' | 'llama.cpp'
+  endpoint = nil,
+  remote_model = nil,
+  api_key_env = nil, -- the name of the variable holding the key, never the key
+  timeout_ms = nil,
+  headers = nil,
+  fim_template = nil,
   -- Request as you type; with false only keymaps.trigger asks.
   auto_trigger = true,
   -- true: the built-in vim.lsp.inline_completion on Neovim 0.12+ (no partial accept).
@@ -85,6 +93,13 @@ function M.server_settings()
     lineTokens = c.line_tokens,
     blockTokens = c.block_tokens,
     crossFile = c.cross_file,
+    backend = c.backend,
+    endpoint = c.endpoint,
+    remoteModel = c.remote_model,
+    apiKeyEnv = c.api_key_env,
+    timeoutMs = c.timeout_ms,
+    headers = c.headers,
+    fimTemplate = c.fim_template,
   }
 end
 

@@ -1,0 +1,657 @@
+"""Remote backends: the middle is written by an inference server over HTTP.
+
+- `mercury`: Inception Labs' fill-in-the-middle API, `POST {endpoint}/v1/fim/completions`
+  (`model`, `prompt` = the prefix, `suffix`, `max_tokens`, `stop`, `stream`; Bearer key
+  from INCEPTION_API_KEY), answered like OpenAI's completions: `choices[].text`,
+  `finish_reason`, `usage`, streamed as server-sent events ending in `data: [DONE]`.
+- `openai`: any OpenAI-compatible `POST {endpoint}/v1/completions` (vLLM, SGLang,
+  llama.cpp's server, hosted FIM APIs) with `prompt` and `suffix`; or, with a FIM
+  template, one raw `prompt` written with the model's own FIM tokens (for servers that
+  ignore `suffix`).
+- `llama.cpp`: llama.cpp's server `POST {endpoint}/infill` with `input_prefix`,
+  `input_suffix` and `input_extra` (other files' chunks), streamed as `data:` events whose
+  last one says `"stop": true`.
+
+How a request runs. The engine calls a backend from its one worker thread and expects a
+blocking call; an HTTP request that can be abandoned at any moment wants an event loop.
+So each backend owns a private asyncio loop on a daemon thread with one pooled
+`httpx.AsyncClient` (kept-alive connections: after the first request no TCP or TLS
+handshake is paid again). `infill` hands the request to that loop and waits for it in
+short slices (`POLL_S`), asking `should_cancel` between slices. When it says stop (the
+editor sent `$/cancelRequest`, or a newer keystroke superseded the request), the request's
+task is cancelled: the cancellation lands in whatever the task awaits (connecting,
+sending, reading the next event), and leaving the `client.stream(...)` block closes the
+response before it was read to the end, which closes its connection instead of returning
+it to the pool. The server sees the disconnect and stops generating (llama.cpp does), and
+`infill` raises InfillCancelled within about POLL_S.
+
+Answers are always streamed, and the stream is closed early as soon as the text is
+complete for post-processing: a single-line completion at its first line break, a block at
+its first line that leaves the block (dedent, or a closer of the enclosing code), the
+cuts postprocess.clean_edit would make anyway.
+
+Failures (connection refused, timeout, 401/403, 404, 429, 5xx, a server that dies
+mid-answer, malformed JSON or events) raise BackendError with one line a user can act on;
+the engine answers empty and the server tells the editor once. After a failure the
+backend backs off (doubling from BACKOFF_START_S up to BACKOFF_CAP_S, longer when the
+server sends Retry-After): requests in that window answer empty without touching the
+network, and the first keystroke after it tries again. The API key is read from the
+environment once, sent only in the Authorization header, and scrubbed from every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..context import CompletionContext
+from ..languages import LANGUAGES
+from ..postprocess import cut_at_block_exit, cut_at_dedent, match_indentation
+from .base import BackendError, BackendSpec, Infill, InfillCancelled
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How often a waiting `infill` asks `should_cancel`: the most a cancelled request lingers.
+POLL_S = 0.01
+BACKOFF_START_S = 0.5
+BACKOFF_CAP_S = 30.0
+# Characters per token, for sizing the context where the server's tokenizer is unknown
+# (about four for code in BPE vocabularies).
+CHARS_PER_TOKEN = 4
+# At most this much of an error body goes into a message.
+ERROR_BODY_CHARS = 200
+
+
+@dataclass(frozen=True)
+class KindDefaults:
+    endpoint: str | None  # None: the user must name one
+    model: str | None  # None: no `model` field unless the user names one
+    api_key_env: str | None  # None: no key unless the user names a variable
+    key_required: bool
+
+
+DEFAULTS: dict[str, KindDefaults] = {
+    "mercury": KindDefaults(
+        "https://api.inceptionlabs.ai", "mercury-edit-2", "INCEPTION_API_KEY", True
+    ),
+    "openai": KindDefaults(None, None, "OPENAI_API_KEY", False),
+    "llama.cpp": KindDefaults("http://127.0.0.1:8080", None, None, False),
+}
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """Timings of the last request, for logs and the latency benchmark."""
+
+    wall_ms: float  # from sending the request to closing the response
+    first_byte_ms: float  # until the response headers arrived
+    server_ms: float | None  # the server's own time, where it reports it (llama.cpp)
+    early_stop: bool  # the stream was closed because the text was complete
+
+
+class _Failure(Exception):
+    """A failed request: `message` for the user; `retry_after` from the server, seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _base_url(endpoint: str) -> str:
+    """The server's root URL: a trailing `/` or `/v1` (OpenAI clients' convention) dropped,
+    since each backend adds its own full path."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BackendError(f"endpoint {endpoint!r} is not an http:// or https:// URL")
+    base = endpoint.rstrip("/")
+    return base.removesuffix("/v1")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _server_message(body: bytes) -> str:
+    """What an error body says, in one short line: OpenAI's `{"error": {"message"}}`,
+    FastAPI's `{"detail"}`, llama.cpp's `{"error": {"message"}}`, or the text itself."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            text = error["message"]
+        elif isinstance(error, str):
+            text = error
+        elif isinstance(data.get("detail"), str):
+            text = data["detail"]
+        elif isinstance(data.get("message"), str):
+            text = data["message"]
+    text = " ".join(text.split())
+    return text[:ERROR_BODY_CHARS] + ("…" if len(text) > ERROR_BODY_CHARS else "")
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """Why a connection failed, from the OS error under httpx's own."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "unknown host"
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
+
+
+def completion_done(text: str, ctx: CompletionContext) -> bool:
+    """Whether post-processing will cut `text` (a streamed answer so far) whatever comes
+    next, so the stream can be closed: the same cuts as postprocess.clean_edit."""
+    if ctx.mode.is_line:
+        return "\n" in text  # cut_at_newline
+    text = match_indentation(text, ctx.indent_unit)
+    if cut_at_dedent(text, ctx.block_indent) != text:
+        return True  # a line that left the block has begun (its indent is known)
+    spec = LANGUAGES.get(ctx.language) if ctx.language else None
+    if spec is not None:
+        # Whole lines only: `en` may be the start of `end` or of `enumerate`.
+        lines = text[: text.rfind("\n") + 1]
+        return bool(lines) and cut_at_block_exit(lines, spec) != lines
+    return False
+
+
+def _line_done(text: str) -> bool:
+    return "\n" in text
+
+
+class _LoopThread:
+    """A private event loop on a daemon thread, with one pooled HTTP client."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="fim-remote", daemon=True
+        )
+        self._thread.start()
+        # Per-phase limits; the whole request's deadline is enforced around it.
+        timeout = httpx.Timeout(timeout_s)
+        limits = httpx.Limits(max_connections=4, max_keepalive_connections=2)
+
+        async def make() -> httpx.AsyncClient:
+            return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+
+        self.client: httpx.AsyncClient = self.submit(make()).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], should_cancel: Callable[[], bool]) -> T:
+        """Run `coro` on the loop; cancel it (closing its connection) as soon as
+        `should_cancel()` says so."""
+        future = self.submit(coro)
+        while True:
+            try:
+                return future.result(timeout=POLL_S)
+            except FutureTimeout:
+                if should_cancel():
+                    future.cancel()
+                    # Let the task unwind (close its response) before the next request.
+                    try:
+                        future.result(timeout=1.0)
+                    except BaseException:  # cancelled, or failed meanwhile: either way done
+                        pass
+                    raise InfillCancelled("cancelled during the request") from None
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            self.submit(self.client.aclose()).result(timeout=2.0)
+        except Exception:  # closing: nothing left to report to
+            logger.debug("closing the HTTP client failed", exc_info=True)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=2.0)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class RemoteBackend:
+    """What the three remote kinds share: the loop, the key, streaming, failures and
+    backoff. Subclasses say where a request goes, what it carries and how to read its
+    events."""
+
+    kind = ""
+    path = ""
+    unsupported_hint = ""  # what to do about a 501
+
+    def __init__(self, spec: BackendSpec) -> None:
+        defaults = DEFAULTS[self.kind]
+        endpoint = spec.endpoint or defaults.endpoint
+        if not endpoint:
+            raise BackendError(
+                f"backend {self.kind} needs an endpoint (--endpoint, setting endpoint)"
+            )
+        self.base = _base_url(endpoint)
+        self.url = self.base + self.path
+        self.model = spec.remote_model or defaults.model
+        self.timeout_s = spec.timeout_ms / 1000
+        if self.timeout_s <= 0:
+            raise BackendError("timeoutMs must be positive")
+        key_env = spec.api_key_env or defaults.api_key_env
+        self._key = os.environ.get(key_env, "") if key_env else ""
+        if defaults.key_required and not self._key:
+            raise BackendError(
+                f"backend {self.kind} needs an API key: set the environment variable "
+                f"{key_env} (or name another one with apiKeyEnv)"
+            )
+        self._key_env = key_env
+        headers = {"Accept": "text/event-stream, application/json"}
+        headers.update(dict(spec.headers))
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        self._headers = headers
+        self._secrets = [v for v in (self._key, *dict(spec.headers).values()) if len(v) >= 4]
+        self.fim_template = spec.fim_template
+        self.name = self.kind
+        model = f" ({self.model})" if self.model else ""
+        self.description = f"{self.kind}{model} at {self.base}"
+        # The server's tokenizer is unknown: the context is measured in characters.
+        self.context_tokens: int | None = None
+        self._backoff_s = 0.0
+        self._quiet_until = 0.0
+        self._last_failure = ""
+        self.last_exchange: Exchange | None = None
+        self._loop = _LoopThread(self.timeout_s)
+
+    # -- the Backend protocol ---------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+    def infill(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        max_tokens: int,
+        single_line: bool,
+        should_cancel: Callable[[], bool],
+        seed: int,
+    ) -> Infill:
+        done = _line_done if single_line else None
+        return self._infill(prefix, suffix, "", max_tokens, single_line, done, should_cancel, seed)
+
+    def infill_context(
+        self, ctx: CompletionContext, *, should_cancel: Callable[[], bool], seed: int
+    ) -> Infill:
+        """`infill` with the whole context: other files' chunks go where the server wants
+        them, and the stream stops once post-processing would cut the text anyway."""
+        return self._infill(
+            ctx.prefix,
+            ctx.suffix,
+            ctx.extra,
+            ctx.max_tokens,
+            ctx.mode.is_line,
+            lambda text: completion_done(text, ctx),
+            should_cancel,
+            seed,
+        )
+
+    def close(self) -> None:
+        self._loop.close()
+
+    # -- one request ------------------------------------------------------------------
+
+    def _infill(
+        self,
+        prefix: str,
+        suffix: str,
+        extra: str,
+        max_tokens: int,
+        single_line: bool,
+        done: Callable[[str], bool] | None,
+        should_cancel: Callable[[], bool],
+        seed: int,
+    ) -> Infill:
+        now = time.monotonic()
+        if now < self._quiet_until:
+            # Backing off: no request until the window ends (the failure was reported).
+            raise BackendError(self._last_failure)
+        if should_cancel():
+            raise InfillCancelled("cancelled before the request")
+        body = self.request_body(prefix, suffix, extra, max_tokens, single_line, seed)
+        try:
+            text, tokens = self._loop.run(self._exchange(body, done), should_cancel)
+        except _Failure as failure:
+            raise self._failed(failure) from None
+        self._backoff_s = 0.0
+        self._last_failure = ""
+        return Infill(text, tokens, 0, None)
+
+    def _failed(self, failure: _Failure) -> BackendError:
+        self._backoff_s = min(max(self._backoff_s * 2, BACKOFF_START_S), BACKOFF_CAP_S)
+        wait = self._backoff_s
+        if failure.retry_after is not None:
+            wait = min(max(wait, failure.retry_after), BACKOFF_CAP_S)
+        self._quiet_until = time.monotonic() + wait
+        message = self._scrub(f"{self.kind} at {self.base}: {failure}")
+        self._last_failure = message
+        logger.warning("%s (quiet for %.1f s)", message, wait)
+        return BackendError(message)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    async def _exchange(
+        self, body: dict[str, Any], done: Callable[[str], bool] | None
+    ) -> tuple[str, int]:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await self._stream(body, done, started)
+        except TimeoutError:
+            raise _Failure(
+                f"no complete answer within {self.timeout_s * 1000:.0f} ms (timeoutMs)"
+            ) from None
+        except httpx.ConnectError as exc:
+            raise _Failure(
+                f"cannot connect ({_connect_reason(exc)}); is the server running?"
+            ) from None
+        except httpx.TimeoutException:
+            raise _Failure(
+                f"no complete answer within {self.timeout_s * 1000:.0f} ms (timeoutMs)"
+            ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise _Failure(f"the connection broke mid-answer ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise _Failure(f"request failed ({type(exc).__name__}: {exc})") from None
+
+    async def _stream(
+        self, body: dict[str, Any], done: Callable[[str], bool] | None, started: float
+    ) -> tuple[str, int]:
+        request = self._loop.client.build_request(
+            "POST", self.url, json=body, headers=self._headers
+        )
+        response = await self._loop.client.send(request, stream=True)
+        try:
+            first_byte_ms = (time.perf_counter() - started) * 1000
+            if response.status_code >= 400:
+                raise self._http_failure(response, await response.aread())
+            parts: list[str] = []
+            tokens = 0
+            server_ms: float | None = None
+            early = False
+            kind = response.headers.get("content-type", "")
+            events = self._whole(response) if "application/json" in kind else _sse_events(response)
+            async for event in events:
+                piece, finished, usage, timing = self.read_event(event)
+                parts.append(piece)
+                tokens = usage if usage is not None else tokens
+                server_ms = timing if timing is not None else server_ms
+                if finished:
+                    break
+                if done is not None and piece and done("".join(parts)):
+                    early = True
+                    break
+            self.last_exchange = Exchange(
+                (time.perf_counter() - started) * 1000, first_byte_ms, server_ms, early
+            )
+            logger.debug(
+                "remote timing: wall_ms=%.1f first_byte_ms=%.1f server_ms=%s early_stop=%s",
+                self.last_exchange.wall_ms,
+                first_byte_ms,
+                "-" if server_ms is None else f"{server_ms:.1f}",
+                early,
+            )
+            return "".join(parts), tokens
+        finally:
+            # Unread (early stop, cancellation): the connection is closed, not pooled.
+            await response.aclose()
+
+    async def _whole(self, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+        """A server that ignored `stream` and sent one JSON answer."""
+        raw = await response.aread()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise _Failure(f"malformed JSON in the answer: {_server_message(raw)!r}") from None
+        if not isinstance(data, dict):
+            raise _Failure("malformed answer: expected a JSON object")
+        yield data
+
+    def _http_failure(self, response: httpx.Response, body: bytes) -> _Failure:
+        status = response.status_code
+        said = _server_message(body)
+        said = f": {said}" if said else ""
+        if status in (401, 403):
+            where = f"${self._key_env}" if self._key_env else "apiKeyEnv"
+            return _Failure(f"HTTP {status}, the API key was refused (check {where}){said}")
+        if status == 404:
+            model = f"model {self.model!r}" if self.model else "the model"
+            return _Failure(f"HTTP 404 for {self.path}: wrong path or {model}{said}")
+        if status == 429:
+            return _Failure(f"HTTP 429, rate limited{said}", _retry_after(response))
+        if status == 501:
+            return _Failure(f"HTTP 501, not supported{said}{self.unsupported_hint}")
+        if status >= 500:
+            return _Failure(f"HTTP {status}, server error{said}", _retry_after(response))
+        return _Failure(f"HTTP {status}{said}")
+
+    # -- what each kind sends and reads ---------------------------------------------------
+
+    def request_body(
+        self, prefix: str, suffix: str, extra: str, max_tokens: int, single_line: bool, seed: int
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def read_event(self, event: dict[str, Any]) -> tuple[str, bool, int | None, float | None]:
+        """(text, finished, completion tokens if told, server ms if told) of one event."""
+        raise NotImplementedError
+
+
+async def _sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects of a server-sent event stream, until `data: [DONE]` or its end."""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                payload = "\n".join(data)
+                data = []
+                if payload.strip() == "[DONE]":
+                    return
+                yield _event_json(payload)
+            continue
+        if line.startswith(":"):
+            continue  # a comment (keep-alive)
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "error":  # llama.cpp reports a failure mid-stream this way
+            raise _Failure(f"the server failed mid-answer: {_server_message(value.encode())}")
+        elif field not in ("event", "id", "retry"):
+            raise _Failure(f"malformed event stream: unexpected line {line[:60]!r}")
+    if data:
+        payload = "\n".join(data)
+        if payload.strip() != "[DONE]":
+            yield _event_json(payload)
+
+
+def _event_json(payload: str) -> dict[str, Any]:
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise _Failure(f"malformed JSON in an event: {payload[:60]!r}") from None
+    if not isinstance(event, dict):
+        raise _Failure(f"malformed event: expected a JSON object, got {payload[:60]!r}")
+    if "error" in event and "choices" not in event and "content" not in event:
+        raise _Failure(f"the server failed mid-answer: {_server_message(payload.encode())}")
+    return event
+
+
+def _choice_event(event: dict[str, Any]) -> tuple[str, bool, int | None, float | None]:
+    """An OpenAI-style completion chunk (or whole answer): `choices[0].text`,
+    `finish_reason`, `usage.completion_tokens`."""
+    choices = event.get("choices")
+    usage = event.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    tokens = tokens if isinstance(tokens, int) else None
+    timings = _timings_ms(event.get("timings"))
+    if choices == [] and (usage is not None or timings is not None):
+        return "", False, tokens, timings  # a usage-only chunk (stream_options)
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _Failure("malformed answer: no choices[0]")
+    text = choices[0].get("text")
+    if not isinstance(text, str):
+        raise _Failure("malformed answer: choices[0].text is not a string")
+    return text, choices[0].get("finish_reason") is not None, tokens, timings
+
+
+def _timings_ms(timings: Any) -> float | None:
+    """llama.cpp's own time for a request: prompt processing plus generation."""
+    if not isinstance(timings, dict):
+        return None
+    total = 0.0
+    for key in ("prompt_ms", "predicted_ms"):
+        value = timings.get(key)
+        if isinstance(value, int | float):
+            total += value
+    return total
+
+
+def _fill(template: str, prefix: str, suffix: str) -> str:
+    # Substituted once each, in one pass: code may itself contain `{suffix}`.
+    return re.sub(
+        r"\{(prefix|suffix)\}", lambda m: prefix if m[1] == "prefix" else suffix, template
+    )
+
+
+class MercuryBackend(RemoteBackend):
+    kind = "mercury"
+    path = "/v1/fim/completions"
+
+    def request_body(
+        self, prefix: str, suffix: str, extra: str, max_tokens: int, single_line: bool, seed: int
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": extra + prefix,
+            "suffix": suffix,
+            "max_tokens": max_tokens,
+            "stream": True,
+        }
+        if single_line:
+            body["stop"] = ["\n"]
+        return body
+
+    def read_event(self, event: dict[str, Any]) -> tuple[str, bool, int | None, float | None]:
+        return _choice_event(event)
+
+
+class OpenAIBackend(RemoteBackend):
+    kind = "openai"
+    path = "/v1/completions"
+
+    def __init__(self, spec: BackendSpec) -> None:
+        template = spec.fim_template
+        if template is not None and ("{prefix}" not in template or "{suffix}" not in template):
+            raise BackendError("fimTemplate must contain both {prefix} and {suffix}")
+        super().__init__(spec)
+        if template:
+            self.description += " (raw FIM prompt)"
+
+    def request_body(
+        self, prefix: str, suffix: str, extra: str, max_tokens: int, single_line: bool, seed: int
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if self.model:
+            body["model"] = self.model
+        if self.fim_template:
+            body["prompt"] = _fill(self.fim_template, extra + prefix, suffix)
+        else:
+            body["prompt"] = extra + prefix
+            body["suffix"] = suffix
+        body.update(max_tokens=max_tokens, temperature=0, seed=seed, stream=True)
+        body["stream_options"] = {"include_usage": True}
+        if single_line:
+            body["stop"] = ["\n"]
+        return body
+
+    def read_event(self, event: dict[str, Any]) -> tuple[str, bool, int | None, float | None]:
+        return _choice_event(event)
+
+
+class LlamaCppBackend(RemoteBackend):
+    kind = "llama.cpp"
+    path = "/infill"
+    unsupported_hint = (
+        " (/infill needs a model with fill-in-the-middle tokens; for another model use the "
+        "openai backend on the same server)"
+    )
+
+    def request_body(
+        self, prefix: str, suffix: str, extra: str, max_tokens: int, single_line: bool, seed: int
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "input_prefix": prefix,
+            "input_suffix": suffix,
+            # One chunk: the cross-file context is already laid out file by file, each
+            # under a comment naming its file.
+            "input_extra": [{"filename": "", "text": extra}] if extra else [],
+            "n_predict": max_tokens,
+            "temperature": 0,
+            "seed": seed,
+            "cache_prompt": True,
+            "stream": True,
+        }
+        if single_line:
+            body["stop"] = ["\n"]
+        return body
+
+    def read_event(self, event: dict[str, Any]) -> tuple[str, bool, int | None, float | None]:
+        content = event.get("content")
+        if not isinstance(content, str):
+            raise _Failure("malformed answer: `content` is not a string")
+        tokens = event.get("tokens_predicted")
+        return (
+            content,
+            event.get("stop") is True,
+            tokens if isinstance(tokens, int) else None,
+            _timings_ms(event.get("timings")),
+        )
+
+
+BACKENDS: dict[str, type[RemoteBackend]] = {
+    "mercury": MercuryBackend,
+    "openai": OpenAIBackend,
+    "llama.cpp": LlamaCppBackend,
+}
+
+
+def load_remote(spec: BackendSpec, kind: str) -> RemoteBackend:
+    """The remote backend of `kind`; nothing connects until the first completion."""
+    return BACKENDS[kind](spec)
