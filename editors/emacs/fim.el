@@ -100,6 +100,11 @@ nil keeps the server's command line.  See docs/remote.md."
   "Extra HTTP headers for remote requests, a plist such as (:X-Team \"a\")."
   :type '(choice (const nil) plist))
 
+(defcustom fim-min-confidence nil
+  "The confidence gate: suggestions scored below this (0-1) are hidden.
+nil: the server's default."
+  :type '(choice (const nil) number))
+
 (defcustom fim-fim-template nil
   "openai backend: a raw prompt with the model's FIM tokens.
 {prefix} and {suffix} stand for the code before and after the cursor."
@@ -125,6 +130,7 @@ nil keeps the server's command line.  See docs/remote.md."
    (and fim-line-tokens (list :lineTokens fim-line-tokens))
    (and fim-block-tokens (list :blockTokens fim-block-tokens))
    (and fim-cross-file (list :crossFile fim-cross-file))
+   (and fim-min-confidence (list :minConfidence fim-min-confidence))
    (and fim-backend (list :backend fim-backend))
    (and fim-endpoint (list :endpoint fim-endpoint))
    (and fim-remote-model (list :remoteModel fim-remote-model))

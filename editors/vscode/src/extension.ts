@@ -31,7 +31,7 @@ export function serverSettings(config: vscode.WorkspaceConfiguration): Record<st
     debounceMs: config.get<number>('debounceMs', 75),
   };
   for (const key of [
-    'contextTokens', 'lineTokens', 'blockTokens', 'crossFile',
+    'contextTokens', 'lineTokens', 'blockTokens', 'crossFile', 'minConfidence',
     'backend', 'endpoint', 'remoteModel', 'apiKeyEnv', 'timeoutMs', 'headers', 'fimTemplate',
   ]) {
     const value = config.get(key);

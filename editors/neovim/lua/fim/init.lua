@@ -28,6 +28,8 @@ M.defaults = {
   line_tokens = nil,
   block_tokens = nil,
   cross_file = nil,
+  -- The confidence gate: suggestions scored below this are hidden; nil: the server's default.
+  min_confidence = nil,
   -- The backend and its server (docs/remote.md); nil keeps the server's own choice.
   backend = nil, -- 'embedded' | 'mercury' | 'openai' | 'llama.cpp'
   endpoint = nil,
@@ -93,6 +95,7 @@ function M.server_settings()
     lineTokens = c.line_tokens,
     blockTokens = c.block_tokens,
     crossFile = c.cross_file,
+    minConfidence = c.min_confidence,
     backend = c.backend,
     endpoint = c.endpoint,
     remoteModel = c.remote_model,
