@@ -21,6 +21,9 @@ interface Stats {
   modelError: string | null;
   lastLatencyMs: number;
   accepted?: number;
+  // The last request's backend failure (a remote server down, a bad key); null once one
+  // answers again.
+  lastError?: string | null;
 }
 
 /** The settings the server reads (initializationOptions and `settings.fim`); keys left
@@ -154,11 +157,15 @@ function clientOptions(config: vscode.WorkspaceConfiguration): LanguageClientOpt
         }
         const started = Date.now();
         const result = await next(document, position, context, token);
+        const items = Array.isArray(result) ? result : (result?.items ?? []);
         if (!token.isCancellationRequested) {
           status.latency(Date.now() - started);
+          if (items.length === 0 || status.state === 'error') {
+            await showBackendFailure();
+          }
         }
         // Accepting an item (Tab) runs its command: tell the server what was accepted.
-        for (const item of Array.isArray(result) ? result : (result?.items ?? [])) {
+        for (const item of items) {
           const text = typeof item.insertText === 'string' ? item.insertText : item.insertText.value;
           item.command = {
             command: ACCEPTED_COMMAND,
@@ -170,6 +177,25 @@ function clientOptions(config: vscode.WorkspaceConfiguration): LanguageClientOpt
       },
     },
   };
+}
+
+/** An empty answer may be a backend failure (a remote server down, a bad key): show it in
+ * the status item until the backend answers again. */
+async function showBackendFailure(): Promise<void> {
+  const current = client;
+  if (current?.state !== State.Running) {
+    return;
+  }
+  try {
+    const stats = await current.sendRequest<Stats>(STATS_REQUEST, null);
+    if (stats.lastError) {
+      status.set('error', stats.lastError);
+    } else if (status.state === 'error' && stats.modelReady && !stats.modelError) {
+      status.set('ready');
+    }
+  } catch {
+    // The server is restarting or gone; the client reports that itself.
+  }
 }
 
 async function waitForModel(current: LanguageClient): Promise<void> {
