@@ -116,7 +116,7 @@ def test_the_program_writes_only_inside_its_own_directory(tmp_path: Path) -> Non
     assert run.outcome is Outcome.OK, run
     lines = run.stdout.splitlines()
     assert lines[0] == "ok" and "WROTE" not in run.stdout, run.stdout
-    assert lines[-1].count("fim-eval-") == 1  # other runs' directories are not visible
+    assert lines[-1] == "['run']"  # other runs' directories are not visible
     for path in outside[:4]:
         assert not Path(path).exists()
 
@@ -180,3 +180,17 @@ def test_unsafe_mode_still_kills_every_descendant(no_unshare: None) -> None:
     time.sleep(0.2)
     assert survivors(marker) == []
     assert run_python("print(2)\n", limits=unsafe).stdout == "2\n"
+
+
+@isolated
+def test_a_python_inside_the_temporary_folder_still_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A clone checked out under /tmp has its virtual environment there: hiding the folder
+    # that holds the program's directory must not hide the Python that runs it.
+    python = tmp_path / "python3"
+    python.symlink_to(os.path.realpath(sys.executable))
+    monkeypatch.setattr(sys, "executable", str(python))
+    run = run_python("import os\nprint(sorted(os.listdir('..')))\n", limits=FAST)
+    assert run.outcome is Outcome.OK, run.stderr
+    assert run.stdout.strip() == "['run']"  # nothing else of the temporary folder shows

@@ -24,6 +24,7 @@ around) and a reaper that kills every process carrying the run's tag in its envi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -177,7 +178,7 @@ def isolation() -> tuple[str, ...] | None:
         candidates.insert(0, [unshare, "--user", "--map-root-user", *_NAMESPACES])
     for prefix in candidates:
         try:
-            with tempfile.TemporaryDirectory(prefix="fim-eval-probe-") as workdir:
+            with _run_directory("fim-eval-probe-") as workdir:
                 args = _init_args(workdir, SandboxLimits(), prelude="pass")
                 done = subprocess.run(
                     [*prefix, sys.executable, "-I", "-c", _INIT, *args],
@@ -199,6 +200,17 @@ def unavailable_reason() -> str:
         "refuses; test programs would run with access to the network and the file system. "
         "Pass --unsafe-no-isolation to run them anyway."
     )
+
+
+@contextlib.contextmanager
+def _run_directory(prefix: str) -> Iterator[str]:
+    """A fresh directory for one program, alone in a private parent: the sandbox hides the
+    parent behind an empty tmpfs, and that must never hide anything else (the shared
+    temporary folder may hold the Python that runs the program, or other runs)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as parent:
+        workdir = os.path.join(parent, "run")
+        os.mkdir(workdir)
+        yield workdir
 
 
 def _init_args(workdir: str, limits: SandboxLimits, prelude: str = _PRELUDE) -> list[str]:
@@ -229,7 +241,7 @@ def run_python(program: str, stdin: str = "", limits: SandboxLimits | None = Non
     if prefix is None and not limits.unsafe_no_isolation:
         raise SandboxUnavailable(unavailable_reason())
     tag = uuid.uuid4().hex
-    with tempfile.TemporaryDirectory(prefix="fim-eval-") as workdir:
+    with _run_directory("fim-eval-") as workdir:
         with open(os.path.join(workdir, "main.py"), "w", encoding="utf-8") as fh:
             fh.write(program)
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": "0"}
