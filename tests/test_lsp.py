@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_lsp
+from lsp_client import get_stats, inline_params, open_document, wait_for
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient
@@ -31,22 +32,6 @@ CAPABILITIES = types.ClientCapabilities(
         completion=types.CompletionClientCapabilities(),
     ),
 )
-
-
-async def get_stats(client: LanguageClient) -> dict[str, Any]:
-    return (await client.protocol.send_request_async("fim/stats", None))._asdict()
-
-
-async def wait_for(client: LanguageClient, check, timeout: float, what: str) -> dict[str, Any]:
-    """Poll fim/stats until `check(stats)` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = await get_stats(client)
-        if check(stats):
-            return stats
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; stats: {stats}")
-        await asyncio.sleep(0.01)
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), scope="module")
@@ -71,23 +56,6 @@ async def client(lsp_client: LanguageClient):
     assert stats["modelReady"], f"the shipped model failed to load: {stats['modelError']}"
     yield
     await lsp_client.shutdown_session()
-
-
-def open_document(client: LanguageClient, text: str) -> str:
-    uri = f"file:///tmp/fim-test/{uuid.uuid4().hex}.py"
-    item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
-    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
-    return uri
-
-
-def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        context=types.InlineCompletionContext(
-            trigger_kind=types.InlineCompletionTriggerKind.Automatic
-        ),
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=character),
-    )
 
 
 def assert_answer(result: Any, line: int, character: int) -> None:

@@ -15,11 +15,11 @@ import asyncio
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import pytest_lsp
+from lsp_client import inline_params, open_document
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 from remote_servers import LlamaServer, llama_server_binary, require_llama_server, smollm2_model
@@ -198,22 +198,9 @@ async def client(lsp_client: LanguageClient, llama: LlamaServer):
     await lsp_client.shutdown_session()
 
 
-def open_document(client: LanguageClient, text: str) -> str:
-    uri = f"file:///tmp/fim-llama-test/{uuid.uuid4().hex}.py"
-    item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
-    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
-    return uri
-
-
 async def inline(client: LanguageClient, uri: str, line: int, character: int) -> list:
     result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-            ),
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=line, character=character),
-        )
+        inline_params(uri, line, character, types.InlineCompletionTriggerKind.Invoked)
     )
     assert result is not None
     return result.items

@@ -10,10 +10,10 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import pytest_lsp
+from lsp_client import get_stats, inline_params, open_document, wait_for
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient
@@ -49,21 +49,6 @@ def fresh_plans(wire: WireServer) -> None:
     wire.plans, wire.default = [], Plan()
 
 
-async def get_stats(client: LanguageClient) -> dict[str, Any]:
-    return (await client.protocol.send_request_async("fim/stats", None))._asdict()
-
-
-async def wait_for(client: LanguageClient, check, timeout: float, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = await get_stats(client)
-        if check(stats):
-            return stats
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; stats: {stats}")
-        await asyncio.sleep(0.02)
-
-
 @pytest_lsp.fixture(
     config=ClientServerConfig(server_command=SERVER, server_env=ENV), scope="module"
 )
@@ -82,25 +67,8 @@ async def client(lsp_client: LanguageClient, wire: WireServer):
     await lsp_client.shutdown_session()
 
 
-def open_document(client: LanguageClient, text: str) -> str:
-    uri = f"file:///tmp/fim-remote-test/{uuid.uuid4().hex}.py"
-    item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
-    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
-    return uri
-
-
-def params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        context=types.InlineCompletionContext(
-            trigger_kind=types.InlineCompletionTriggerKind.Automatic
-        ),
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=character),
-    )
-
-
 async def inline(client: LanguageClient, uri: str, line: int, character: int) -> str | None:
-    result = await client.text_document_inline_completion_async(params(uri, line, character))
+    result = await client.text_document_inline_completion_async(inline_params(uri, line, character))
     assert result is not None
     return result.items[0].insert_text if result.items else None  # type: ignore[return-value]
 
@@ -188,7 +156,7 @@ async def test_cancel_request_closes_the_connection(
     wire.default = Plan(pieces=["x"] * 400, delay_s=0.05)
     msg_id = f"inline-{uuid.uuid4().hex}"
     future = client.protocol.send_request(
-        types.TEXT_DOCUMENT_INLINE_COMPLETION, params(uri, 1, 4), msg_id=msg_id
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 1, 4), msg_id=msg_id
     )
     await wait_until(lambda: len(wire.seen) > count and wire.seen[count].pieces_sent >= 2)
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
@@ -211,7 +179,7 @@ async def test_a_newer_keystroke_supersedes_a_streaming_request(
     uri = open_document(client, "def slow2(a):\n    \n\n\ndef fast(a, b):\n    \n")
     count = len(wire.seen)
     wire.plans = [Plan(pieces=["x"] * 400, delay_s=0.05)]
-    older = client.text_document_inline_completion_async(params(uri, 1, 4))
+    older = client.text_document_inline_completion_async(inline_params(uri, 1, 4))
     older_task = asyncio.ensure_future(older)
     await wait_until(lambda: len(wire.seen) > count and wire.seen[count].pieces_sent >= 2)
     assert await inline(client, uri, 5, 4) == "return a + b"
