@@ -148,7 +148,10 @@ def _commits(
     answer = list(range(first_stop))
     if first_stop < n and predicted[first_stop] in newlines:
         answer.append(first_stop)
-    end_at = [j for j in range(n) if predicted[j] in ends]
+    # An end after a predicted newline would never be reached (single-line mode stops at
+    # the newline): committing it would spend the step on a token that cannot be kept.
+    last_end = first_stop if first_stop < n and predicted[first_stop] in newlines else n - 1
+    end_at = [j for j in range(last_end + 1) if predicted[j] in ends]
     chosen = {j for j in (*answer, *end_at) if confidence[j] > settings.threshold}
     if not chosen and settings.fallback == "confidence" and end_at:
         best = max(range(n), key=lambda j: confidence[j])

@@ -289,6 +289,16 @@ def test_nothing_after_a_predicted_newline_is_committed_in_single_line_mode() ->
     assert model.rows_projected == [8, 7, 6]
 
 
+def test_a_sure_end_after_a_predicted_newline_takes_no_pass_in_single_line_mode() -> None:
+    # The line ends at the newline, so the sure <eom> after it can never be reached:
+    # committing it would spend a pass writing nothing of the answer.
+    E, P = SPECIAL.end_of_middle, SPECIAL.pad
+    model = ScriptedModel([_unsure(9), _unsure(7), E, P, P, P, P, P])
+    out = _generate(model, [2, 9, 3, 10, 4], None, single_line=True)
+    assert out.tokens == [9, 7]
+    assert out.tokens_per_pass == [1, 1]
+
+
 def test_the_fallback_prefers_a_token_likely_to_be_kept() -> None:
     # Position 2 is the surest guess (0.78), but position 1 may well be the line's end
     # (newline 0.36), which would cut it off: the surer bet is position 0 (0.68, kept).
