@@ -8,6 +8,15 @@ from .modes import Mode
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """Another completion for the same position, offered after the first."""
+
+    text: str
+    replace_chars: int = 0
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str  # what to insert at the cursor; "" when there is nothing to offer
     mode: Mode | None  # None when no context was built (model not ready, disabled)
@@ -27,3 +36,6 @@ class Completion:
     # Why the backend could not answer (a remote server's failure, in one line); None
     # when it answered.
     failure: str | None = None
+    # Further completions for the position (several candidates), distinct from `text` and
+    # from each other, for the editor to cycle through.
+    others: tuple[Candidate, ...] = ()

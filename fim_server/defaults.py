@@ -20,6 +20,16 @@ CACHE_SIZE = 256
 # fewer forward passes per token, more mistakes; 1.0 commits one token per pass.
 THRESHOLD = 0.9
 
+# Completions offered at once (several InlineCompletionItems the editor cycles through),
+# where the backend decodes them together: a GPU decodes a batch of middles in about the
+# time of one, a CPU core does not (the embedded model's pass is bound by reading its
+# weights, shared by the batch, but attention and the sampler grow with it).
+CANDIDATES_CPU = 1
+CANDIDATES_CUDA = 3
+# The first candidate is the greedy answer; the others are sampled at this temperature,
+# so that they differ from it where the model is unsure.
+CANDIDATE_TEMPERATURE = 0.8
+
 # Torch intra-op threads. The embedded model's matrices are small, so extra threads
 # mostly add synchronisation, and under load from other processes (the editor, a build)
 # they stall each other: one thread was ~40x faster per step on a busy 2-core machine.

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from . import defaults, gate
 from .backends import Backend, BackendError, BackendSpec, InfillCancelled, load_backend
 from .cache import CompletionCache
-from .completion import Completion
+from .completion import Candidate, Completion
 from .context import CompletionContext, ContextSettings, Mode, build_context
 from .crossfile import CrossFileIndex, Source
 from .debounce import AdaptiveDebounce
@@ -60,6 +60,7 @@ class _ModelRequest:
     text: str
     ctx: CompletionContext
     key: tuple[object, ...]
+    candidates: int  # completions to ask the backend for
 
 
 @dataclass
@@ -413,10 +414,23 @@ class Engine:
             self._stats.last_language = ctx.language
         if ctx.mode is Mode.NONE:
             return Completion("", ctx.mode, ctx.reason)
-        key = (uri, ctx.language, ctx.extra, ctx.prefix, ctx.suffix, ctx.mode, ctx.max_tokens)
+        candidates = self._candidates()
+        key = (
+            uri, ctx.language, ctx.extra, ctx.prefix, ctx.suffix, ctx.mode, ctx.max_tokens,
+            candidates,
+        )  # fmt: skip
         if (hit := self._cache.get(key)) is not None:
             return hit
-        return _ModelRequest(text, ctx, key)
+        return _ModelRequest(text, ctx, key, candidates)
+
+    def _candidates(self) -> int:
+        """How many completions to ask for: the user's `candidates` setting, else the
+        backend's default; one from a backend that cannot decode several at once."""
+        backend = self._model.backend
+        if getattr(backend, "infill_candidates", None) is None:
+            return 1
+        chosen = self.user_settings.candidates
+        return chosen if chosen is not None else getattr(backend, "candidates", 1)
 
     def _submit(
         self, request: _ModelRequest, cancel: threading.Event, submitted: float
@@ -445,18 +459,32 @@ class Engine:
             if infill_context is not None:
                 # Backends that place other files' chunks themselves and stop a streamed
                 # answer once post-processing would cut it (remote servers).
-                infill = infill_context(ctx, should_cancel=cancel.is_set, seed=self.settings.seed)
-            else:
-                infill = backend.infill(
+                infills = [
+                    infill_context(ctx, should_cancel=cancel.is_set, seed=self.settings.seed)
+                ]
+            elif request.candidates > 1:
+                infills = backend.infill_candidates(  # type: ignore[attr-defined]
                     ctx.model_prefix,
                     ctx.suffix,
+                    count=request.candidates,
                     max_tokens=ctx.max_tokens,
                     single_line=ctx.mode.is_line,
                     should_cancel=cancel.is_set,
                     seed=self.settings.seed,
                 )
+            else:
+                infills = [
+                    backend.infill(
+                        ctx.model_prefix,
+                        ctx.suffix,
+                        max_tokens=ctx.max_tokens,
+                        single_line=ctx.mode.is_line,
+                        should_cancel=cancel.is_set,
+                        seed=self.settings.seed,
+                    )
+                ]
             model_ms = (time.perf_counter() - started) * 1000
-            edit = clean_edit(infill.text, ctx)
+            edits = [clean_edit(infill.text, ctx) for infill in infills]
         except InfillCancelled:
             with self._stats_lock:
                 self._stats.interrupted += 1
@@ -475,28 +503,51 @@ class Engine:
         finally:
             with self._stats_lock:
                 self._stats.busy = False
-        text = _document_newlines(edit.text, request.text)
         # Scored here, with the backend's confidence at hand; hidden or shown in _answered,
         # against the setting in force then (the cache keeps the scored completion, so a
-        # changed minConfidence applies to cached answers too).
-        signals = gate.signals(edit.text, infill.confidence)
-        completion = Completion(
-            text,
-            ctx.mode,
-            ctx.reason if text else f"{ctx.reason}; nothing left after cleanup",
-            infill.tokens,
-            infill.forward_passes,
-            model_ms=model_ms,
-            replace_chars=edit.replace_chars,
-            confidence=gate.score(signals) if text else None,
-            model_confidence=infill.confidence,
-        )
+        # changed minConfidence applies to cached answers too). Candidates that come out
+        # of post-processing empty or the same as an earlier one are dropped.
+        offered: list[tuple[Candidate, float | None]] = []
+        for infill, edit in zip(infills, edits, strict=True):
+            text = _document_newlines(edit.text, request.text)
+            candidate = Candidate(
+                text, edit.replace_chars, gate.score(gate.signals(edit.text, infill.confidence))
+            )
+            if text and all(
+                (c.text, c.replace_chars) != (text, edit.replace_chars) for c, _ in offered
+            ):
+                offered.append((candidate, infill.confidence))
+        first = infills[0]  # the passes are shared; its tokens are the answer's
+        if offered:
+            (best, model_confidence), *others = offered
+            completion = Completion(
+                best.text,
+                ctx.mode,
+                ctx.reason,
+                first.tokens,
+                first.forward_passes,
+                model_ms=model_ms,
+                replace_chars=best.replace_chars,
+                confidence=best.confidence,
+                model_confidence=model_confidence,
+                others=tuple(c for c, _ in others),
+            )
+        else:
+            completion = Completion(
+                "",
+                ctx.mode,
+                f"{ctx.reason}; nothing left after cleanup",
+                first.tokens,
+                first.forward_passes,
+                model_ms=model_ms,
+                model_confidence=first.confidence,
+            )
         self._cache.put(request.key, completion)
         with self._stats_lock:
             self._stats.model_runs += 1
             self._stats.last_error = None
-            self._stats.tokens_generated += infill.tokens
-            self._stats.forward_passes += infill.forward_passes
+            self._stats.tokens_generated += first.tokens
+            self._stats.forward_passes += first.forward_passes
             self._stats.model_ms += model_ms
         return completion
 
@@ -511,17 +562,28 @@ class Engine:
     ) -> Completion:
         """Apply the confidence gate and record the answer about to be handed out (or,
         `speculative`, kept for later: then it counts as neither shown nor hidden)."""
-        gated = bool(result.text) and not gate.shows(
-            result.confidence, self.user_settings.min_confidence
-        )
+        minimum = self.user_settings.min_confidence
+        offered = [Candidate(result.text, result.replace_chars, result.confidence)]
+        offered += result.others
+        shown = [c for c in offered if c.text and gate.shows(c.confidence, minimum)]
+        gated = bool(result.text) and not shown
         if gated:
             result = replace(
                 result,
                 text="",
                 replace_chars=0,
+                others=(),
                 reason=f"{result.reason}; hidden by the confidence gate "
-                f"({result.confidence:.2f} < minConfidence "
-                f"{self.user_settings.min_confidence:.2f})",
+                f"({result.confidence:.2f} < minConfidence {minimum:.2f})",
+            )
+        elif len(shown) < len(offered) and shown:
+            best, *others = shown
+            result = replace(
+                result,
+                text=best.text,
+                replace_chars=best.replace_chars,
+                confidence=best.confidence,
+                others=tuple(others),
             )
         result = replace(result, latency_ms=(time.perf_counter() - started) * 1000)
         self._cache.shown(uri, text, offset, result)

@@ -169,8 +169,9 @@ class FimLanguageServer(LanguageServer):
 
     async def complete_at(
         self, uri: str, position: types.Position, invoked: bool
-    ) -> tuple[Completion, types.Range]:
-        """The completion at `position` and the range it replaces."""
+    ) -> tuple[Completion, list[tuple[str, types.Range]]]:
+        """The completion at `position`, and each text it offers (the first, then the other
+        candidates) with the range that text replaces."""
         document = open_document(self, uri)
         offset = cursor_offset(document, position, self.position_encoding)
         text = document.text  # the document may change while the model runs
@@ -184,17 +185,26 @@ class FimLanguageServer(LanguageServer):
                 position.character,
                 completion.reason,
             )
+            return completion, []
         # A position inside a surrogate pair (or a UTF-8 sequence) stands for the end of
         # that character: the range starts there, never inside it. (A position past the
         # line's end is the end, as LSP says; the client's own position is kept.)
         encoding = self.position_encoding
         line_start = text.rfind("\n", 0, offset) + 1
         start = max(position.character, units_of(text[line_start:offset], encoding))
-        replaced = text[offset : offset + completion.replace_chars]
-        end = start + units_of(replaced, encoding)
-        return completion, types.Range(
-            types.Position(position.line, start), types.Position(position.line, end)
-        )
+        offers = []
+        for candidate in (completion, *completion.others):
+            replaced = text[offset : offset + candidate.replace_chars]
+            end = start + units_of(replaced, encoding)
+            offers.append(
+                (
+                    candidate.text,
+                    types.Range(
+                        types.Position(position.line, start), types.Position(position.line, end)
+                    ),
+                )
+            )
+        return completion, offers
 
     async def report_model_load(self) -> None:
         """Show the background model load as work-done progress, then its outcome."""
@@ -275,13 +285,10 @@ def create_server(engine: Engine) -> FimLanguageServer:
         params: types.InlineCompletionParams,
     ) -> types.InlineCompletionList:
         invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-        completion, replaced = await server.complete_at(
-            params.text_document.uri, params.position, invoked
+        _, offers = await server.complete_at(params.text_document.uri, params.position, invoked)
+        return types.InlineCompletionList(
+            items=[types.InlineCompletionItem(insert_text=t, range=r) for t, r in offers]
         )
-        if not completion.text:
-            return types.InlineCompletionList(items=[])
-        item = types.InlineCompletionItem(insert_text=completion.text, range=replaced)
-        return types.InlineCompletionList(items=[item])
 
     # For clients without inline completion: the same text as one completion item.
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
@@ -301,21 +308,21 @@ def create_server(engine: Engine) -> FimLanguageServer:
         ):
             word_start -= 1
         word = document.text[word_start:offset]
-        completion, replaced = await server.complete_at(
-            params.text_document.uri, params.position, invoked
-        )
+        _, offers = await server.complete_at(params.text_document.uri, params.position, invoked)
         # Incomplete: the answer depends on the exact cursor, so the client must ask again
-        # as the user types rather than filter this list.
-        if not completion.text:
-            return types.CompletionList(is_incomplete=True, items=[])
-        item = types.CompletionItem(
-            label=_label(word + completion.text),
-            kind=types.CompletionItemKind.Snippet,
-            detail=SERVER_NAME,
-            insert_text_format=types.InsertTextFormat.PlainText,
-            text_edit=types.TextEdit(range=replaced, new_text=completion.text),
-        )
-        return types.CompletionList(is_incomplete=True, items=[item])
+        # as the user types rather than filter this list. Candidates keep their order.
+        items = [
+            types.CompletionItem(
+                label=_label(word + text),
+                kind=types.CompletionItemKind.Snippet,
+                detail=SERVER_NAME,
+                sort_text=f"{rank:02d}",
+                insert_text_format=types.InsertTextFormat.PlainText,
+                text_edit=types.TextEdit(range=replaced, new_text=text),
+            )
+            for rank, (text, replaced) in enumerate(offers)
+        ]
+        return types.CompletionList(is_incomplete=True, items=items)
 
     @server.feature(STATS_REQUEST)
     def stats(params: Any) -> dict[str, Any]:

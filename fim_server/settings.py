@@ -23,6 +23,7 @@ _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
     "blockTokens": ("block_tokens", int, False, 1),
     "crossFile": ("cross_file", bool, False, None),
     "minConfidence": ("min_confidence", float, False, 0),
+    "candidates": ("candidates", int, True, 1),
     # What fills the middle; null: what the command line chose.
     "backend": ("backend", str, True, None),
     "endpoint": ("endpoint", str, True, None),
@@ -46,6 +47,7 @@ _MAXIMUM: dict[str, int] = {
     "lineTokens": 256,
     "blockTokens": 1_024,
     "minConfidence": 1,
+    "candidates": 8,
     "timeoutMs": 600_000,
 }
 _GENERIC_MAXIMUM = 1_000_000
@@ -66,6 +68,9 @@ class UserSettings:
     # Completions the confidence gate (gate.py) scores below this are not shown; 0 shows
     # every completion.
     min_confidence: float = defaults.MIN_CONFIDENCE
+    # Completions offered at once, for the editor to cycle through (backends that decode
+    # several together; others offer one). None: the backend's default for its device.
+    candidates: int | None = None
     # The backend and how to reach it (see BackendSpec); None: the command line's value.
     backend: str | None = None
     endpoint: str | None = None

@@ -5,12 +5,21 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from .sampler import Generation, InfillCancelled, SamplerSettings, StopTokens, generate
+from fim_server import defaults
+
+from .sampler import (
+    Generation,
+    InfillCancelled,
+    SamplerSettings,
+    StopTokens,
+    generate,
+    generate_candidates,
+)
 from .tokenizer import CodeTokenizer
 from .transformer import Decoder, KVCache, Transformer
 from .weights import load_transformer
@@ -133,6 +142,67 @@ class InfillModel:
                 single_line=single_line,
                 settings=self.settings,
                 cache=self._cache if use_cache else None,
+                should_cancel=should_cancel,
+                seed=seed,
+            )
+
+    def infill_candidates(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        count: int,
+        max_tokens: int,
+        single_line: bool = False,
+        should_cancel: Callable[[], bool] | None = None,
+        seed: int = 0,
+    ) -> list[Infill]:
+        """`count` middles decoded together in one batch: the first is `infill`'s answer,
+        the others are sampled at defaults.CANDIDATE_TEMPERATURE. They may coincide."""
+        return [
+            self.to_infill(gen)
+            for gen in self.generate_candidates(
+                prefix,
+                suffix,
+                count=count,
+                max_tokens=max_tokens,
+                single_line=single_line,
+                should_cancel=should_cancel,
+                seed=seed,
+            )
+        ]
+
+    def generate_candidates(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        count: int,
+        max_tokens: int,
+        single_line: bool = False,
+        should_cancel: Callable[[], bool] | None = None,
+        seed: int = 0,
+    ) -> list[Generation]:
+        """`infill_candidates` before decoding (benchmarks)."""
+        cfg = self.model.cfg
+        max_tokens = max(1, min(max_tokens, cfg.max_seq_len // 4))
+        context = self.context_ids(prefix, suffix, cfg.max_seq_len - max_tokens - cfg.block_size)
+        sampled = self.settings
+        if sampled.temperature == 0:
+            sampled = replace(sampled, temperature=defaults.CANDIDATE_TEMPERATURE)
+        with self._lock:
+            if self._cache.rows < count:
+                # One row per candidate; the context cached so far is encoded again once.
+                self._cache = KVCache(cfg, self.decoder.dtype, self.decoder.device, rows=count)
+            return generate_candidates(
+                self.decoder,
+                context,
+                self.tokenizer.special,
+                self._stops,
+                max_tokens=max_tokens,
+                single_line=single_line,
+                settings=[self.settings] + [sampled] * (count - 1),
+                cache=self._cache,
                 should_cancel=should_cancel,
                 seed=seed,
             )

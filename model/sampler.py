@@ -209,15 +209,55 @@ def generate(
     With `cache`, only context tokens not already cached are encoded; without, every
     step recomputes the whole sequence (slow, for checking the cache is exact).
     """
+    (only,) = generate_candidates(
+        net,
+        context,
+        special,
+        stops,
+        max_tokens=max_tokens,
+        single_line=single_line,
+        settings=[settings],
+        cache=cache,
+        should_cancel=should_cancel,
+        seed=seed,
+    )
+    return only
+
+
+@torch.no_grad()
+def generate_candidates(
+    net: Network,
+    context: list[int],
+    special: SpecialIds,
+    stops: StopTokens,
+    *,
+    max_tokens: int,
+    single_line: bool = False,
+    settings: list[SamplerSettings],
+    cache: KVCache | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    seed: int = 0,
+) -> list[Generation]:
+    """Fill the middle after `context` once per entry of `settings`, all middles decoded
+    together: every forward pass runs one block of each (rows of one batch) over the
+    context they share, encoded once. Middle r samples with seed `seed + r`. A candidate
+    that has finished its block waits for the others (its rows ride along, unused), so
+    each pass counts for every candidate. Several candidates need a `cache` with as many
+    rows.
+    """
     cfg = net.cfg
     B = cfg.block_size
     device = net.device
+    rows = len(settings)
     n_ctx = len(context)
     if n_ctx + max_tokens + B > cfg.max_seq_len:
         raise ValueError(
             f"context ({n_ctx}) + budget ({max_tokens}) exceeds the model's {cfg.max_seq_len}"
         )
-    generator = torch.Generator(device=device).manual_seed(seed) if settings.temperature else None
+    generators = [
+        torch.Generator(device=device).manual_seed(seed + r) if s.temperature else None
+        for r, s in enumerate(settings)
+    ]
     # Training pads the block after <eom> with <pad>, so a committed <pad> also says the
     # middle has ended; banning it would force junk into those slots, which the rest of the
     # block then conditions on.
@@ -230,89 +270,132 @@ def generate(
     banned[[special.mask, special.fim_suffix, special.fim_prefix, special.fim_middle]] = -torch.inf
 
     reference = cache is None
-    if cache is None:
+    if reference:
+        if rows > 1:
+            raise ValueError("several candidates are decoded with a key/value cache only")
         cache = KVCache(cfg, net.dtype, device)  # scratch: emptied before every pass
     else:
+        assert cache is not None
+        if cache.rows < rows:
+            raise ValueError(f"{rows} candidates need a cache of as many rows ({cache.rows})")
         cache.truncate(cache.common_prefix(context))
-    pending = context[cache.length :]
+    pending: list[int] | torch.Tensor = context[cache.length :]
     # New context tokens are plain causal text; a finished block sees all of itself.
     pending_mask = _causal_after(cache.length, len(pending), device)
-    block_ids = torch.full((B,), special.mask, dtype=torch.long, device=device)
-    middle: list[int] = []
-    probs: list[float] = []
-    made_by: list[int] = []  # the pass that committed each of `middle`
+    block_ids = torch.full((rows, B), special.mask, dtype=torch.long, device=device)
+    middles: list[list[int]] = [[] for _ in range(rows)]
+    probs: list[list[float]] = [[] for _ in range(rows)]
+    made_by: list[list[int]] = [[] for _ in range(rows)]  # the pass that committed each token
+    finished = [False] * rows
+    live = list(range(rows))  # candidates still writing; all have written as many blocks
     passes = 0
-    finished = False
-    while len(middle) < max_tokens:
-        limit = min(B, max_tokens - len(middle))  # positions past the budget are never kept
-        block = _Block([special.mask] * B, [False] * B, [0.0] * B, [-1] * B)
+    while live and len(middles[live[0]]) < max_tokens:
+        written = len(middles[live[0]])
+        limit = min(B, max_tokens - written)  # positions past the budget are never kept
+        blocks = {r: _Block([special.mask] * B, [False] * B, [0.0] * B, [-1] * B) for r in live}
         block_ids.fill_(special.mask)
-        while True:
+        open_rows = set(live)
+        while open_rows:
             if should_cancel is not None and should_cancel():
                 raise InfillCancelled()
             if reference:  # recompute every committed key from nothing
                 cache.truncate(0)
-                pending = context + middle
-                groups = token_groups(n_ctx, len(middle), B)
+                pending = context + middles[0]
+                groups = token_groups(n_ctx, written, B)
                 pending_mask = group_mask(groups, groups).to(device)
-            if pending:
-                # Tokens that became final since the last pass (new context, a finished
-                # block) go into the cache first; the step itself then needs no mask.
-                ids = torch.tensor(pending, dtype=torch.long, device=device)
-                net.prefill(ids, cache, pending_mask)
+            if len(pending):
+                # Tokens that became final since the last pass (new context, finished
+                # blocks) go into the cache first; the step itself then needs no mask.
+                ids = pending if isinstance(pending, torch.Tensor) else torch.tensor(pending)
+                net.prefill(ids.to(device), cache, pending_mask)
                 pending = []
-            hidden = net.hidden(block_ids, cache)
+            hidden = net.hidden(block_ids[0] if rows == 1 else block_ids, cache)
+            hidden = hidden.view(rows, B, -1)
             passes += 1
-            bound = limit if block.stop is None else min(limit, block.stop)
-            open_at = [i for i in range(bound) if not block.committed[i]]
             # The vocabulary projection is the costliest matmul of a pass: only open
-            # positions need it.
-            rows = hidden[open_at] if len(open_at) < B else hidden
-            logits = net.logits(rows, banned)
-            confidence, predicted, probs_now = _pick(logits, settings, generator, end_ids)
-            predicted_ids, confidences = predicted.tolist(), confidence.tolist()
-            stopping = probs_now[:, stop_ids].sum(dim=-1).tolist()
-            chosen = _commits(
-                predicted_ids,
-                confidences,
-                stopping,
-                ends=ends,
-                newlines=newlines,
-                settings=settings,
-            )
-            for j in chosen:
-                i = open_at[j]
-                block.tokens[i] = predicted_ids[j]
-                block.probabilities[i] = confidences[j]
-                block.committed[i] = True
-                block.committed_at[i] = passes - 1
-                if predicted_ids[j] in ends or predicted_ids[j] in newlines:
-                    block.stop = i if block.stop is None else min(block.stop, i)
-            block_ids[[open_at[j] for j in chosen]] = predicted[chosen]
-            if block.stop is not None and block.tokens[block.stop] in ends:
-                # After the end, training puts padding: the text before it is guessed
-                # knowing that the middle ends there, not with masks after it.
-                block_ids[block.stop + 1 :] = special.pad
+            # positions of unfinished blocks need it, in one matmul for all of them.
+            order = sorted(open_rows)
+            open_at: dict[int, list[int]] = {}
+            for r in order:
+                block = blocks[r]
+                bound = limit if block.stop is None else min(limit, block.stop)
+                open_at[r] = [i for i in range(bound) if not block.committed[i]]
+            if len(order) == 1 and len(open_at[order[0]]) == B:
+                selected = hidden[order[0]]
+            else:
+                selected = torch.cat([hidden[r, open_at[r]] for r in order])
+            all_logits = net.logits(selected, banned)
+            first = 0
+            for r in order:
+                block, opened = blocks[r], open_at[r]
+                logits = all_logits[first : first + len(opened)]
+                first += len(opened)
+                confidence, predicted, probs_now = _pick(
+                    logits, settings[r], generators[r], end_ids
+                )
+                predicted_ids, confidences = predicted.tolist(), confidence.tolist()
+                stopping = probs_now[:, stop_ids].sum(dim=-1).tolist()
+                chosen = _commits(
+                    predicted_ids,
+                    confidences,
+                    stopping,
+                    ends=ends,
+                    newlines=newlines,
+                    settings=settings[r],
+                )
+                for j in chosen:
+                    i = opened[j]
+                    block.tokens[i] = predicted_ids[j]
+                    block.probabilities[i] = confidences[j]
+                    block.committed[i] = True
+                    block.committed_at[i] = passes - 1
+                    if predicted_ids[j] in ends or predicted_ids[j] in newlines:
+                        block.stop = i if block.stop is None else min(block.stop, i)
+                block_ids[r, [opened[j] for j in chosen]] = predicted[chosen]
+                if block.stop is not None and block.tokens[block.stop] in ends:
+                    # After the end, training puts padding: the text before it is guessed
+                    # knowing that the middle ends there, not with masks after it.
+                    block_ids[r, block.stop + 1 :] = special.pad
+                bound = limit if block.stop is None else min(limit, block.stop)
+                if all(block.committed[:bound]):
+                    open_rows.discard(r)
+        for r in list(live):
+            block = blocks[r]
             bound = limit if block.stop is None else min(limit, block.stop)
-            if all(block.committed[:bound]):
-                break
-        stopped = block.stop is not None
-        ended = stopped and block.tokens[block.stop] in ends
-        # Keep a newline (single-line mode cuts its text later); drop <eom>.
-        kept = bound + (0 if ended or not stopped else 1)
-        middle.extend(block.tokens[:kept])
-        probs.extend(block.probabilities[:kept])
-        made_by.extend(block.committed_at[:kept])
-        if stopped:
-            finished = ended
-            break
-        if not reference:
-            pending, pending_mask = block.tokens, None
-    counts = Counter(made_by[:max_tokens])
-    return Generation(
-        tokens=middle[:max_tokens],
-        forward_passes=passes,
-        finished=finished,
-        probabilities=probs[:max_tokens],
-        tokens_per_pass=[counts[p] for p in range(passes)],
-    )
+            stopped = block.stop is not None
+            ended = stopped and block.tokens[block.stop] in ends
+            # Keep a newline (single-line mode cuts its text later); drop <eom>.
+            kept = bound + (0 if ended or not stopped else 1)
+            middles[r].extend(block.tokens[:kept])
+            probs[r].extend(block.probabilities[:kept])
+            made_by[r].extend(block.committed_at[:kept])
+            if stopped:
+                finished[r] = ended
+                live.remove(r)
+        if live and not reference:
+            # Every row's block goes into its own row of the cache (a finished row's too:
+            # it is never read again), so the rows stay the same length.
+            if rows == 1:
+                pending = blocks[0].tokens
+            else:
+                pending = torch.tensor(
+                    [blocks[r].tokens if r in blocks else [special.pad] * B for r in range(rows)]
+                )
+            pending_mask = None
+    if rows > 1 and not reference:
+        # The rows now differ after the context; row 0's tokens are what the cache
+        # records, so keep only what all rows share.
+        cache.truncate(n_ctx)
+    generations = []
+    for r in range(rows):
+        counts = Counter(made_by[r][:max_tokens])
+        generations.append(
+            Generation(
+                tokens=middles[r][:max_tokens],
+                forward_passes=passes,
+                finished=finished[r],
+                probabilities=probs[r][:max_tokens],
+                tokens_per_pass=[counts[p] for p in range(passes)],
+            )
+        )
+    return generations

@@ -165,18 +165,22 @@ class Transformer(nn.Module):
 
 
 class KVCache:
-    """Keys and values of already-encoded tokens of one sequence.
+    """Keys and values of already-encoded tokens, for `rows` sequences that share a
+    beginning (the context) and may differ after it (candidate middles decoded together).
 
-    Per layer and position the buffer holds the key then the value ([n_layers, max_seq_len,
-    2, n_heads, head_dim]), so that one copy stores both. Positions from `length` on are
-    scratch: a pass writes its not-yet-committed tokens there and attends to them in place.
-    `token_ids` records what the cached positions hold so a later request can keep the
-    longest common prefix and encode only what changed.
+    Per layer, row and position the buffer holds the key then the value ([n_layers, rows,
+    max_seq_len, 2, n_heads, head_dim]), so that one copy stores both. Positions from
+    `length` on are scratch: a pass writes its not-yet-committed tokens there and attends
+    to them in place. `token_ids` records what row 0's cached positions hold so a later
+    request can keep the longest common prefix and encode only what changed.
     """
 
-    def __init__(self, cfg: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
-        shape = (cfg.n_layers, cfg.max_seq_len, 2, cfg.n_heads, cfg.head_dim)
+    def __init__(
+        self, cfg: ModelConfig, dtype: torch.dtype, device: torch.device, rows: int = 1
+    ) -> None:
+        shape = (cfg.n_layers, rows, cfg.max_seq_len, 2, cfg.n_heads, cfg.head_dim)
         self.buffer = torch.zeros(shape, dtype=dtype, device=device)
+        self.rows = rows
         self.length = 0
         self.token_ids: list[int] = []
 
@@ -250,24 +254,27 @@ class Decoder:
             self.rope_sin = sin.to(self.device, self.dtype)
 
     def _rotate(self, qk: torch.Tensor, start: int, end: int) -> None:
-        """Rotary position embedding of q and k ([T, 2 * dim], pairs of features), in place."""
-        t = qk.shape[0]
+        """Rotary position embedding of q and k ([rows, T, 2 * dim], pairs of features),
+        in place."""
+        r, t = qk.shape[:2]
         if self._complex:
-            torch.view_as_complex(qk.view(t, -1, 2)).mul_(self.rope[start:end])
+            torch.view_as_complex(qk.view(r, t, -1, 2)).mul_(self.rope[start:end])
             return
-        pairs = qk.view(t, -1, 2)
-        rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).view(t, -1)
+        pairs = qk.view(r, t, -1, 2)
+        rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).view(r, t, -1)
         qk.mul_(self.rope_cos[start:end]).addcmul_(rotated, self.rope_sin[start:end])
 
     def prefill(self, ids: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> None:
-        """Append `ids` ([T]) to the cache. `mask` ([T, cache.length + T], True = may
-        attend) shapes their attention; None lets each see all the others."""
+        """Append `ids` to the cache: [T] is text every row shares (encoded once, stored in
+        every row), [rows, T] each row's own. `mask` ([T, cache.length + T], True = may
+        attend) shapes their attention; None lets each see all the others of its row."""
         self._run(ids, cache, mask, commit=True)
 
     def hidden(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Final normalised hidden states ([T, dim]) of `ids` ([T]) placed after the
-        cached positions, each seeing all of them and all of `ids`; the cache keeps its
-        length (the keys of `ids` are scratch, overwritten by the next call)."""
+        """Final normalised hidden states of `ids` placed after the cached positions, each
+        seeing all of them and all of `ids` of its row: [T] gives [T, dim] (row 0),
+        [rows, T] gives [rows, T, dim] (the first `rows` rows of the cache). The cache keeps
+        its length (the keys of `ids` are scratch, overwritten by the next call)."""
         hidden = self._run(ids, cache, None, commit=False)
         assert hidden is not None
         return hidden
@@ -276,34 +283,41 @@ class Decoder:
         self, ids: torch.Tensor, cache: KVCache, mask: torch.Tensor | None, commit: bool
     ) -> torch.Tensor | None:
         cfg = self.cfg
-        d, t = cfg.dim, ids.shape[0]
+        single = ids.dim() == 1
+        r, t = (1, ids.shape[0]) if single else ids.shape
+        d = cfg.dim
         start = cache.length
         end = start + t
         if end > cfg.max_seq_len:
             raise ValueError(f"{end} positions exceed the model's {cfg.max_seq_len}")
-        if mask is not None:
-            mask = mask.unsqueeze(0)
-        x = F.embedding(ids, self.embed)
+        if r > cache.rows:
+            raise ValueError(f"{r} rows of tokens for a cache of {cache.rows}")
+        # Committed shared text goes into every row, so that the rows stay one sequence up
+        # to where their middles begin; it is computed once, on row 0.
+        written = cache.rows if commit and single else r
+        x = F.embedding(ids.reshape(-1), self.embed)  # [r * T, d]
         last = len(self.layers) - 1
         for i, w in enumerate(self.layers):
-            qkv = F.linear(F.rms_norm(x, (d,), w.attn_norm, self.eps), w.qkv)  # [T, 3d]
-            self._rotate(qkv[:, : 2 * d], start, end)
-            kv = cache.buffer[i]  # [seq, 2, heads, head_dim]
-            kv[start:end].view(t, 2 * d).copy_(qkv[:, d:])
+            qkv = F.linear(F.rms_norm(x, (d,), w.attn_norm, self.eps), w.qkv)  # [r * T, 3d]
+            per_row = qkv.view(r, t, 3 * d)
+            self._rotate(per_row[..., : 2 * d], start, end)
+            kv = cache.buffer[i]  # [rows, seq, 2, heads, head_dim]
+            kv[:written, start:end].view(written, t, 2 * d).copy_(per_row[..., d:])
             if commit and i == last:
                 break  # a prefill needs the keys and values, not what the last layer makes
-            q = qkv[:, :d].view(t, cfg.n_heads, cfg.head_dim).transpose(0, 1).unsqueeze(0)
-            keys = kv[:end, 0].transpose(0, 1).unsqueeze(0)  # [1, heads, end, head_dim]
-            values = kv[:end, 1].transpose(0, 1).unsqueeze(0)
+            q = per_row[..., :d].view(r, t, cfg.n_heads, cfg.head_dim).transpose(1, 2)
+            keys = kv[:r, :end, 0].transpose(1, 2)  # [r, heads, end, head_dim]
+            values = kv[:r, :end, 1].transpose(1, 2)
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-            x = torch.addmm(x, y[0].transpose(0, 1).reshape(t, d), w.out_t)
+            x = torch.addmm(x, y.transpose(1, 2).reshape(r * t, d), w.out_t)
             gate, up = F.linear(F.rms_norm(x, (d,), w.ffn_norm, self.eps), w.gate_up).chunk(2, -1)
             x = torch.addmm(x, F.silu(gate).mul_(up), w.down_t)
         if commit:
             cache.length = end
-            cache.token_ids.extend(ids.tolist())
+            cache.token_ids.extend((ids if single else ids[0]).tolist())
             return None
-        return F.rms_norm(x, (d,), self.norm, self.eps)
+        hidden = F.rms_norm(x, (d,), self.norm, self.eps)
+        return hidden if single else hidden.view(r, t, d)
 
     def logits(self, hidden: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """Vocabulary logits of `hidden` ([n, dim]), plus `bias` ([vocab]) when given."""

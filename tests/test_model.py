@@ -462,3 +462,34 @@ def test_shipped_model_infill_reuses_its_cache_exactly() -> None:
     # kernels round a few rows differently from many, so the probabilities agree to
     # rounding, not bit for bit.
     assert cached.confidence == pytest.approx(fresh.confidence, rel=1e-5)
+
+
+@pytest.mark.parametrize("single_line", [True, False])
+def test_candidates_decoded_together_equal_each_one_decoded_alone(single_line: bool) -> None:
+    # Every row of the batch is its own sequence over the shared context: the first is the
+    # greedy answer, row r the sampled answer of seed + r, as if each were decoded alone
+    # (waiting for the others' blocks changes nothing), across blocks of the middle.
+    from dataclasses import replace
+
+    from fim_model import InfillModel, SamplerSettings
+    from fim_server import defaults
+
+    model = InfillModel.load()
+    prefix = "def mean(values):\n    total = 0\n    for v in values:\n        total += "
+    suffix = "\n    return total / len(values)\n"
+    together = model.generate_candidates(
+        prefix, suffix, count=3, max_tokens=40, single_line=single_line, seed=5
+    )
+    assert len(together) == 3
+    greedy = model.generate(prefix, suffix, max_tokens=40, single_line=single_line, seed=5)
+    assert together[0].tokens == greedy.tokens
+    sampled = replace(model.settings, temperature=defaults.CANDIDATE_TEMPERATURE)
+    alone = InfillModel(model.model, model.tokenizer, sampled)
+    for r in (1, 2):
+        own = alone.generate(prefix, suffix, max_tokens=40, single_line=single_line, seed=5 + r)
+        assert together[r].tokens == own.tokens
+    # The passes are shared: the batch takes as many as its slowest member would alone.
+    assert together[0].forward_passes >= greedy.forward_passes
+    # The next single request reuses the shared context from the cache, exactly.
+    again = model.generate(prefix, suffix, max_tokens=40, single_line=single_line, seed=5)
+    assert again.tokens == greedy.tokens

@@ -83,3 +83,26 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release what the backend holds (connections, memory)."""
         ...
+
+
+class CandidatesBackend(Backend, Protocol):
+    """A backend that decodes several middles at once (the embedded model, in one batch).
+    The engine asks it for `candidates` of them (the user's setting, or the backend's own
+    `candidates` default); any other backend gives one."""
+
+    candidates: int  # how many to decode by default: what its device does at little cost
+
+    def infill_candidates(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        count: int,
+        max_tokens: int,
+        single_line: bool,
+        should_cancel: Callable[[], bool],
+        seed: int,
+    ) -> list[Infill]:
+        """`count` middles, the first what `infill` would write; they may coincide (the
+        engine keeps the distinct ones after post-processing)."""
+        ...

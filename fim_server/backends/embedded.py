@@ -11,6 +11,7 @@ import torch
 from fim_model import EMBEDDED_CHECKPOINT, InfillModel, SamplerSettings
 from fim_model import InfillCancelled as ModelCancelled
 
+from .. import defaults
 from .base import BackendError, BackendSpec, Infill, InfillCancelled
 
 
@@ -19,6 +20,10 @@ class EmbeddedBackend:
 
     def __init__(self, model: InfillModel, folder: Path, device: str) -> None:
         self.model = model
+        # A GPU decodes a batch of middles in about the time of one; a CPU core does not.
+        self.candidates = (
+            defaults.CANDIDATES_CUDA if device.startswith("cuda") else defaults.CANDIDATES_CPU
+        )
         cfg = model.model.cfg
         self.context_tokens: int | None = cfg.context_tokens or None
         params = sum(p.numel() for p in model.model.parameters())
@@ -73,6 +78,31 @@ class EmbeddedBackend:
         except ModelCancelled as exc:
             raise InfillCancelled(str(exc)) from exc
         return Infill(result.text, result.tokens, result.forward_passes, result.confidence)
+
+    def infill_candidates(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        count: int,
+        max_tokens: int,
+        single_line: bool,
+        should_cancel: Callable[[], bool],
+        seed: int,
+    ) -> list[Infill]:
+        try:
+            results = self.model.infill_candidates(
+                prefix,
+                suffix,
+                count=count,
+                max_tokens=max_tokens,
+                single_line=single_line,
+                should_cancel=should_cancel,
+                seed=seed,
+            )
+        except ModelCancelled as exc:
+            raise InfillCancelled(str(exc)) from exc
+        return [Infill(r.text, r.tokens, r.forward_passes, r.confidence) for r in results]
 
     def close(self) -> None:
         pass
