@@ -254,9 +254,7 @@ def run_complete(args: argparse.Namespace) -> int:
     if args.candidates is not None and not 1 <= args.candidates <= 8:
         raise UsageError("--candidates must be between 1 and 8")
     engine = Engine(_settings(args))
-    engine.configure(
-        UserSettings(min_confidence=args.min_confidence, candidates=args.candidates)
-    )
+    engine.configure(UserSettings(min_confidence=args.min_confidence, candidates=args.candidates))
     try:
         completion = engine.complete_blocking(text, offset, path=str(path))
     finally:
