@@ -262,6 +262,8 @@ def summarise_cold(runs: list[Cold], server_cpu_ms: float, budget: int) -> dict:
 async def run_typing(
     client: LanguageClient, files: list, rows: dict, command: str, server: ServerProcess
 ) -> dict:
+    if not files:
+        return {"keystrokes": 0}
     replay = typing_replay.Replay(gate=defaults.MIN_CONFIDENCE, server=command)
     before = await stats(client)
     cpu_before = server.cpu_ms()
@@ -439,6 +441,15 @@ def print_report(r: dict) -> None:
             f"{c['model_ms_per_pass']} ms/pass; modes {c['modes']}; shown {c['shown']}"
         )
     t = r["typing"]
+    if not t["keystrokes"]:
+        print("typing replay: no held-out files of these languages on this machine")
+    else:
+        print_typing(t)
+    print_pass(r)
+    print_targets(r)
+
+
+def print_typing(t: dict) -> None:
     print(
         f"typing replay ({t['keystrokes']} keystrokes, automatic triggers, adaptive debounce): "
         f"p50 {t['latency_p50_ms']:.1f} ms, p95 {t['latency_p95_ms']:.1f} ms; cache hit rate "
@@ -447,6 +458,9 @@ def print_report(r: dict) -> None:
         f"{t['model_runs_per_keystroke']:.2f}; server CPU {t['server_cpu_ms_per_keystroke']} "
         f"ms/keystroke"
     )
+
+
+def print_pass(r: dict) -> None:
     p = r["pass"]
     shaped = next(v for k, v in p["plain_matmuls"].items() if k.startswith("block"))
     print(
@@ -470,7 +484,9 @@ def print_report(r: dict) -> None:
     total = sum(hist.values()) or 1
     cells = "  ".join(f"{k}: {100 * n / total:.1f}%" for k, n in hist.items())
     print(f"  tokens committed per pass: {cells}")
-    rss = r["rss"]
+
+
+def print_targets(r: dict) -> None:
     for kind, goal in r["targets"].items():
         if goal["measured_p50_ms"] is None:
             continue
@@ -482,6 +498,7 @@ def print_report(r: dict) -> None:
             f"these passes takes {goal['pass_ms_needed']} ms/pass, or "
             f"{goal['passes_needed_at_this_pass_time']} passes at this pass time"
         )
+    rss = r["rss"]
     print(
         f"server RSS: {rss['after_load_mb']} MB after the load; peak (VmHWM) "
         f"{rss['peak_mb']} MB, at the end {rss['end_mb']} MB"
