@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+import bench_lsp  # next to this file: on sys.path when a script here runs
 import torch
 
 import fim_model
@@ -84,13 +85,8 @@ class RecordingBackend:
         pass
 
 
-def _lsp_positions(examples: Path, per_file: int) -> list[tuple[str, int]]:
+def lsp_positions(examples: Path, per_file: int) -> list[tuple[str, int]]:
     """The documents and cursors of benchmarks/bench_lsp.py: code removed, cursor there."""
-    spec = importlib.util.spec_from_file_location("bench_lsp", ROOT / "benchmarks" / "bench_lsp.py")
-    assert spec is not None and spec.loader is not None
-    bench_lsp = importlib.util.module_from_spec(spec)
-    sys.modules["bench_lsp"] = bench_lsp  # dataclasses look their module up there
-    spec.loader.exec_module(bench_lsp)
     positions = []
     for path in sorted(examples.glob("*.py")):
         text = path.read_text(encoding="utf-8")
@@ -111,7 +107,7 @@ def collect_requests(model: fim_model.InfillModel, per_suite: int) -> list[Reque
     engine.use_backend(recorder)
     try:
         recorder.suite = "bench-lsp"
-        for document, offset in _lsp_positions(ROOT / "examples", 20):
+        for document, offset in lsp_positions(ROOT / "examples", 20):
             engine.complete_blocking(document, offset)
         for suite in SUITES:
             recorder.suite = suite
@@ -370,6 +366,25 @@ def profile_pass(variant: Variant, reps: int = 30) -> str:
         max_shapes_column_width=60,
     )  # fmt: skip
     return f"profile of {reps} passes ({variant.name}), by self CPU time:\n{table}"
+
+
+def top_ops(variant: Variant, reps: int = 30, n: int = 8) -> list[dict]:
+    """The `n` operators taking the most self CPU time in one pass, per pass (the
+    profiler's own overhead inflates the absolute times; the shares are what to read)."""
+    with torch.profiler.profile() as prof:
+        for _ in range(reps):
+            variant.pass_step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [
+        {
+            "op": e.key,
+            "calls_per_pass": round(e.count / reps, 2),
+            "self_cpu_us_per_pass": round(e.self_cpu_time_total / reps, 1),
+            "share": round(e.self_cpu_time_total / total, 3),
+        }
+        for e in events[:n]
+    ]
 
 
 def run_requests(variants: list[Variant], requests: list[Request]) -> None:
