@@ -481,6 +481,10 @@ def print_pass(r: dict) -> None:
         )
     cells = "  ".join(f"{s}: {row['passes_per_token']}" for s, row in p["passes_per_token"].items())
     print(f"passes per generated token ({p['requests']} requests in process): {cells}")
+    cells = "  ".join(
+        f"{s}: {row.get('passes_per_token_with_eom')}" for s, row in p["passes_per_token"].items()
+    )
+    print(f"  the same, <eom> counted as a token the model writes: {cells}")
     print(f"  over the LSP run (fim/stats): {r['server_passes_per_token']}")
     hist = p["tokens_per_pass"] or {}
     total = sum(hist.values()) or 1

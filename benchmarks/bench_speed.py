@@ -149,12 +149,13 @@ class Run:
     tokens_per_pass: list[int] | None  # None: the variant cannot tell
     wall_ms: float
     cpu_ms: float
+    ended: bool | None = None  # the model wrote <eom>; None: the variant cannot tell
 
 
 @dataclass
 class Variant:
     name: str
-    answer: Callable[[Request], tuple[str, int, int, list[int] | None]]
+    answer: Callable[[Request], tuple[str, int, int, list[int] | None, bool | None]]
     pass_step: Callable[[], object]  # one forward pass over a cached block of 16, + logits
     runs: list[Run] = field(default_factory=list)
     pass_wall: list[float] = field(default_factory=list)
@@ -182,10 +183,10 @@ def current_variant(
 ) -> Variant:
     from fim_model.transformer import KVCache
 
-    def answer(r: Request) -> tuple[str, int, int, list[int] | None]:
+    def answer(r: Request) -> tuple[str, int, int, list[int] | None, bool | None]:
         gen = model.generate(r.prefix, r.suffix, max_tokens=r.max_tokens, single_line=r.single_line)
         infill = model.to_infill(gen)
-        return infill.text, infill.tokens, infill.forward_passes, gen.tokens_per_pass
+        return infill.text, infill.tokens, infill.forward_passes, gen.tokens_per_pass, gen.finished
 
     decoder, cfg = model.decoder, model.model.cfg
     cache = KVCache(cfg, decoder.dtype, decoder.device)
@@ -218,7 +219,7 @@ def baseline_variant(base: ModuleType, context: list[int]) -> Variant:
     special = model.tokenizer.special
     ends = {special.end_of_middle, special.pad}
 
-    def answer(r: Request) -> tuple[str, int, int, list[int] | None]:
+    def answer(r: Request) -> tuple[str, int, int, list[int] | None, bool | None]:
         states.clear()
         infill = model.infill(
             r.prefix, r.suffix, max_tokens=r.max_tokens, single_line=r.single_line
@@ -228,6 +229,7 @@ def baseline_variant(base: ModuleType, context: list[int]) -> Variant:
             infill.tokens,
             infill.forward_passes,
             _per_pass(states, ends, infill.tokens),
+            None,
         )
 
     cfg = model.model.cfg
@@ -393,8 +395,10 @@ def run_requests(variants: list[Variant], requests: list[Request]) -> None:
     for i, r in enumerate(requests):
         order = variants if i % 2 == 0 else variants[::-1]
         for v in order:
-            (text, tokens, passes, per_pass), wall, cpu = _timed(lambda v=v, r=r: v.answer(r))
-            v.runs.append(Run(text, tokens, passes, per_pass, wall, cpu))
+            (text, tokens, passes, per_pass, ended), wall, cpu = _timed(
+                lambda v=v, r=r: v.answer(r)
+            )
+            v.runs.append(Run(text, tokens, passes, per_pass, wall, cpu, ended))
 
 
 def summary(variants: list[Variant], requests: list[Request], plain: dict, flops: int) -> dict:
@@ -412,11 +416,18 @@ def summary(variants: list[Variant], requests: list[Request], plain: dict, flops
             runs = [x for x, r in zip(v.runs, requests, strict=True) if suite in ("all", r.suite)]
             tokens = sum(x.tokens for x in runs)
             passes = sum(x.passes for x in runs)
+            # <eom> is a token the model writes too (as an autoregressive model's
+            # end-of-text is): counted, every pass writes at least one token.
+            written = tokens + sum(bool(x.ended) for x in runs)
+            known = all(x.ended is not None for x in runs)
             per_suite[suite] = {
                 "requests": len(runs),
                 "tokens": tokens,
                 "passes": passes,
                 "passes_per_token": round(passes / tokens, 3) if tokens else None,
+                "passes_per_token_with_eom": round(passes / written, 3)
+                if known and written
+                else None,
                 "over_one": sum(x.passes > max(x.tokens, 1) for x in runs),
             }
         known = [x.tokens_per_pass for x in v.runs if x.tokens_per_pass is not None]
@@ -483,11 +494,13 @@ def print_summary(s: dict) -> None:
                 f"{v['cpu_ms_per_pass_in_requests']} ms"
             )
         print(f"  {'suite':18s} {'requests':>8s} {'tokens':>7s} {'passes':>7s} {'p/token':>8s}"
-              f" {'passes>tokens':>14s}")  # fmt: skip
+              f" {'p/token+eom':>11s} {'passes>tokens':>14s}")  # fmt: skip
         for suite, row in v["suites"].items():
+            with_eom = row["passes_per_token_with_eom"]
             print(
                 f"  {suite:18s} {row['requests']:8d} {row['tokens']:7d} {row['passes']:7d} "
-                f"{row['passes_per_token'] or 0:8.3f} {row['over_one']:14d}"
+                f"{row['passes_per_token'] or 0:8.3f} "
+                f"{'-' if with_eom is None else f'{with_eom:.3f}':>11s} {row['over_one']:14d}"
             )
         if v["tokens_per_pass"]:
             total = sum(v["tokens_per_pass"].values())
