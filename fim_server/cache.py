@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
-from .completion import Completion
+from .completion import Candidate, Completion
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,8 @@ class CompletionCache:
         return text, len(shown.before) + len(completion.text)
 
     def typed_through(self, text: str, offset: int, uri: str | None) -> Completion | None:
-        """The rest of the last completion if the user has since typed its beginning."""
+        """The rest of the last completion if the user has since typed its beginning (and
+        of each other candidate shown with it that begins the same way)."""
         with self._lock:
             shown = self._shown
         if shown is None or shown.uri != uri:
@@ -79,18 +80,28 @@ class CompletionCache:
         if text[offset:] != shown.after or not text.startswith(shown.before):
             return None
         typed = text[len(shown.before) : offset]
-        full = shown.completion.text
-        if not typed or len(typed) >= len(full) or not full.startswith(typed):
+        if not typed:
             return None
-        rest = full[len(typed) :]
-        if not rest.strip():
+        # Every candidate shown that the typed text begins (the first one first) goes on.
+        first = shown.completion
+        offered = [Candidate(first.text, first.replace_chars, first.confidence), *first.others]
+        going_on = [
+            replace(c, text=c.text[len(typed) :])
+            for c in offered
+            if len(typed) < len(c.text)
+            and c.text.startswith(typed)
+            and c.text[len(typed) :].strip()
+        ]
+        if not going_on:
             return None
+        best, *others = going_on
         return Completion(
-            rest,
-            shown.completion.mode,
+            best.text,
+            first.mode,
             "typed through the previous completion",
             cached=True,
-            replace_chars=shown.completion.replace_chars,
-            confidence=shown.completion.confidence,
-            model_confidence=shown.completion.model_confidence,
+            replace_chars=best.replace_chars,
+            confidence=best.confidence,
+            model_confidence=first.model_confidence,
+            others=tuple(others),
         )

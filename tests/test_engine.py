@@ -293,3 +293,20 @@ def test_the_gate_drops_unsure_candidates_and_promotes_a_sure_one() -> None:
     hidden = engine.complete_blocking(*at_cursor("x = a +|\n"))
     assert hidden.text == "" and "confidence gate" in hidden.reason
     engine.close()
+
+
+def test_typing_through_goes_on_with_every_candidate_it_begins() -> None:
+    model = ScriptedCandidates("b", answers=("b + c", "b * d", "e"), confidences=(0.9,) * 3)
+    engine = make_engine(model, candidates=3, min_confidence=0)
+    text, offset = at_cursor("x = a + |\n")
+    shown = engine.complete_blocking(text, offset)
+    assert [shown.text, *(c.text for c in shown.others)] == ["b + c", "b * d", "e"]
+    typed = text[:offset] + "b" + text[offset:]
+    rest = engine.complete_blocking(typed, offset + 1)
+    assert rest.cached and [rest.text, *(c.text for c in rest.others)] == [" + c", " * d"]
+    # Typing on along the second candidate leaves only it.
+    typed = text[:offset] + "b *" + text[offset:]
+    rest = engine.complete_blocking(typed, offset + 3)
+    assert (rest.text, rest.others) == (" d", ())
+    assert model.counts == [3]
+    engine.close()
