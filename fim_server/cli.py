@@ -140,6 +140,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="hide completions the confidence gate scores below this, like the server's "
         f"minConfidence setting (default {defaults.MIN_CONFIDENCE}; 0 shows every one)",
     )
+    complete.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        help="completions to ask for, like the server's candidates setting (default: the "
+        "backend's, 1 on CPU); the first is printed, the others listed after it on stderr",
+    )
     evaluate = commands.add_parser(
         "eval", help="score the pipeline on HumanEval-Infilling and SAFIM (Python)"
     )
@@ -244,8 +251,10 @@ def run_complete(args: argparse.Namespace) -> int:
     offset = offset_of(text, line, col)
     if not 0 <= args.min_confidence <= 1:
         raise UsageError("--min-confidence must be between 0 and 1")
+    if args.candidates is not None and not 1 <= args.candidates <= 8:
+        raise UsageError("--candidates must be between 1 and 8")
     engine = Engine(_settings(args))
-    engine.configure(UserSettings(min_confidence=args.min_confidence))
+    engine.configure(UserSettings(min_confidence=args.min_confidence, candidates=args.candidates))
     try:
         completion = engine.complete_blocking(text, offset, path=str(path))
     finally:
@@ -268,6 +277,8 @@ def run_complete(args: argparse.Namespace) -> int:
         )
     if completion.text:
         sys.stdout.write(completion.text + "\n")
+    for rank, other in enumerate(completion.others, start=2):
+        print(f"candidate {rank}: {other.text!r}", file=sys.stderr)
     # A completion may replace the closing brackets after the cursor (replace_chars of
     # them): what is printed is the text that takes their place.
     print(

@@ -68,3 +68,17 @@ def test_missing_model_exits_1(source: Path) -> None:
     result = run("complete", f"{source}:3:5", "--model", "/nonexistent/model")
     assert result.returncode == 1
     assert "could not load the model" in result.stderr
+
+
+def test_complete_lists_the_other_candidates() -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "geometry.py"
+    alone = run("complete", f"{example}:17:16", "--min-confidence", "0")
+    result = run("complete", f"{example}:17:16", "--min-confidence", "0", "--candidates", "3")
+    assert result.returncode == 0, result.stderr
+    # The first candidate is the answer without candidates; the others follow it.
+    assert result.stdout == alone.stdout and result.stdout.strip()
+    others = [line for line in result.stderr.splitlines() if line.startswith("candidate ")]
+    assert others and others[0].startswith("candidate 2: ")
+    assert "candidate " not in alone.stderr
+    bad = run("complete", f"{example}:17:16", "--candidates", "0")
+    assert bad.returncode == 2 and "--candidates" in bad.stderr

@@ -236,3 +236,60 @@ async def test_cancelling_the_caller_stops_the_model() -> None:
         await asyncio.sleep(0.01)
     assert engine.stats().interrupted == 1 and engine.stats().cancelled == 1
     engine.close()
+
+
+@dataclass
+class ScriptedCandidates(ScriptedModel):
+    """A backend that decodes several middles at once: `answers`, with `confidences`."""
+
+    answers: tuple[str, ...] = ()
+    confidences: tuple[float, ...] = ()
+    candidates: int = 2  # its default
+    counts: list[int] = field(default_factory=list)
+
+    def infill_candidates(
+        self, prefix, suffix, *, count, max_tokens, single_line, should_cancel, seed
+    ):
+        self.counts.append(count)
+        return [
+            Infill(text, tokens=3, forward_passes=2, confidence=confidence)
+            for text, confidence in list(zip(self.answers, self.confidences, strict=True))[:count]
+        ]
+
+
+def test_candidates_are_distinct_after_cleanup_and_in_order() -> None:
+    # "b" twice, and "c  " which cleans up to "c", the same as the third.
+    model = ScriptedCandidates("b", answers=("b", "b", "c  ", "c", "d"), confidences=(0.9,) * 5)
+    engine = make_engine(model, candidates=5, min_confidence=0)
+    completion = engine.complete_blocking(*at_cursor("x = a +|\n"))
+    assert completion.text == "b"
+    assert [c.text for c in completion.others] == ["c", "d"]
+    assert model.counts == [5] and model.calls == []
+    # The passes are shared by the batch: counted once.
+    assert engine.stats().forward_passes == 2
+    engine.close()
+
+
+def test_candidates_default_to_the_backends_and_one_means_one() -> None:
+    model = ScriptedCandidates("b", answers=("b", "c", "d"), confidences=(0.9,) * 3)
+    engine = make_engine(model, min_confidence=0)
+    text, offset = at_cursor("x = a +|\n")
+    assert [c.text for c in engine.complete_blocking(text, offset).others] == ["c"]
+    assert model.counts == [2]
+    # A changed setting is a different request, not the cached answer.
+    engine.configure(UserSettings(debounce_ms=0, candidates=1, min_confidence=0))
+    completion = engine.complete_blocking(text, offset)
+    assert (completion.text, completion.others, completion.cached) == ("b", (), False)
+    assert model.counts == [2] and len(model.calls) == 1  # plain infill
+    engine.close()
+
+
+def test_the_gate_drops_unsure_candidates_and_promotes_a_sure_one() -> None:
+    model = ScriptedCandidates("b", answers=("b", "c", "d"), confidences=(0.1, 0.9, 0.2))
+    engine = make_engine(model, candidates=3, min_confidence=0.5)
+    completion = engine.complete_blocking(*at_cursor("x = a +|\n"))
+    assert (completion.text, completion.others) == ("c", ())
+    engine.configure(UserSettings(debounce_ms=0, candidates=3, min_confidence=0.95))
+    hidden = engine.complete_blocking(*at_cursor("x = a +|\n"))
+    assert hidden.text == "" and "confidence gate" in hidden.reason
+    engine.close()

@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,10 +59,13 @@ async def client(lsp_client: LanguageClient):
     await lsp_client.shutdown_session()
 
 
-def assert_answer(result: Any, line: int, character: int) -> None:
-    """An inline completion answer an editor can use: a list of at most one item, whose
-    text is non-empty and whose range starts at the cursor on the cursor's line."""
-    assert isinstance(result, types.InlineCompletionList) and len(result.items) <= 1, result
+def assert_answer(result: Any, line: int, character: int, most: int = 1) -> None:
+    """An inline completion answer an editor can use: a list of at most `most` items (the
+    candidates setting), whose texts are non-empty and distinct and whose ranges start at
+    the cursor on the cursor's line."""
+    assert isinstance(result, types.InlineCompletionList) and len(result.items) <= most, result
+    texts = [item.insert_text for item in result.items]
+    assert len(set(texts)) == len(texts), texts
     for item in result.items:
         assert isinstance(item.insert_text, str) and item.insert_text
         assert item.range is not None
@@ -398,6 +402,47 @@ async def test_settings_change_while_running(client: LanguageClient) -> None:
     finally:
         change_configuration(client, {"enable": True})  # the top level of settings works too
     assert await inline(client, uri, 2, 27) is not None
+
+
+GEOMETRY = (Path(__file__).resolve().parents[1] / "examples" / "geometry.py").read_text()
+
+
+@module_loop
+async def test_several_candidates_come_as_several_items(client: LanguageClient) -> None:
+    uri = open_document(client, GEOMETRY)
+    line, character = 16, 15  # `        return |` in Circle.diameter
+    invoked = types.InlineCompletionTriggerKind.Invoked
+    alone = await client.text_document_inline_completion_async(
+        inline_params(uri, line, character, invoked)
+    )
+    assert_answer(alone, line, character)
+    try:
+        change_configuration(client, {"fim": {"candidates": 3}})
+        result = await client.text_document_inline_completion_async(
+            inline_params(uri, line, character, invoked)
+        )
+        assert_answer(result, line, character, most=3)
+        texts = [item.insert_text for item in result.items]
+        # The first is the answer without candidates; sampled ones follow it.
+        assert len(texts) >= 2 and texts[0] == alone.items[0].insert_text, texts
+        for text in texts:
+            assert_parses(insert(GEOMETRY, line, character, text))
+        # Clients without inline completion get the same candidates, in the same order.
+        fallback = await client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=line, character=character),
+            )
+        )
+        assert isinstance(fallback, types.CompletionList)
+        ordered = sorted(fallback.items, key=lambda item: item.sort_text or "")
+        assert [item.text_edit.new_text for item in ordered] == texts
+    finally:
+        change_configuration(client, {"fim": {"candidates": None}})
+    again = await client.text_document_inline_completion_async(
+        inline_params(uri, line, character, invoked)
+    )
+    assert [item.insert_text for item in again.items] == [alone.items[0].insert_text]
 
 
 @module_loop

@@ -471,7 +471,7 @@ def test_candidates_decoded_together_equal_each_one_decoded_alone(single_line: b
     # (waiting for the others' blocks changes nothing), across blocks of the middle.
     from dataclasses import replace
 
-    from fim_model import InfillModel, SamplerSettings
+    from fim_model import InfillModel
     from fim_server import defaults
 
     model = InfillModel.load()
