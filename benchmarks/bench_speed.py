@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+import bench_lsp  # next to this file: on sys.path when a script here runs
 import torch
 
 import fim_model
@@ -84,13 +85,8 @@ class RecordingBackend:
         pass
 
 
-def _lsp_positions(examples: Path, per_file: int) -> list[tuple[str, int]]:
+def lsp_positions(examples: Path, per_file: int) -> list[tuple[str, int]]:
     """The documents and cursors of benchmarks/bench_lsp.py: code removed, cursor there."""
-    spec = importlib.util.spec_from_file_location("bench_lsp", ROOT / "benchmarks" / "bench_lsp.py")
-    assert spec is not None and spec.loader is not None
-    bench_lsp = importlib.util.module_from_spec(spec)
-    sys.modules["bench_lsp"] = bench_lsp  # dataclasses look their module up there
-    spec.loader.exec_module(bench_lsp)
     positions = []
     for path in sorted(examples.glob("*.py")):
         text = path.read_text(encoding="utf-8")
@@ -111,7 +107,7 @@ def collect_requests(model: fim_model.InfillModel, per_suite: int) -> list[Reque
     engine.use_backend(recorder)
     try:
         recorder.suite = "bench-lsp"
-        for document, offset in _lsp_positions(ROOT / "examples", 20):
+        for document, offset in lsp_positions(ROOT / "examples", 20):
             engine.complete_blocking(document, offset)
         for suite in SUITES:
             recorder.suite = suite
@@ -153,12 +149,13 @@ class Run:
     tokens_per_pass: list[int] | None  # None: the variant cannot tell
     wall_ms: float
     cpu_ms: float
+    ended: bool | None = None  # the model wrote <eom>; None: the variant cannot tell
 
 
 @dataclass
 class Variant:
     name: str
-    answer: Callable[[Request], tuple[str, int, int, list[int] | None]]
+    answer: Callable[[Request], tuple[str, int, int, list[int] | None, bool | None]]
     pass_step: Callable[[], object]  # one forward pass over a cached block of 16, + logits
     runs: list[Run] = field(default_factory=list)
     pass_wall: list[float] = field(default_factory=list)
@@ -186,10 +183,10 @@ def current_variant(
 ) -> Variant:
     from fim_model.transformer import KVCache
 
-    def answer(r: Request) -> tuple[str, int, int, list[int] | None]:
+    def answer(r: Request) -> tuple[str, int, int, list[int] | None, bool | None]:
         gen = model.generate(r.prefix, r.suffix, max_tokens=r.max_tokens, single_line=r.single_line)
         infill = model.to_infill(gen)
-        return infill.text, infill.tokens, infill.forward_passes, gen.tokens_per_pass
+        return infill.text, infill.tokens, infill.forward_passes, gen.tokens_per_pass, gen.finished
 
     decoder, cfg = model.decoder, model.model.cfg
     cache = KVCache(cfg, decoder.dtype, decoder.device)
@@ -222,7 +219,7 @@ def baseline_variant(base: ModuleType, context: list[int]) -> Variant:
     special = model.tokenizer.special
     ends = {special.end_of_middle, special.pad}
 
-    def answer(r: Request) -> tuple[str, int, int, list[int] | None]:
+    def answer(r: Request) -> tuple[str, int, int, list[int] | None, bool | None]:
         states.clear()
         infill = model.infill(
             r.prefix, r.suffix, max_tokens=r.max_tokens, single_line=r.single_line
@@ -232,6 +229,7 @@ def baseline_variant(base: ModuleType, context: list[int]) -> Variant:
             infill.tokens,
             infill.forward_passes,
             _per_pass(states, ends, infill.tokens),
+            None,
         )
 
     cfg = model.model.cfg
@@ -372,14 +370,35 @@ def profile_pass(variant: Variant, reps: int = 30) -> str:
     return f"profile of {reps} passes ({variant.name}), by self CPU time:\n{table}"
 
 
+def top_ops(variant: Variant, reps: int = 30, n: int = 8) -> list[dict]:
+    """The `n` operators taking the most self CPU time in one pass, per pass (the
+    profiler's own overhead inflates the absolute times; the shares are what to read)."""
+    with torch.profiler.profile() as prof:
+        for _ in range(reps):
+            variant.pass_step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [
+        {
+            "op": e.key,
+            "calls_per_pass": round(e.count / reps, 2),
+            "self_cpu_us_per_pass": round(e.self_cpu_time_total / reps, 1),
+            "share": round(e.self_cpu_time_total / total, 3),
+        }
+        for e in events[:n]
+    ]
+
+
 def run_requests(variants: list[Variant], requests: list[Request]) -> None:
     for v in variants:  # warm up
         v.answer(requests[0])
     for i, r in enumerate(requests):
         order = variants if i % 2 == 0 else variants[::-1]
         for v in order:
-            (text, tokens, passes, per_pass), wall, cpu = _timed(lambda v=v, r=r: v.answer(r))
-            v.runs.append(Run(text, tokens, passes, per_pass, wall, cpu))
+            (text, tokens, passes, per_pass, ended), wall, cpu = _timed(
+                lambda v=v, r=r: v.answer(r)
+            )
+            v.runs.append(Run(text, tokens, passes, per_pass, wall, cpu, ended))
 
 
 def summary(variants: list[Variant], requests: list[Request], plain: dict, flops: int) -> dict:
@@ -397,11 +416,18 @@ def summary(variants: list[Variant], requests: list[Request], plain: dict, flops
             runs = [x for x, r in zip(v.runs, requests, strict=True) if suite in ("all", r.suite)]
             tokens = sum(x.tokens for x in runs)
             passes = sum(x.passes for x in runs)
+            # <eom> is a token the model writes too (as an autoregressive model's
+            # end-of-text is): counted, every pass writes at least one token.
+            written = tokens + sum(bool(x.ended) for x in runs)
+            known = all(x.ended is not None for x in runs)
             per_suite[suite] = {
                 "requests": len(runs),
                 "tokens": tokens,
                 "passes": passes,
                 "passes_per_token": round(passes / tokens, 3) if tokens else None,
+                "passes_per_token_with_eom": round(passes / written, 3)
+                if known and written
+                else None,
                 "over_one": sum(x.passes > max(x.tokens, 1) for x in runs),
             }
         known = [x.tokens_per_pass for x in v.runs if x.tokens_per_pass is not None]
@@ -468,11 +494,13 @@ def print_summary(s: dict) -> None:
                 f"{v['cpu_ms_per_pass_in_requests']} ms"
             )
         print(f"  {'suite':18s} {'requests':>8s} {'tokens':>7s} {'passes':>7s} {'p/token':>8s}"
-              f" {'passes>tokens':>14s}")  # fmt: skip
+              f" {'p/token+eom':>11s} {'passes>tokens':>14s}")  # fmt: skip
         for suite, row in v["suites"].items():
+            with_eom = row["passes_per_token_with_eom"]
             print(
                 f"  {suite:18s} {row['requests']:8d} {row['tokens']:7d} {row['passes']:7d} "
-                f"{row['passes_per_token'] or 0:8.3f} {row['over_one']:14d}"
+                f"{row['passes_per_token'] or 0:8.3f} "
+                f"{'-' if with_eom is None else f'{with_eom:.3f}':>11s} {row['over_one']:14d}"
             )
         if v["tokens_per_pass"]:
             total = sum(v["tokens_per_pass"].values())

@@ -40,7 +40,7 @@ class CompletionCache:
             if hit is None:
                 return None
             self._entries.move_to_end(key)
-        return replace(hit, cached=True, tokens=0, forward_passes=0, model_ms=0.0)
+        return replace(hit, cached=True, tokens=0, forward_passes=0, ended=False, model_ms=0.0)
 
     def put(self, key: Hashable, completion: Completion) -> None:
         if self.size <= 0:

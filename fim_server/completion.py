@@ -23,6 +23,7 @@ class Completion:
     reason: str
     tokens: int = 0
     forward_passes: int = 0
+    ended: bool = False  # the backend also wrote its end-of-middle token
     model_ms: float = 0.0
     latency_ms: float = 0.0
     cached: bool = False

@@ -526,6 +526,7 @@ class Engine:
                 ctx.reason,
                 first.tokens,
                 first.forward_passes,
+                first.ended,
                 model_ms=model_ms,
                 replace_chars=best.replace_chars,
                 confidence=best.confidence,
@@ -539,6 +540,7 @@ class Engine:
                 f"{ctx.reason}; nothing left after cleanup",
                 first.tokens,
                 first.forward_passes,
+                first.ended,
                 model_ms=model_ms,
                 model_confidence=first.confidence,
             )

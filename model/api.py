@@ -36,6 +36,7 @@ class Infill:
     forward_passes: int
     # Mean probability of the committed tokens when they were committed; None: no tokens.
     confidence: float | None
+    ended: bool = False  # the model wrote <eom>
 
 
 class InfillModel:
@@ -212,4 +213,4 @@ class InfillModel:
         # A budget can cut a multi-byte character in half; never hand out the fragment.
         text = text.rstrip("\ufffd")
         confidence = sum(gen.probabilities) / len(gen.probabilities) if gen.tokens else None
-        return Infill(text, len(gen.tokens), gen.forward_passes, confidence)
+        return Infill(text, len(gen.tokens), gen.forward_passes, confidence, gen.finished)

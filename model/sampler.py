@@ -5,7 +5,8 @@ denoising step predicts every open position at once and commits those whose conf
 exceeds the threshold (at least one per step, Fast-dLLM style). Tokens that became final
 since the last step (new context, a finished block) are written into the cache just
 before it, as part of that step, so the step itself attends to the cache with no mask.
-Blocks follow one another until <eom>, a newline (single-line mode), or the token budget.
+Blocks follow one another until <eom>, a newline (single-line mode), the token budget, or
+a middle that has fallen into a loop (the same few tokens over and over).
 
 Every step costs a forward pass, so no step is spent on tokens that cannot end up in the
 answer. The answer ends at the first stop of the block (<eom> or <pad>, which both mean
@@ -22,13 +23,17 @@ answer. The answer ends at the first stop of the block (<eom> or <pad>, which bo
   the chance that no open position before it is a stop), or, with
   fallback="left_to_right", the leftmost one. A step that
   sets where the middle ends is the exception: the text before the end is better guessed
-  by the next step, which sees it.
+  by the next step, which sees it;
+- in single-line mode a step commits only the leftmost open positions, as many in a row
+  as clear the threshold (at least one): a newline may land anywhere to their left, and
+  cut whatever was committed after it.
 
 So every step writes a token of the answer, ends the middle, or sets where it ends
 (usually once, where the old rule moved the end one position per step). A middle of n
-tokens takes about n + 1 passes: the extra one writes <eom>, or sets the end, after
-which the step that writes the last token also ends the middle; fewer when the model is
-sure of several positions at once.
+tokens takes at most n + 1 passes, <eom> counted as the (n + 1)th token the model
+writes: the extra pass writes <eom>, or sets the end, after which the step that writes
+the last token also ends the middle; fewer when the model is sure of several positions
+at once.
 Positions past the token budget are never predicted at all.
 """
 
@@ -153,6 +158,15 @@ def _commits(
     last_end = first_stop if first_stop < n and predicted[first_stop] in newlines else n - 1
     end_at = [j for j in range(last_end + 1) if predicted[j] in ends]
     chosen = {j for j in (*answer, *end_at) if confidence[j] > settings.threshold}
+    if newlines:
+        # One line: a token is kept only if no open position before it becomes the line's
+        # end, so a step commits the leftmost open positions, as many in a row as clear
+        # the threshold, at least one. (Surer tokens further right cost passes whenever a
+        # newline lands before them, and wrote worse lines: results/speed/README.md.)
+        run = 0
+        while run in chosen:
+            run += 1
+        return list(range(max(run, 1)))
     if not chosen and settings.fallback == "confidence" and end_at:
         best = max(range(n), key=lambda j: confidence[j])
         if predicted[best] in ends:
@@ -182,6 +196,21 @@ def _commits(
                 chance *= 1.0 - stopping[j]
             chosen.add(max(pool, key=lambda j: confidence[j] * kept[j]))
     return sorted(chosen)
+
+
+# A middle that ends with one unit of up to LOOP_UNIT tokens repeated over at least
+# LOOP_SPAN tokens (and three times) is a model stuck in a loop: more blocks of it would be
+# cut by post-processing or hidden by the gate, at one pass per token.
+LOOP_UNIT = 8
+LOOP_SPAN = 12
+
+
+def _loops(tokens: list[int]) -> bool:
+    for unit in range(1, LOOP_UNIT + 1):
+        span = unit * max(3, -(-LOOP_SPAN // unit))
+        if len(tokens) >= span and tokens[-span:] == tokens[-unit:] * (span // unit):
+            return True
+    return False
 
 
 def _causal_after(past: int, n: int, device: torch.device) -> torch.Tensor:
@@ -369,7 +398,7 @@ def generate_candidates(
             middles[r].extend(block.tokens[:kept])
             probs[r].extend(block.probabilities[:kept])
             made_by[r].extend(block.committed_at[:kept])
-            if stopped:
+            if stopped or _loops(middles[r]):
                 finished[r] = ended
                 live.remove(r)
         if live and not reference:

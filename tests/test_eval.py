@@ -75,7 +75,11 @@ class ScriptedEngine:
         self.texts = list(texts)
 
     def complete_blocking(self, text: str, offset: int) -> Completion:
-        return Completion(self.texts.pop(0), None, "scripted", tokens=3, forward_passes=2)
+        # Every other answer ends with the model's <eom>, a token it writes too.
+        ended = len(self.texts) % 2 == 0
+        return Completion(
+            self.texts.pop(0), None, "scripted", tokens=3, forward_passes=2, ended=ended
+        )
 
 
 def test_evaluation_scores_a_hang_and_a_crash_as_failures_and_carries_on() -> None:
@@ -88,6 +92,7 @@ def test_evaluation_scores_a_hang_and_a_crash_as_failures_and_carries_on() -> No
     summary = summarise(results)
     assert summary["pass@1"] == 50.0 and summary["exact"] == 50.0 and summary["timeouts"] == 1
     assert summary["passes_per_token"] == pytest.approx(2 / 3, abs=1e-3)
+    assert summary["passes_per_token_with_eom"] == pytest.approx(8 / 14, abs=1e-3)
 
 
 def test_stdin_tasks_need_every_unit_test_to_print_the_expected_output() -> None:

@@ -280,8 +280,8 @@ def test_complete_refuses_a_gate_outside_0_to_1(tmp_path, capsys) -> None:
 # -- over LSP, with the shipped model ---------------------------------------------------
 
 SERVER = [sys.executable, "-m", "fim_server", "--stdio"]
-# Where the shipped model answers (tests/test_lsp.py's MEAN): `return total / len(`.
-MEAN = "def mean(values):\n    total = sum(values)\n    return total / len(\n"
+# Where the shipped model answers (tests/test_lsp.py's MEAN): `return total / `.
+MEAN = "def mean(values):\n    total = sum(values)\n    return total / \n"
 
 
 async def lsp_stats(client: LanguageClient) -> dict[str, Any]:
@@ -295,7 +295,7 @@ async def lsp_inline(client: LanguageClient, uri: str) -> list[types.InlineCompl
                 trigger_kind=types.InlineCompletionTriggerKind.Invoked
             ),
             text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=2, character=27),
+            position=types.Position(line=2, character=19),
         )
     )
     assert result is not None

@@ -133,7 +133,7 @@ async def test_inline_completion_fills_an_empty_body(client: LanguageClient) -> 
     assert_parses(insert(AREA, 5, 4, completion))
 
 
-MEAN = "def mean(values):\n    total = sum(values)\n    return total / len(\n"
+MEAN = "def mean(values):\n    total = sum(values)\n    return total / \n"
 # Where the shipped model answers with more than one character (typing-through needs two).
 JOIN = "import os\n\npath = os.path.join(\n"
 
@@ -143,21 +143,21 @@ async def test_inline_completion_completes_the_line_and_the_file_parses(
     client: LanguageClient,
 ) -> None:
     uri = open_document(client, MEAN)
-    completion = await inline(client, uri, 2, 27)
+    completion = await inline(client, uri, 2, 19)
     assert completion, "no completion at the end of an unfinished line"
     assert "\n" not in completion
-    assert_parses(insert(MEAN, 2, 27, completion))
+    assert_parses(insert(MEAN, 2, 19, completion))
 
 
 @module_loop
 async def test_completion_fallback_returns_the_inline_text(client: LanguageClient) -> None:
     text = MEAN
     uri = open_document(client, text)
-    expected = await inline(client, uri, 2, 27)
+    expected = await inline(client, uri, 2, 19)
     result = await client.text_document_completion_async(
         types.CompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=2, character=27),
+            position=types.Position(line=2, character=19),
         )
     )
     assert isinstance(result, types.CompletionList)
@@ -165,7 +165,7 @@ async def test_completion_fallback_returns_the_inline_text(client: LanguageClien
     (item,) = result.items
     assert isinstance(item.text_edit, types.TextEdit)
     assert item.text_edit.new_text == expected
-    position = types.Position(line=2, character=27)
+    position = types.Position(line=2, character=19)
     assert item.text_edit.range == types.Range(start=position, end=position)
 
 
@@ -384,7 +384,7 @@ async def test_settings_change_while_running(client: LanguageClient) -> None:
     try:
         change_configuration(client, {"fim": {"enable": False}})
         before = await get_stats(client)
-        assert await inline(client, uri, 2, 27) is None
+        assert await inline(client, uri, 2, 19) is None
         after = await get_stats(client)
         assert after["requests"] == before["requests"] + 1
         assert after["forwardPasses"] == before["forwardPasses"]
@@ -392,7 +392,7 @@ async def test_settings_change_while_running(client: LanguageClient) -> None:
         # A wrong type is reported and the old value stays (still disabled).
         shown = len(client.messages)
         change_configuration(client, {"fim": {"debounceMs": "fast", "enable": "no"}})
-        assert await inline(client, uri, 2, 27) is None
+        assert await inline(client, uri, 2, 19) is None
         deadline = time.monotonic() + 5
         while len(client.messages) < shown + 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -401,7 +401,7 @@ async def test_settings_change_while_running(client: LanguageClient) -> None:
         assert any("enable must be true or false" in t for t in texts), texts
     finally:
         change_configuration(client, {"enable": True})  # the top level of settings works too
-    assert await inline(client, uri, 2, 27) is not None
+    assert await inline(client, uri, 2, 19) is not None
 
 
 GEOMETRY = (Path(__file__).resolve().parents[1] / "examples" / "geometry.py").read_text()
@@ -481,7 +481,7 @@ async def test_initialization_options(configured_client: LanguageClient) -> None
     )
     await wait_for(configured_client, lambda s: s["modelReady"], MODEL_LOAD_TIMEOUT_S, "load")
     uri = open_document(configured_client, MEAN)
-    assert await inline(configured_client, uri, 2, 27) is None
+    assert await inline(configured_client, uri, 2, 19) is None
     stats = await get_stats(configured_client)
     assert stats["forwardPasses"] == 0 and stats["requests"] == 1
     deadline = time.monotonic() + 5

@@ -300,12 +300,24 @@ def test_a_sure_end_after_a_predicted_newline_takes_no_pass_in_single_line_mode(
 
 
 def test_the_fallback_prefers_a_token_likely_to_be_kept() -> None:
-    # Position 2 is the surest guess (0.78), but position 1 may well be the line's end
-    # (newline 0.36), which would cut it off: the surer bet is position 0 (0.68, kept).
-    model = ScriptedModel([_unsure(9), [(10, 6.0), (7, 5.8)], [(11, 6.5)], _unsure(13)])
-    _generate(model, [2, 9, 3, 10, 4], None, single_line=True)
+    # Position 2 is the surest guess (0.78), but position 1 may well be the middle's end
+    # (<eom> 0.36), which would cut it off: the surer bet is position 0 (0.68, kept).
+    E = SPECIAL.end_of_middle
+    model = ScriptedModel([_unsure(9), [(10, 6.0), (E, 5.8)], [(11, 6.5)], _unsure(13)])
+    _generate(model, [2, 9, 3, 10, 4], None)
     M = SPECIAL.mask
     assert model.inputs[1] == [9, M, M, M]
+
+
+def test_single_line_mode_commits_from_the_left() -> None:
+    # On one line a newline may land left of any open position and cut what is after it:
+    # the sure tokens at 2 and 3 wait until 0 and 1 are written, then go in one pass.
+    model = ScriptedModel([_unsure(9), _unsure(10), 11, 12])
+    out = _generate(model, [2, 9, 3, 10, 4], None, single_line=True)
+    M = SPECIAL.mask
+    assert model.inputs[1] == [9, M, M, M]
+    assert out.tokens[:4] == [9, 10, 11, 12]
+    assert out.tokens_per_pass[:3] == [1, 1, 2]
 
 
 def test_a_sure_end_is_committed_with_the_last_token() -> None:
@@ -493,3 +505,21 @@ def test_candidates_decoded_together_equal_each_one_decoded_alone(single_line: b
     # The next single request reuses the shared context from the cache, exactly.
     again = model.generate(prefix, suffix, max_tokens=40, single_line=single_line, seed=5)
     assert again.tokens == greedy.tokens
+
+
+def test_a_middle_stuck_in_a_loop_is_recognised() -> None:
+    from fim_model.sampler import _loops
+
+    assert _loops([7] * 12) and not _loops([7] * 11)
+    assert _loops([4, 1, 2] * 4) and not _loops([4, 1, 2] * 3)  # 12 tokens of it
+    assert _loops(list(range(8)) * 3) and not _loops(list(range(8)) * 2)
+    assert not _loops([5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17])
+
+
+def test_decoding_stops_after_a_block_that_loops() -> None:
+    # A model that writes the same token over and over is stopped at the end of the
+    # block, not at the token budget.
+    model = ScriptedModel([9] * 16)
+    out = _generate(model, [2, 9, 3, 10, 4], None, max_tokens=48)
+    assert out.tokens == [9] * 16 and not out.finished
+    assert out.forward_passes == 1

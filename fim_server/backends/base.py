@@ -23,6 +23,9 @@ class Infill:
     # The model's confidence in `text`, 0-1 (the mean probability of the tokens it
     # committed); None where the backend cannot tell.
     confidence: float | None = None
+    # The model wrote its end-of-middle token (one more token it generated, in a pass of
+    # its own or not); False where it stopped otherwise or the backend cannot tell.
+    ended: bool = False
 
 
 class InfillCancelled(Exception):

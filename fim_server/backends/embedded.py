@@ -77,7 +77,9 @@ class EmbeddedBackend:
             )
         except ModelCancelled as exc:
             raise InfillCancelled(str(exc)) from exc
-        return Infill(result.text, result.tokens, result.forward_passes, result.confidence)
+        return Infill(
+            result.text, result.tokens, result.forward_passes, result.confidence, result.ended
+        )
 
     def infill_candidates(
         self,
@@ -102,7 +104,7 @@ class EmbeddedBackend:
             )
         except ModelCancelled as exc:
             raise InfillCancelled(str(exc)) from exc
-        return [Infill(r.text, r.tokens, r.forward_passes, r.confidence) for r in results]
+        return [Infill(r.text, r.tokens, r.forward_passes, r.confidence, r.ended) for r in results]
 
     def close(self) -> None:
         pass

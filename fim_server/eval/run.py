@@ -47,6 +47,7 @@ class TaskResult:
     forward_passes: int
     model_ms: float
     latency_ms: float
+    ended: bool = False  # the model also wrote its end-of-middle token
 
 
 def check(task: Task, completion: str, limits: SandboxLimits) -> tuple[bool | None, str]:
@@ -130,6 +131,7 @@ def evaluate(
                     completion.forward_passes,
                     completion.model_ms,
                     completion.latency_ms,
+                    completion.ended,
                 )
             )
     return results
@@ -152,6 +154,12 @@ def summarise(results: list[TaskResult]) -> dict[str, float | int | None]:
         "passes_per_token": round(sum(r.forward_passes for r in results) / tokens, 3)
         if tokens
         else None,
+        # <eom> is a token the model writes too, as an autoregressive model's end of text is.
+        "passes_per_token_with_eom": round(
+            sum(r.forward_passes for r in results) / (tokens + sum(r.ended for r in results)), 3
+        )
+        if tokens
+        else None,
         "tokens_per_s": round(tokens / model_s, 1) if model_s else None,
         "latency_p50_ms": round(statistics.median(r.latency_ms for r in results), 1) if n else None,
     }
@@ -164,13 +172,15 @@ def markdown_table(summaries: dict[str, dict[str, float | int | None]], model: s
     lines = [
         f"Model: `{model}`",
         "",
-        "| suite | tasks | pass@1 | exact | non-empty | passes/token | tok/s | p50 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| suite | tasks | pass@1 | exact | non-empty | passes/token | (<eom> counted) "
+        "| tok/s | p50 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for suite, s in summaries.items():
         lines.append(
             f"| {suite} | {s['tasks']} | {cell(s['pass@1'], '%')} | {cell(s['exact'], '%')} "
             f"| {cell(s['non_empty'], '%')} | {cell(s['passes_per_token'])} "
+            f"| {cell(s.get('passes_per_token_with_eom'))} "
             f"| {cell(s['tokens_per_s'])} | {cell(s['latency_p50_ms'])} |"
         )
     return "\n".join(lines) + "\n"
