@@ -105,6 +105,12 @@ nil keeps the server's command line.  See docs/remote.md."
 nil: the server's default."
   :type '(choice (const nil) number))
 
+(defcustom fim-candidates nil
+  "How many distinct suggestions the server sends per request; M-] and M-[
+\(`fim-next', `fim-previous') cycle through them, the first is shown first.
+nil: the server's default (1 on CPU, 3 on CUDA)."
+  :type '(choice (const :tag "Server default" nil) integer))
+
 (defcustom fim-fim-template nil
   "openai backend: a raw prompt with the model's FIM tokens.
 {prefix} and {suffix} stand for the code before and after the cursor."
@@ -131,6 +137,7 @@ nil: the server's default."
    (and fim-block-tokens (list :blockTokens fim-block-tokens))
    (and fim-cross-file (list :crossFile fim-cross-file))
    (and fim-min-confidence (list :minConfidence fim-min-confidence))
+   (and fim-candidates (list :candidates fim-candidates))
    (and fim-backend (list :backend fim-backend))
    (and fim-endpoint (list :endpoint fim-endpoint))
    (and fim-remote-model (list :remoteModel fim-remote-model))
@@ -181,6 +188,8 @@ nil: the server's default."
 
 (defvar fim-mode)
 (defvar fim--showing)
+(defvar fim--items)
+(defvar fim--index)
 (defvar-local fim--asked-while-loading nil
   "Non-nil when a request here was answered while the model was still loading.")
 
@@ -236,10 +245,14 @@ nil: the server's default."
     (fim--refresh-state server)))
 
 (defun fim--lighter ()
-  "Mode-line text of `fim-mode': the model's state."
+  "Mode-line text of `fim-mode': the model's state.
+With several suggestions, which one is shown: \" fim:ready 2/3\"."
   (let ((state (car (fim--state))))
     (cond ((not fim-enable) " fim:off")
-          ((eq state 'ready) " fim:ready")
+          ((eq state 'ready)
+           (if (and fim--showing (> (length fim--items) 1))
+               (format " fim:ready %d/%d" (1+ fim--index) (length fim--items))
+             " fim:ready"))
           ((eq state 'error) " fim:error")
           ((fim--server) " fim:loading")
           (t " fim:no-server"))))
@@ -327,6 +340,7 @@ REPLACE is the number of characters after point the suggestion replaces.")
   (dolist (overlay (list fim--overlay fim--replaced-overlay))
     (when overlay (delete-overlay overlay)))
   (setq fim--overlay nil fim--replaced-overlay nil)
+  (when fim--showing (force-mode-line-update))
   (setq fim--showing nil fim--items nil fim--index 0))
 
 (defun fim--show ()
@@ -391,12 +405,15 @@ REPLACE characters after it; nil when it does not fit the buffer."
         (when (eq (car (fim--state)) 'loading)
           (setq fim--asked-while-loading t))
         (let* ((items (if (vectorp result) result (plist-get result :items)))
-               (shown (delq nil (mapcar (lambda (item) (fim--item item point))
-                                        (append items nil)))))
+               ;; The server sends distinct texts; two may still insert the same here.
+               (shown (cl-remove-duplicates
+                       (delq nil (mapcar (lambda (item) (fim--item item point))
+                                         (append items nil)))
+                       :test #'equal :from-end t)))
           (if (null shown)
               (fim-dismiss)
             (setq fim--items (vconcat shown) fim--index 0)
-            (unless (fim--show) (fim-dismiss))))))))
+            (if (fim--show) (force-mode-line-update) (fim-dismiss))))))))
 
 (defvar fim--request-counter 0)
 
@@ -488,9 +505,18 @@ PARTIAL non-nil: a word or line of a suggestion."
   (fim--accept 'line))
 
 (defun fim--cycle (step)
+  "Show the suggestion STEP places on from the one shown.
+Skips those with nothing to show here."
   (when fim--showing
-    (setq fim--index (mod (+ fim--index step) (length fim--items)))
-    (fim--show)))
+    (let ((start fim--index) (shown nil))
+      (while (and (not shown)
+                  (progn (setq fim--index (mod (+ fim--index step) (length fim--items)))
+                         (/= fim--index start)))
+        (setq shown (fim--show)))
+      (unless shown
+        (setq fim--index start)
+        (fim--show)))
+    (force-mode-line-update)))
 
 (defun fim-next ()
   "Show the next suggestion."

@@ -6,4 +6,5 @@
 (setq fim-server-command '("/path/to/fim-server/.venv/bin/fim-server"))
 ;; (setq fim-model-path "~/models/fim-checkpoint")       ; another checkpoint (--model PATH)
 (setq fim-debounce-ms 75)
+;; (setq fim-candidates 3)                               ; suggestions to cycle (M-] / M-[)
 (fim-setup)                      ; eglot + fim-mode in the ten languages' major modes

@@ -5,12 +5,15 @@ require('fim').setup({
   -- model = '~/models/fim-checkpoint', -- another checkpoint (--model PATH)
   debounce_ms = 75,
   -- line_tokens = 48, block_tokens = 64, context_tokens = nil, cross_file = nil,
+  -- candidates = 3, -- suggestions per request (default: 1 on CPU, 3 on CUDA)
   keymaps = {
     accept = '<Tab>',
     accept_word = '<C-Right>',
     accept_line = '<C-Down>',
     dismiss = '<C-]>',
     trigger = '<M-\\>',
+    next = '<M-]>', -- cycle through several suggestions (candidates)
+    prev = '<M-[>',
   },
 })
 -- The model's state (fim: loading / ready / error / off) at the right of the statusline.

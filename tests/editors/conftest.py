@@ -3,6 +3,7 @@ completion the server itself gives there, so no test hard-codes model text."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
 
 REPO = Path(__file__).resolve().parents[2]
 EDITORS = REPO / "editors"
@@ -36,6 +39,10 @@ BRACKET_BEFORE = "import os\n\npath = os.path.join\n"
 BRACKET_LINE = 3
 BRACKET_TYPED_LINE = "path = os.path.join()"  # after typing "(" with auto-closing
 BRACKET_COL = len("path = os.path.join(") + 1  # 1-based column of the cursor, before ")"
+
+# Several candidates: the editors ask for CANDIDATES suggestions at the end of TYPED (in
+# AFTER), where the server offers more than one distinct text, and cycle through them.
+CANDIDATES = 3
 
 # Test instrumentation: a folder whose sitecustomize.py holds the server's model load
 # until the file named by FIM_TEST_LOAD_GATE exists (see load_gate/sitecustomize.py).
@@ -159,3 +166,65 @@ def workspace(tmp_path: Path) -> Path:
     (folder / "mean.py").write_text(BEFORE, encoding="utf-8")
     (folder / "join.py").write_text(BRACKET_BEFORE, encoding="utf-8")
     return folder
+
+
+async def _inline_items(text: str, line: int, col: int, settings: dict) -> list[tuple[str, int]]:
+    """The server's textDocument/inlineCompletion items for `text` at (line, col), 1-based,
+    over LSP with initializationOptions `settings`: (text, characters replaced) each."""
+    client = LanguageClient("fim-editor-tests", "1")
+    await client.start_io(*server_command(), "--stdio")
+    try:
+        await client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(), initialization_options=settings
+            )
+        )
+        client.initialized(types.InitializedParams())
+        async with asyncio.timeout(300):
+            while True:
+                stats = await client.protocol.send_request_async("fim/stats", None)
+                if stats.modelReady or stats.modelError:
+                    break
+                await asyncio.sleep(0.1)
+        uri = "file:///fim-editor-tests/mean.py"
+        document = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+        client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=document))
+        result = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                context=types.InlineCompletionContext(
+                    trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                ),
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=line - 1, character=col - 1),
+            )
+        )
+        items = result.items if isinstance(result, types.InlineCompletionList) else result or []
+        offers = []
+        for item in items:
+            assert isinstance(item.insert_text, str) and item.range is not None, item
+            offers.append((item.insert_text, item.range.end.character - (col - 1)))
+        await client.shutdown_async(None)
+        client.exit(None)
+        return offers
+    finally:
+        await client.stop()
+
+
+@pytest.fixture(scope="session")
+def candidate_completions(expected_completion: str) -> list[str]:
+    """What the server offers at the end of TYPED in AFTER with `candidates` CANDIDATES,
+    over LSP: the texts the editors must cycle through, the first one the usual
+    completion."""
+    offers = asyncio.run(_inline_items(AFTER, LINE, COL, {"candidates": CANDIDATES}))
+    texts = [text for text, _ in offers]
+    if len(set(texts)) < 2:
+        pytest.fail(
+            f"the server offers {texts!r} with candidates={CANDIDATES} at the editor tests' "
+            "cursor; pick a document where it offers at least two distinct completions"
+        )
+    assert len(texts) == len(set(texts)) <= CANDIDATES, texts
+    assert texts[0] == expected_completion, (texts, expected_completion)
+    # The editor tests read the ghost text as the whole suggestion: nothing after the
+    # cursor is replaced here.
+    assert all(replaced == 0 for _, replaced in offers), offers
+    return texts

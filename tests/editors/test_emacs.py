@@ -2,7 +2,8 @@
 paths filled in as a user would: it runs `fim-setup`), and the ERT suite in
 editors/emacs/test/ visits the files with C-x C-f, so eglot's hooks start the real server
 and turn on fim-mode, then types through Emacs's command loop (`execute-kbd-macro`),
-waits for the overlay and accepts it; it also runs eglot's completion-at-point (C-M-i).
+waits for the overlay, cycles through several suggestions (M-] / M-[) and accepts; it
+also runs eglot's completion-at-point (C-M-i).
 The use-package variant of the configuration (Emacs 29+) is loaded on its own."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from .conftest import (
     BRACKET_LINE,
+    CANDIDATES,
     EDITORS,
     LINE,
     LOAD_GATE,
@@ -30,7 +32,7 @@ from .conftest import (
 
 EMACS = os.environ.get("FIM_TEST_EMACS") or find_program("emacs")
 EXAMPLES = REPO / "examples" / "editors"
-ERT_TESTS = 7
+ERT_TESTS = 8
 
 
 def _emacs_has(library: str) -> bool:
@@ -67,6 +69,7 @@ def test_fim_el_in_emacs(
     tmp_path: Path,
     expected_completion: str,
     bracket_completion: tuple[str, int],
+    candidate_completions: list[str],
 ) -> None:
     home = workspace.parent
     init = user_config(EXAMPLES / "init.el", home)
@@ -80,6 +83,8 @@ def test_fim_el_in_emacs(
         "FIM_TEST_EXPECTED": expected_completion,
         "FIM_TEST_WORD": word,
         "FIM_TEST_WORD_LINE": next_line(expected_completion[len(word) :]),
+        "FIM_TEST_CANDIDATES": str(CANDIDATES),
+        "FIM_TEST_CANDIDATE_TEXTS": json.dumps(candidate_completions),
         "FIM_TEST_BRACKET_LINE": str(BRACKET_LINE),
         "FIM_TEST_BRACKET": bracket,
         "FIM_TEST_BRACKET_REPLACE": str(replace),

@@ -22,6 +22,7 @@ from .conftest import (
     BRACKET_BEFORE,
     BRACKET_LINE,
     BRACKET_TYPED_LINE,
+    CANDIDATES,
     LINE,
     REPO,
     TYPED,
@@ -57,8 +58,9 @@ ACCEPTED = (
 )
 
 
-def user_config(tmp_path: Path, model: str | None = None) -> Path:
-    """examples/editors/init.lua with its paths filled in, as a user does after copying it."""
+def user_config(tmp_path: Path, model: str | None = None, candidates: int | None = None) -> Path:
+    """examples/editors/init.lua with its paths filled in, as a user does after copying it
+    (and `model`, `candidates` set where given, as a user would uncomment them)."""
     text = EXAMPLE.read_text(encoding="utf-8")
     server = "/path/to/fim-server/.venv/bin/fim-server"
     assert server in text and "/path/to/fim-server/editors/neovim" in text
@@ -67,6 +69,10 @@ def user_config(tmp_path: Path, model: str | None = None) -> Path:
         commented = "-- model = '~/models/fim-checkpoint',"
         assert commented in text
         text = text.replace(commented, f"model = {json.dumps(model)},")
+    if candidates is not None:
+        commented = "-- candidates = 3,"
+        assert commented in text
+        text = text.replace(commented, f"candidates = {candidates},")
     path = tmp_path / "init.lua"
     path.write_text(text, encoding="utf-8")
     return path
@@ -128,8 +134,9 @@ def start_nvim(workspace: Path, tmp_path: Path) -> Iterator[Callable[..., Nvim]]
         model: str | None = None,
         env: dict[str, str] | None = None,
         wait_model: bool = True,
+        candidates: int | None = None,
     ) -> Nvim:
-        init = user_config(tmp_path, model)
+        init = user_config(tmp_path, model, candidates)
         socket = tmp_path / f"nvim{len(processes)}.sock"
         environment = {
             **os.environ,
@@ -245,6 +252,54 @@ def test_ghost_text_appears_as_you_type_and_tab_accepts_it(
     ]
     stats = nvim.stats()
     assert (stats["accepted"], stats["acceptedChars"]) == (1, len(expected_completion))
+
+
+def test_several_suggestions_cycle_with_alt_brackets(
+    start_nvim: Callable[..., Nvim], candidate_completions: list[str]
+) -> None:
+    nvim = start_nvim(candidates=CANDIDATES)
+    assert nvim.lua("require('fim').config.candidates") == CANDIDATES
+    line = AFTER.split("\n")[LINE - 1]
+    first, second, last = (
+        candidate_completions[0],
+        candidate_completions[1],
+        candidate_completions[-1],
+    )
+    count = len(candidate_completions)
+
+    def shown(text: str, index: int) -> None:
+        assert nvim.lua(GHOST) == [{"row": LINE - 1, "col": len(line), "text": text}]
+        assert nvim.lua("{require('fim').position()}") == [index, count]
+        assert f"fim: ready {index}/{count}" in nvim.statusline()
+
+    nvim.keys("A" + TYPED)
+    nvim.wait(
+        f"{GHOST}[1] and {GHOST}[1].text == {json.dumps(first)}",
+        SHOW_TIMEOUT_S,
+        "the first suggestion",
+    )
+    shown(first, 1)
+    # <M-]> shows the next, <M-[> the previous, wrapping around; the buffer is untouched.
+    nvim.keys("<M-]>")
+    shown(second, 2)
+    nvim.keys("<M-[>")
+    shown(first, 1)
+    nvim.keys("<M-[>")
+    shown(last, count)
+    nvim.keys("<M-]>")
+    shown(first, 1)
+    nvim.keys("<M-]>")
+    shown(second, 2)
+    assert nvim.lua(BUFFER) == AFTER
+    assert nvim.lua("vim.api.nvim_get_mode().mode") == "i"
+    # Tab accepts the one shown.
+    nvim.keys("<Tab>")
+    completed = AFTER.replace(line + "\n", line + second + "\n", 1)
+    nvim.wait(f"{BUFFER} == {json.dumps(completed)}", 5, "Tab to insert the second suggestion")
+    assert nvim.lua(GHOST) == []
+    assert nvim.lua(CURSOR) == [LINE, len(line + second)]
+    assert nvim.lua("require('fim').status()") == "fim: ready"
+    assert [n["chars"] for n in nvim.lua(ACCEPTED)] == [len(second)]
 
 
 def test_partial_accept_takes_the_next_word_then_the_next_line(

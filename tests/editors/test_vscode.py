@@ -3,13 +3,15 @@
 `--install-extension`, and editors/vscode/e2e/run.mjs drives it in headless Chromium
 with Playwright: open the file, type while the status bar says the model is loading (its
 load held back by tests/editors/load_gate), let it load and read the ghost text the
-extension then asks for by itself from the editor's DOM, accept the next word with
+extension then asks for by itself from the editor's DOM, cycle through the server's several
+suggestions (fim.candidates) with Alt+] / Alt+[, accept the next word with
 Ctrl+Right and the rest with Tab, save, read the file; type "(" in another file
 with VS Code's own bracket closing on and check Tab replaces the ")"; then toggle
 completions off from the Command Palette and check no ghost text appears."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -20,6 +22,7 @@ from .conftest import (
     BEFORE,
     BRACKET_LINE,
     BRACKET_TYPED_LINE,
+    CANDIDATES,
     EDITORS,
     LINE,
     REPO,
@@ -83,6 +86,7 @@ def test_extension_in_code_server(
     vsix: Path,
     expected_completion: str,
     bracket_completion: tuple[str, int],
+    candidate_completions: list[str],
 ) -> None:
     gate = tmp_path / "load-the-model"
     completion, replace = bracket_completion
@@ -101,6 +105,8 @@ def test_extension_in_code_server(
         "FIM_TEST_LINE_BEFORE": BEFORE.split("\n")[LINE - 1],
         "FIM_TEST_TYPED": TYPED,
         "FIM_TEST_EXPECTED": expected_completion,
+        "FIM_TEST_CANDIDATES": str(CANDIDATES),
+        "FIM_TEST_CANDIDATE_TEXTS": json.dumps(candidate_completions),
         "FIM_TEST_BRACKET_FILE": "join.py",
         "FIM_TEST_BRACKET_LINE": str(BRACKET_LINE),
         # VS Code shows what the suggestion inserts before the ")" it keeps in view.

@@ -6,6 +6,8 @@
 ;; (it runs `fim-setup'), and the current directory holds the files to edit. Environment:
 ;;   FIM_TEST_LINE, FIM_TEST_TYPED      1-based line of mean.py to type at the end of, and what
 ;;   FIM_TEST_EXPECTED                  what the server itself completes there
+;;   FIM_TEST_CANDIDATES               the `fim-candidates' the cycling test sets
+;;   FIM_TEST_CANDIDATE_TEXTS           JSON list of what the server offers there with it
 ;;   FIM_TEST_WORD, FIM_TEST_WORD_LINE  the expected completion's next word, and the next
 ;;                                      line of what is left after it
 ;;   FIM_TEST_BRACKET_LINE              line of join.py to type "(" at the end of
@@ -136,7 +138,7 @@ FIM_TEST_GATE; `no-wait': do not wait for the model."
       (fim-test--type "M-\\")
       (should (equal (fim-test--wait #'fim-test--ghost 60 "the ghost text after M-\\")
                      expected))
-      ;; M-] cycles among the suggestions (the server sends one: it stays).
+      ;; The server sent one suggestion (the default on CPU): M-] keeps it.
       (fim-test--type "M-]")
       (should (equal (fim-test--ghost) expected))
       ;; Moving point dismisses.
@@ -161,6 +163,46 @@ FIM_TEST_GATE; `no-wait': do not wait for the model."
         (should (string-match-p "\\`fim: ready" status))
         (should (string-match-p (regexp-quote (car fim-server-command)) status))
         (should (string-match-p "last latency [0-9]+ ms" status))))))
+
+(ert-deftest fim-several-suggestions-cycle-then-accept ()
+  ;; With `fim-candidates' the server offers several distinct suggestions: the first is
+  ;; shown, M-] and M-[ cycle through them (wrapping), the mode line says which one is
+  ;; shown, and TAB accepts the one shown.
+  (let ((fim-candidates (string-to-number (fim-test--env "FIM_TEST_CANDIDATES")))
+        (candidates (append (json-parse-string (fim-test--env "FIM_TEST_CANDIDATE_TEXTS")) nil)))
+    (fim-test--visit "mean.py" fim-test--line nil
+      (let* ((typed (fim-test--env "FIM_TEST_TYPED"))
+             (count (length candidates))
+             (line-before (fim-test--line-before-point))
+             (lighter (lambda (n) (format " fim:ready %d/%d" n count))))
+        (should (>= count 2))
+        (fim-test--type-text typed)
+        (should (equal (fim-test--wait #'fim-test--ghost 60 "the ghost text") (nth 0 candidates)))
+        (should (equal (fim-test--mode-line) (funcall lighter 1)))
+        (fim-test--type "M-]")
+        (should (equal (fim-test--ghost) (nth 1 candidates)))
+        (should (equal (fim-current) (nth 1 candidates)))
+        (should (equal (fim-test--mode-line) (funcall lighter 2)))
+        (fim-test--type "M-[")
+        (should (equal (fim-test--ghost) (nth 0 candidates)))
+        (should (equal (fim-test--mode-line) (funcall lighter 1)))
+        ;; Back from the first: the last.
+        (fim-test--type "M-[")
+        (should (equal (fim-test--ghost) (car (last candidates))))
+        (should (equal (fim-test--mode-line) (funcall lighter count)))
+        ;; Cycling is display only: the buffer holds what was typed.
+        (should (equal (fim-test--line) (concat line-before typed)))
+        ;; Forward from the last: the first, then the second; TAB inserts it.
+        (fim-test--type "M-]")
+        (should (equal (fim-test--ghost) (nth 0 candidates)))
+        (fim-test--type "M-]")
+        (should (equal (fim-test--ghost) (nth 1 candidates)))
+        (fim-test--type "TAB")
+        (should-not (fim-test--ghost))
+        (should (equal (fim-test--line-before-point) (concat line-before typed (nth 1 candidates))))
+        (should (equal (fim-test--mode-line) " fim:ready"))
+        (should (equal (mapcar (lambda (p) (plist-get p :chars)) (fim-test--accepted))
+                       (list (length (nth 1 candidates)))))))))
 
 (ert-deftest fim-partial-accept-word-then-line ()
   (fim-test--visit "mean.py" fim-test--line nil

@@ -9,6 +9,9 @@
 //   FIM_TEST_WORKSPACE  folder to open; FIM_TEST_FILE: file in it to edit
 //   FIM_TEST_LINE       1-based line to type at the end of; FIM_TEST_TYPED: what to type
 //   FIM_TEST_EXPECTED   the completion the server gives there (from fim-server complete)
+//   FIM_TEST_CANDIDATES the extension's fim.candidates; FIM_TEST_CANDIDATE_TEXTS: JSON list
+//                       of the suggestions the server offers there with it (the first is
+//                       FIM_TEST_EXPECTED), which Alt+] / Alt+[ cycle through
 //   FIM_TEST_BRACKET_FILE, FIM_TEST_BRACKET_LINE
 //                       file and line to type "(" at the end of, which the editor closes
 //   FIM_TEST_BRACKET_SHOWN, FIM_TEST_BRACKET_ACCEPTED
@@ -39,6 +42,8 @@ const file = env('FIM_TEST_FILE');
 const line = Number(env('FIM_TEST_LINE'));
 const typed = env('FIM_TEST_TYPED');
 const expected = env('FIM_TEST_EXPECTED');
+const candidates = Number(env('FIM_TEST_CANDIDATES'));
+const candidateTexts = JSON.parse(env('FIM_TEST_CANDIDATE_TEXTS'));
 const bracketFile = env('FIM_TEST_BRACKET_FILE');
 const bracketLine = Number(env('FIM_TEST_BRACKET_LINE'));
 const bracketShown = env('FIM_TEST_BRACKET_SHOWN');
@@ -84,6 +89,7 @@ const settings = JSON.stringify(
     {
       'fim.serverCommand': [server],
       'fim.debounceMs': 50,
+      'fim.candidates': candidates,
       'security.workspace.trust.enabled': false,
       // VS Code's default: "(" types "()" (the bracket case relies on it).
       'editor.autoClosingBrackets': 'languageDefined',
@@ -263,6 +269,22 @@ try {
     throw new Error(`the status bar shows no latency: ${JSON.stringify(label)}`);
   }
   log('status:', label);
+
+  // Several suggestions (fim.candidates): Alt+] and Alt+[ (VS Code's Show Next / Show
+  // Previous Inline Suggestion) cycle through them, wrapping around.
+  const cycle = async (key, want) => {
+    await page.keyboard.press(key);
+    const text = await settle(want);
+    log(`${key}: ghost text`, JSON.stringify(text));
+    if (text !== want) {
+      throw new Error(`after ${key} the ghost text is ${JSON.stringify(text)}, not ${JSON.stringify(want)}`);
+    }
+  };
+  await cycle('Alt+BracketRight', candidateTexts[1]);
+  await page.screenshot({ path: join(artifacts, 'vscode-next-suggestion.png') });
+  await cycle('Alt+BracketLeft', candidateTexts[0]);
+  await cycle('Alt+BracketLeft', candidateTexts[candidateTexts.length - 1]);
+  await cycle('Alt+BracketRight', expected);
 
   // Ctrl+Right accepts the next word (VS Code's own partial accept): part of the
   // suggestion goes in, the rest stays shown.

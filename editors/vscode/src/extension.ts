@@ -34,7 +34,7 @@ export function serverSettings(config: vscode.WorkspaceConfiguration): Record<st
     debounceMs: config.get<number>('debounceMs', 75),
   };
   for (const key of [
-    'contextTokens', 'lineTokens', 'blockTokens', 'crossFile', 'minConfidence',
+    'contextTokens', 'lineTokens', 'blockTokens', 'crossFile', 'minConfidence', 'candidates',
     'backend', 'endpoint', 'remoteModel', 'apiKeyEnv', 'timeoutMs', 'headers', 'fimTemplate',
   ]) {
     const value = config.get(key);

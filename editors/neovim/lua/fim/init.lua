@@ -30,6 +30,9 @@ M.defaults = {
   cross_file = nil,
   -- The confidence gate: suggestions scored below this are hidden; nil: the server's default.
   min_confidence = nil,
+  -- How many distinct suggestions the server sends per request (keymaps.next / prev cycle
+  -- through them); nil: the server's default (1 on CPU, 3 on CUDA).
+  candidates = nil,
   -- The backend and its server (docs/remote.md); nil keeps the server's own choice.
   backend = nil, -- 'embedded' | 'mercury' | 'openai' | 'llama.cpp'
   endpoint = nil,
@@ -49,6 +52,8 @@ M.defaults = {
     accept_line = '<C-Down>',
     dismiss = '<C-]>',
     trigger = '<M-\\>',
+    next = '<M-]>', -- the next / previous of several suggestions
+    prev = '<M-[>',
   },
   -- Highlight of the ghost text (FimGhostText: grey italic; define it to override).
   hl_group = 'FimGhostText',
@@ -60,8 +65,10 @@ M.config = vim.deepcopy(M.defaults)
 
 local ns = vim.api.nvim_create_namespace('fim')
 local group = nil
--- Per buffer: { request = {client, id}, timer, suggestion = {row, col, text, replace} }
--- where `replace` is how many bytes after the cursor the suggestion replaces.
+-- Per buffer: { request = {client, id}, timer, suggestion = {row, col, text, replace},
+-- items = { {text, replace}, ... }, index } where `replace` is how many bytes after the
+-- cursor a suggestion replaces, `items` the suggestions of the last answer to cycle
+-- through and `index` the one shown.
 local state = {}
 -- Per client id: { state = 'loading' | 'ready' | 'error', error = message }
 local servers = {}
@@ -96,6 +103,7 @@ function M.server_settings()
     blockTokens = c.block_tokens,
     crossFile = c.cross_file,
     minConfidence = c.min_confidence,
+    candidates = c.candidates,
     backend = c.backend,
     endpoint = c.endpoint,
     remoteModel = c.remote_model,
@@ -178,6 +186,7 @@ function M.dismiss(bufnr)
     st.request = nil
   end
   st.suggestion = nil
+  st.items, st.index = nil, nil
   if vim.api.nvim_buf_is_valid(bufnr) then
     vim.api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
   end
@@ -315,10 +324,21 @@ function M.trigger(bufnr, invoked)
     if now[1] - 1 ~= row or now[2] ~= col or not vim.fn.mode():match('^i') then
       return
     end
-    local items = result.items or result
-    for _, item in ipairs(items) do
+    -- The suggestions that fit here, each once (the server sends distinct texts; two may
+    -- still insert the same here); the first one that shows something is shown.
+    local items, seen = {}, {}
+    for _, item in ipairs(result.items or result) do
       local text, replace = item_text(bufnr, item, row, col, encoding)
-      if text and show(bufnr, row, col, text, replace) then
+      local key = text and (replace .. ':' .. text)
+      if key and not seen[key] then
+        seen[key] = true
+        table.insert(items, { text = text, replace = replace })
+      end
+    end
+    for index, item in ipairs(items) do
+      if show(bufnr, row, col, item.text, item.replace) then
+        st.items, st.index = items, index
+        pcall(vim.cmd, 'redrawstatus')
         return
       end
     end
@@ -393,10 +413,47 @@ function M.accept(bufnr, part)
   buf_state(bufnr).accepted_tick = vim.api.nvim_buf_get_changedtick(bufnr)
   if not whole then
     -- The rest stays shown (and still replaces the same text after the cursor).
-    show(bufnr, end_row, end_col, s.text:sub(#piece + 1), s.replace)
+    local rest = s.text:sub(#piece + 1)
+    if show(bufnr, end_row, end_col, rest, s.replace) then
+      local st = buf_state(bufnr)
+      st.items, st.index = { { text = rest, replace = s.replace } }, 1
+    end
   end
   notify_accepted(bufnr, piece, part ~= nil)
   return true
+end
+
+--- Show the suggestion `step` places on from the one shown (1: next, -1: previous),
+--- skipping those with nothing to show here. Returns true when there was a suggestion.
+function M.cycle(bufnr, step)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local st = state[bufnr]
+  local s = st and st.suggestion
+  if not s or not st.items then
+    return false
+  end
+  local count = #st.items
+  local index = st.index
+  for _ = 1, count - 1 do
+    index = (index - 1 + step) % count + 1
+    local item = st.items[index]
+    if show(bufnr, s.row, s.col, item.text, item.replace) then
+      st.index = index
+      break
+    end
+  end
+  pcall(vim.cmd, 'redrawstatus')
+  return true
+end
+
+--- Which of the suggestions is shown: index, count (nil when none is shown).
+function M.position(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local st = state[bufnr]
+  if not st or not st.suggestion or not st.items then
+    return nil
+  end
+  return st.index, #st.items
 end
 
 local function map_keys(bufnr)
@@ -426,6 +483,15 @@ local function map_keys(bufnr)
       M.trigger(bufnr, true)
     end, { buffer = bufnr, desc = 'fim: ask for a suggestion' })
   end
+  for key, step in pairs({ next = 1, prev = -1 }) do
+    if keys[key] then
+      vim.keymap.set('i', keys[key], function()
+        if not M.cycle(bufnr, step) then
+          feed(keys[key])
+        end
+      end, { buffer = bufnr, desc = 'fim: ' .. (step > 0 and 'next' or 'previous') .. ' suggestion' })
+    end
+  end
 end
 
 local function map_native_keys(bufnr)
@@ -442,6 +508,13 @@ local function map_native_keys(bufnr)
     vim.keymap.set('i', keys.trigger, function()
       vim.lsp.inline_completion.select({ bufnr = bufnr })
     end, { buffer = bufnr, desc = 'fim: next suggestion' })
+  end
+  for key, step in pairs({ next = 1, prev = -1 }) do
+    if keys[key] then
+      vim.keymap.set('i', keys[key], function()
+        vim.lsp.inline_completion.select({ bufnr = bufnr, count = step })
+      end, { buffer = bufnr, desc = 'fim: ' .. (step > 0 and 'next' or 'previous') .. ' suggestion' })
+    end
   end
 end
 
@@ -552,7 +625,8 @@ local function refresh_server_state(client)
 end
 
 --- Statusline component: 'fim: loading', 'fim: ready', 'fim: error', 'fim: off', or ''
---- where no fim-server serves the buffer.
+--- where no fim-server serves the buffer; while one of several suggestions is shown,
+--- which one: 'fim: ready 2/3'.
 function M.status(bufnr)
   bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
   local client = client_for(bufnr)
@@ -562,7 +636,12 @@ function M.status(bufnr)
   if not M.config.enable then
     return 'fim: off'
   end
-  return 'fim: ' .. M.server_state(client.id)
+  local shown = 'fim: ' .. M.server_state(client.id)
+  local index, count = M.position(bufnr)
+  if index and count > 1 then
+    shown = ('%s %d/%d'):format(shown, index, count)
+  end
+  return shown
 end
 
 local function on_attach(client, bufnr)
