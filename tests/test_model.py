@@ -285,8 +285,9 @@ def test_nothing_after_a_predicted_newline_is_committed_in_single_line_mode() ->
     assert out.tokens == [9, 10, 7]
     assert not out.finished
     assert out.tokens_per_pass == [1, 1, 1]
-    # And the logits of positions after the newline were never needed once it was set.
-    assert model.rows_projected == [8, 7, 6]
+    # On one line only the leftmost open position is projected to the vocabulary while it
+    # is unsure: nothing right of it can be committed.
+    assert model.rows_projected == [1, 1, 1]
 
 
 def test_a_sure_end_after_a_predicted_newline_takes_no_pass_in_single_line_mode() -> None:
@@ -318,6 +319,8 @@ def test_single_line_mode_commits_from_the_left() -> None:
     assert model.inputs[1] == [9, M, M, M]
     assert out.tokens[:4] == [9, 10, 11, 12]
     assert out.tokens_per_pass[:3] == [1, 1, 2]
+    # The rest of the line is projected only once its first position is sure.
+    assert model.rows_projected[:4] == [1, 1, 1, 1]
 
 
 def test_a_sure_end_is_committed_with_the_last_token() -> None:
