@@ -86,6 +86,12 @@ class Server:
     def __init__(self, name: str, folder: Path, context_tokens: int) -> None:
         self.name, self.folder, self.context_tokens = name, folder, context_tokens
         self.client = LanguageClient("fim-bench-twins", "0.1")
+
+        @self.client.feature(types.WINDOW_LOG_MESSAGE)
+        def log_message(params: types.LogMessageParams) -> None:
+            if params.type <= types.MessageType.Warning:
+                print(f"{name}: {params.message}", file=sys.stderr)
+
         self.command = [
             sys.executable, "-m", "fim_server", "--stdio", "--cache-size", "0",
             "--model", str(folder),
