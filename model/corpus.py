@@ -88,6 +88,24 @@ def stats_table(stats: dict[str, dict[str, dict[str, int]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def train_corpus_tokenizer(
+    train_path: Path, sample_mb: float, vocab_size: int, seed: int
+) -> CodeTokenizer:
+    """A BPE tokenizer trained on a seeded random sample of `sample_mb` MB of training files."""
+    files = load_corpus(train_path)
+    random.Random(seed).shuffle(files)
+    budget, sample = sample_mb * 1e6, []
+    for f in files:
+        sample.append(f.text)
+        budget -= len(f.text)
+        if budget <= 0:
+            break
+    t0 = time.time()
+    tok = train_tokenizer(sample, vocab_size)
+    print(f"tokenizer: {tok.vocab_size} tokens in {time.time() - t0:.0f}s")
+    return tok
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("data/corpus"))
@@ -101,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vocab-size", type=int, default=8192)
     ap.add_argument("--tokenizer-sample-mb", type=float, default=24.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=None,
+        help="copy this tokenizer.json instead of training one (to continue a checkpoint, "
+        "whose weights are tied to its tokenizer's ids)",
+    )
     args = ap.parse_args(argv)
 
     every_language = frozenset(LANGUAGE_OF_SUFFIX.values())
@@ -113,18 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     for r in roots:
         print(f"  {r.label:20s} {r.location}")
 
-    files = load_corpus(args.out / "train.jsonl")
-    random.Random(args.seed).shuffle(files)
-    budget, sample = args.tokenizer_sample_mb * 1e6, []
-    for f in files:
-        sample.append(f.text)
-        budget -= len(f.text)
-        if budget <= 0:
-            break
-    t0 = time.time()
-    tok = train_tokenizer(sample, args.vocab_size)
-    tok.save(args.out / "tokenizer.json")
-    print(f"tokenizer: {tok.vocab_size} tokens in {time.time() - t0:.0f}s")
+    if args.tokenizer is not None:
+        tok = CodeTokenizer.load(args.tokenizer)
+        tok.save(args.out / "tokenizer.json")
+        print(f"tokenizer: {tok.vocab_size} tokens from {args.tokenizer}")
+    else:
+        tok = train_corpus_tokenizer(
+            args.out / "train.jsonl", args.tokenizer_sample_mb, args.vocab_size, args.seed
+        )
+        tok.save(args.out / "tokenizer.json")
 
     t0 = time.time()
     for split in ("train", "heldout"):

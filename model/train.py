@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         from .weights import load_transformer
 
         model = load_transformer(args.init_from)
-        model.cfg = replace(model.cfg, context_tokens=cfg.context_tokens)
+        # B shapes only the masks and the data, not the weights: a B = 16 checkpoint can be
+        # continued as B = 1 (the autoregressive twin) with the same steps as its control.
+        model.cfg = replace(model.cfg, context_tokens=cfg.context_tokens, block_size=cfg.block_size)
         if model.cfg != cfg:
             ap.error(f"--init-from {args.init_from} has another shape: {model.cfg}")
         print(f"weights from {args.init_from}")

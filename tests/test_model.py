@@ -526,3 +526,33 @@ def test_decoding_stops_after_a_block_that_loops() -> None:
     out = _generate(model, [2, 9, 3, 10, 4], None, max_tokens=48)
     assert out.tokens == [9] * 16 and not out.finished
     assert out.forward_passes == 1
+
+
+class PerPassScript(ScriptedModel):
+    """A one-position (B = 1) scripted model whose guess changes from pass to pass."""
+
+    def __init__(self, per_pass: list, vocab: int = 40) -> None:
+        super().__init__([per_pass[0]], vocab)
+        self.per_pass = per_pass
+        self.cached: list[list[int]] = []  # the cached tokens each pass attended to
+
+    def hidden(self, ids, cache):
+        self.script = [self.per_pass[min(self.passes, len(self.per_pass) - 1)]]
+        self.cached.append(list(cache.token_ids))
+        return super().hidden(ids, cache)
+
+
+def test_block_size_one_writes_one_token_per_pass_after_the_last() -> None:
+    # The autoregressive twin (B = 1): every pass commits exactly one token, sure or not,
+    # and sees all the tokens before it; <eom> takes one pass more.
+    E = SPECIAL.end_of_middle
+    model = PerPassScript([_unsure(9), 10, _unsure(11), E])
+    context = [2, 9, 3, 10, 4]
+    cache = KVCache(model.cfg, torch.float32, torch.device("cpu"))
+    out = _generate(model, context, cache)
+    assert out.tokens == [9, 10, 11]
+    assert out.finished
+    assert out.forward_passes == len(out.tokens) + 1
+    assert out.tokens_per_pass == [1, 1, 1, 0]
+    assert model.inputs == [[SPECIAL.mask]] * 4
+    assert model.cached == [context, context + [9], context + [9, 10], context + [9, 10, 11]]
