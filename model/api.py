@@ -17,7 +17,6 @@ from .sampler import (
     InfillCancelled,
     SamplerSettings,
     StopTokens,
-    generate,
     generate_candidates,
 )
 from .tokenizer import CodeTokenizer
@@ -118,35 +117,6 @@ class InfillModel:
             )
         )
 
-    def generate(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        max_tokens: int,
-        single_line: bool = False,
-        should_cancel: Callable[[], bool] | None = None,
-        seed: int = 0,
-        use_cache: bool = True,
-    ) -> Generation:
-        """`infill` before decoding: the tokens and how each pass went (benchmarks)."""
-        cfg = self.model.cfg
-        max_tokens = max(1, min(max_tokens, cfg.max_seq_len // 4))
-        context = self.context_ids(prefix, suffix, cfg.max_seq_len - max_tokens - cfg.block_size)
-        with self._lock:
-            return generate(
-                self.decoder,
-                context,
-                self.tokenizer.special,
-                self._stops,
-                max_tokens=max_tokens,
-                single_line=single_line,
-                settings=self.settings,
-                cache=self._cache if use_cache else None,
-                should_cancel=should_cancel,
-                seed=seed,
-            )
-
     def infill_candidates(
         self,
         prefix: str,
@@ -173,6 +143,32 @@ class InfillModel:
             )
         ]
 
+    def generate(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        max_tokens: int,
+        single_line: bool = False,
+        should_cancel: Callable[[], bool] | None = None,
+        seed: int = 0,
+        use_cache: bool = True,
+    ) -> Generation:
+        """`infill` before decoding: the tokens and how each pass went (benchmarks).
+        Without `use_cache`, every step recomputes the whole sequence (for checking that
+        the cache is exact)."""
+        (only,) = self.generate_candidates(
+            prefix,
+            suffix,
+            count=1,
+            max_tokens=max_tokens,
+            single_line=single_line,
+            should_cancel=should_cancel,
+            seed=seed,
+            use_cache=use_cache,
+        )
+        return only
+
     def generate_candidates(
         self,
         prefix: str,
@@ -183,6 +179,7 @@ class InfillModel:
         single_line: bool = False,
         should_cancel: Callable[[], bool] | None = None,
         seed: int = 0,
+        use_cache: bool = True,
     ) -> list[Generation]:
         """`infill_candidates` before decoding (benchmarks)."""
         cfg = self.model.cfg
@@ -192,7 +189,7 @@ class InfillModel:
         if sampled.temperature == 0:
             sampled = replace(sampled, temperature=defaults.CANDIDATE_TEMPERATURE)
         with self._lock:
-            if self._cache.rows < count:
+            if use_cache and self._cache.rows < count:
                 # One row per candidate; the context cached so far is encoded again once.
                 self._cache = KVCache(cfg, self.decoder.dtype, self.decoder.device, rows=count)
             return generate_candidates(
@@ -203,7 +200,7 @@ class InfillModel:
                 max_tokens=max_tokens,
                 single_line=single_line,
                 settings=[self.settings] + [sampled] * (count - 1),
-                cache=self._cache,
+                cache=self._cache if use_cache else None,
                 should_cancel=should_cancel,
                 seed=seed,
             )

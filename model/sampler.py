@@ -153,10 +153,7 @@ def _commits(
     answer = list(range(first_stop))
     if first_stop < n and predicted[first_stop] in newlines:
         answer.append(first_stop)
-    # An end after a predicted newline would never be reached (single-line mode stops at
-    # the newline): committing it would spend the step on a token that cannot be kept.
-    last_end = first_stop if first_stop < n and predicted[first_stop] in newlines else n - 1
-    end_at = [j for j in range(last_end + 1) if predicted[j] in ends]
+    end_at = [j for j in range(n) if predicted[j] in ends]
     chosen = {j for j in (*answer, *end_at) if confidence[j] > settings.threshold}
     if newlines:
         # One line: a token is kept only if no open position before it becomes the line's
