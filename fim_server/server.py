@@ -169,9 +169,9 @@ class FimLanguageServer(LanguageServer):
 
     async def complete_at(
         self, uri: str, position: types.Position, invoked: bool
-    ) -> tuple[Completion, list[tuple[str, types.Range]]]:
-        """The completion at `position`, and each text it offers (the first, then the other
-        candidates) with the range that text replaces."""
+    ) -> list[tuple[str, types.Range]]:
+        """Each text the completion at `position` offers (the first, then the other
+        candidates) with the range that text replaces; none when there is nothing."""
         document = open_document(self, uri)
         offset = cursor_offset(document, position, self.position_encoding)
         text = document.text  # the document may change while the model runs
@@ -185,7 +185,7 @@ class FimLanguageServer(LanguageServer):
                 position.character,
                 completion.reason,
             )
-            return completion, []
+            return []
         # A position inside a surrogate pair (or a UTF-8 sequence) stands for the end of
         # that character: the range starts there, never inside it. (A position past the
         # line's end is the end, as LSP says; the client's own position is kept.)
@@ -204,7 +204,7 @@ class FimLanguageServer(LanguageServer):
                     ),
                 )
             )
-        return completion, offers
+        return offers
 
     async def report_model_load(self) -> None:
         """Show the background model load as work-done progress, then its outcome."""
@@ -285,7 +285,7 @@ def create_server(engine: Engine) -> FimLanguageServer:
         params: types.InlineCompletionParams,
     ) -> types.InlineCompletionList:
         invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-        _, offers = await server.complete_at(params.text_document.uri, params.position, invoked)
+        offers = await server.complete_at(params.text_document.uri, params.position, invoked)
         return types.InlineCompletionList(
             items=[types.InlineCompletionItem(insert_text=t, range=r) for t, r in offers]
         )
@@ -308,7 +308,7 @@ def create_server(engine: Engine) -> FimLanguageServer:
         ):
             word_start -= 1
         word = document.text[word_start:offset]
-        _, offers = await server.complete_at(params.text_document.uri, params.position, invoked)
+        offers = await server.complete_at(params.text_document.uri, params.position, invoked)
         # Incomplete: the answer depends on the exact cursor, so the client must ask again
         # as the user types rather than filter this list. Candidates keep their order.
         items = [
