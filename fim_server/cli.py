@@ -45,7 +45,9 @@ def _add_common(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
         "--model",
         metavar="PATH",
         default=default(None),
-        help="model folder (default: the embedded model)",
+        help="what to serve: qwen2.5-coder-0.5b or qwen2.5-coder-1.5b (packaged, run by "
+        "llama.cpp's server), a .gguf file, a model folder, or embedded (default: $FIM_MODEL, "
+        "else the packaged 0.5B where it is installed, else the embedded model)",
     )
     parser.add_argument(
         "--device",
@@ -211,7 +213,7 @@ def _settings(args: argparse.Namespace, threshold: float = defaults.THRESHOLD) -
         raise UsageError("--timeout-ms must be 1 or more")
     backend = BackendSpec(
         kind=args.backend,
-        model_path=args.model,
+        model_path=_model(args),
         device=args.device,
         threshold=threshold,
         threads=args.threads or None,
@@ -222,6 +224,24 @@ def _settings(args: argparse.Namespace, threshold: float = defaults.THRESHOLD) -
         fim_template=args.fim_template,
     )
     return EngineSettings(backend=backend, cache_size=args.cache_size)
+
+
+def _model(args: argparse.Namespace) -> str | None:
+    """The model to serve: --model, else $FIM_MODEL, else the packaged real model where
+    it and llama.cpp's server are installed, else (None) the embedded one."""
+    model = args.model or os.environ.get("FIM_MODEL") or None
+    if model is not None or args.backend not in ("auto", "llama.cpp") or args.endpoint:
+        return model
+    from .backends.gguf import DEFAULT_PACKAGED, PACKAGED, default_model
+
+    model = default_model()
+    if model is None:
+        logging.getLogger("fim_server").warning(
+            "serving the small embedded model (a demonstration, rarely right): for real "
+            "completions install %s and llama.cpp's server (README: set up and run)",
+            PACKAGED[DEFAULT_PACKAGED].title,
+        )
+    return model
 
 
 def parse_location(location: str) -> tuple[Path, int, int]:

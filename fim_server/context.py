@@ -14,7 +14,7 @@ from . import defaults
 from .crossfile import CrossFileIndex, Source, format_snippets, query_text
 from .languages import parse
 from .modes import LanguageArg, Literal, Mode, ModeDecision, decide_mode, spec_of
-from .window import CountTokens, build_window
+from .window import CountTokens, build_window, encodable
 
 __all__ = [
     "CompletionContext",
@@ -86,6 +86,9 @@ class CompletionContext:
     # Chunks of other files the model sees before `prefix` (not part of this document:
     # post-processing never parses them).
     extra: str = ""
+    # The same chunks one by one, (file name, text), for servers that lay them out in the
+    # model's own repository format (llama.cpp's `input_extra`).
+    extra_chunks: tuple[tuple[str, str], ...] = ()
     indent_unit: str = "    "  # one level of indentation as this file writes it
     literal: Literal = Literal.NONE
     document: DocumentSyntax | None = field(default=None, repr=False, compare=False)
@@ -149,6 +152,7 @@ def build_context(
     line_end = text.find("\n", offset)
     line_suffix = text[offset : len(text) if line_end < 0 else line_end].rstrip("\r")
     prefix = suffix = extra = ""
+    chunks: tuple[tuple[str, str], ...] = ()
     if decision.mode is not Mode.NONE:  # otherwise nothing is asked: skip the token work
         budget = settings.prefix_tokens
         if index is not None and settings.cross_file_tokens > 0:
@@ -159,6 +163,7 @@ def build_context(
                 count_tokens,
             )
             extra = format_snippets(snippets, spec.line_comment if spec else "#")
+            chunks = tuple((s.path, encodable(s.text)) for s in snippets)
             budget -= sum(count_tokens(s.text) + 8 for s in snippets)
         window = build_window(
             text,
@@ -182,6 +187,7 @@ def build_context(
         reason=decision.reason,
         language=spec.name if spec is not None else None,
         extra=extra,
+        extra_chunks=chunks,
         indent_unit=detect_indent_unit(prefix + suffix),
         literal=decision.literal,
         document=(

@@ -43,6 +43,7 @@ MAX_SESSIONS = 8
 # lowest gate where the embedded model's suggestions are accepted at least 25% of the time.
 MIN_CONFIDENCE = 0.41
 
-# A remote backend gives up on a request after this long (milliseconds); the editor has
-# usually moved on by then.
-REMOTE_TIMEOUT_MS = 5000
+# A remote backend gives up on a request after this long (milliseconds). Generous: a CPU
+# model takes seconds for a cold prompt, a timeout throws that work away, and a request
+# the user has moved on from is cancelled anyway (a newer keystroke supersedes it).
+REMOTE_TIMEOUT_MS = 30_000

@@ -30,8 +30,8 @@ def server() -> Iterator[WireServer]:
 
 @pytest.fixture(autouse=True)
 def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Failures back off; tests that go on after one wait this out.
-    monkeypatch.setattr(remote, "BACKOFF_START_S", 0.05)
+    # Refusals make the next requests wait; tests that go on after one wait this out.
+    monkeypatch.setattr(remote, "RETRY_S", 0.05)
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +131,13 @@ def test_llama_cpp_infill_puts_other_files_in_input_extra(server: WireServer) ->
     server.key = None  # llama.cpp's server runs without a key by default
     text = "def add(a, b):\n    \n"
     ctx = build_context(text, text.index("\n") + 5, lambda s: len(s) // 4, ContextSettings())
-    ctx = type(ctx)(**{**ctx.__dict__, "extra": "# other.py\nimport math\n"})
+    ctx = type(ctx)(
+        **{
+            **ctx.__dict__,
+            "extra": "# other.py\nimport math\n",
+            "extra_chunks": (("other.py", "import math\n"),),
+        }
+    )
     b = backend("llama.cpp", server.url)
     try:
         infill = b.infill_context(ctx, should_cancel=lambda: False, seed=3)
@@ -141,8 +147,14 @@ def test_llama_cpp_infill_puts_other_files_in_input_extra(server: WireServer) ->
     (seen,) = server.wait_finished(1)
     assert seen.path == INFILL_PATH and "authorization" not in seen.headers
     body = seen.body
-    assert body["input_prefix"] == ctx.prefix and body["input_suffix"] == ctx.suffix
-    assert body["input_extra"] == [{"filename": "", "text": "# other.py\nimport math\n"}]
+    # The cursor's line up to the cursor in `prompt`, which llama.cpp appends to the
+    # prefix: the lines above stay one run of tokens for its prompt cache.
+    assert (body["input_prefix"], body["prompt"]) == ("def add(a, b):\n", "    ")
+    assert body["input_prefix"] + body["prompt"] == ctx.prefix
+    assert body["input_suffix"] == ctx.suffix
+    # Each file its own chunk, named: llama.cpp lays them out as <|file_sep|>name\ntext.
+    assert body["input_extra"] == [{"filename": "other.py", "text": "import math\n"}]
+    assert body["cache_prompt"] is True and body["n_probs"] == 1
     assert body["n_predict"] == ctx.max_tokens and body["seed"] == 3 and body["stream"] is True
     assert b.last_exchange is not None and b.last_exchange.server_ms == 4.0  # its timings
 
@@ -335,20 +347,50 @@ def test_rate_limits_back_off_quietly(server: WireServer) -> None:
         b.close()
 
 
-def test_server_errors_back_off_doubling_up_to_the_cap(server: WireServer) -> None:
+def test_server_errors_wait_a_moment_and_a_server_back_is_used_at_once(
+    server: WireServer,
+) -> None:
     server.default = Plan(status=503, error="overloaded")
     b = backend("openai", server.url)
     try:
-        waits = []
-        for _ in range(4):
+        for _ in range(4):  # an outage: every try waits the same short moment, no doubling
             assert "HTTP 503, server error: overloaded" in failure(b)
-            waits.append(b._backoff_s)
-            time.sleep(max(b._quiet_until - time.monotonic(), 0) + 0.01)
-        assert waits == [0.05, 0.1, 0.2, 0.4]
+            assert b._quiet_until - time.monotonic() <= remote.RETRY_S
+            assert "HTTP 503" in failure(b)  # within the wait: answered without a request
+            time.sleep(remote.RETRY_S + 0.01)
         assert len(server.seen) == 4
-        b._backoff_s = 20.0
+        server.default = Plan()  # the server is back: the first try after the wait gets it
+        assert fill(b).text == "return a + b\n"
+    finally:
+        b.close()
+
+
+def test_a_wrong_key_waits_doubling_up_to_the_cap(server: WireServer) -> None:
+    server.key = "the-right-key"
+    b = backend("mercury", server.url)
+    try:
+        waits = []
+        for _ in range(3):
+            failure(b)
+            waits.append(b._config_backoff_s)
+            time.sleep(max(b._quiet_until - time.monotonic(), 0) + 0.01)
+        assert waits == [0.05, 0.1, 0.2]
+        b._config_backoff_s = 20.0
         failure(b)
-        assert b._backoff_s == remote.BACKOFF_CAP_S
+        assert b._config_backoff_s == remote.CONFIG_BACKOFF_CAP_S
+    finally:
+        b.close()
+
+
+def test_a_timeout_never_makes_the_next_request_answer_empty(server: WireServer) -> None:
+    # A slow model is not a broken one: the request after a timed-out one goes to the
+    # server at once and gets its answer.
+    server.plans = [Plan(first_byte_delay_s=1.0)]
+    b = backend("mercury", server.url, timeout_ms=300)
+    try:
+        assert "no complete answer within 300 ms" in failure(b)
+        assert fill(b).text == "return a + b\n"
+        assert len(server.seen) == 2
     finally:
         b.close()
 

@@ -4,7 +4,9 @@ or the client's `backend` setting.
 - embedded: the block-diffusion model shipped inside the package (fim_model).
 - dream, dreamon, llada, sdar, open-dcoder: open-weight diffusion coders from a local
   Hugging Face folder (backends/hf, docs/models.md), recognised from its config.json.
-- mercury, openai, llama.cpp: an inference server over HTTP (remote.py).
+- mercury, openai, llama.cpp: an inference server over HTTP (remote.py); llama.cpp with
+  a GGUF model (`--model qwen2.5-coder-0.5b`, `--model FILE.gguf`) over a llama-server
+  that fim-server starts and stops itself (llama_server.py, gguf.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled
+from .gguf import EMBEDDED, is_gguf_name
 
 __all__ = [
     "KINDS",
@@ -45,6 +48,10 @@ def _diffusion(kind: str) -> Callable[[BackendSpec], Backend]:
 
 def _remote(kind: str) -> Callable[[BackendSpec], Backend]:
     def load(spec: BackendSpec) -> Backend:
+        if kind == "llama.cpp" and spec.model_path is not None and spec.endpoint is None:
+            from .llama_server import load_managed
+
+            return load_managed(spec)
         from .remote import load_remote  # httpx is only imported for remote backends
 
         return load_remote(spec, kind)
@@ -71,8 +78,10 @@ def resolve_kind(spec: BackendSpec) -> str:
                 f"unknown backend {spec.kind!r}; choose one of: {', '.join(sorted(KINDS))}"
             )
         return spec.kind
-    if spec.model_path is None:
+    if spec.model_path is None or spec.model_path == EMBEDDED:
         return "embedded"
+    if is_gguf_name(spec.model_path):
+        return "llama.cpp"  # served by a llama-server of our own
     folder = Path(spec.model_path)
     if not folder.is_dir():
         raise BackendError(f"model folder {folder} does not exist")
@@ -97,6 +106,11 @@ def resolve_kind(spec: BackendSpec) -> str:
 def load_backend(spec: BackendSpec) -> Backend:
     """Load the backend `spec` names; BackendError says what is wrong if it cannot."""
     kind = resolve_kind(spec)
+    if kind == "embedded" and spec.model_path is not None:
+        if spec.model_path == EMBEDDED or is_gguf_name(spec.model_path):
+            # The embedded model asked for by name, or by a client's `backend` setting
+            # over the command line's GGUF model.
+            spec = replace(spec, model_path=None)
     if spec.device == "auto" and kind == "embedded":
         import torch
 

@@ -32,10 +32,9 @@ cuts postprocess.clean_edit would make anyway.
 
 Failures (connection refused, timeout, 401/403, 404, 429, 5xx, a server that dies
 mid-answer, malformed JSON or events) raise BackendError with one line a user can act on;
-the engine answers empty and the server tells the editor once. After a failure the
-backend backs off (doubling from BACKOFF_START_S up to BACKOFF_CAP_S, longer when the
-server sends Retry-After): requests in that window answer empty without touching the
-network, and the first keystroke after it tries again. The API key is read from the
+the engine answers empty and the server tells the editor once. After a refusal the
+backend waits a moment (RETRY_S, or the server's Retry-After) before it tries again; a
+timeout or a cancelled request never makes the next one wait. The API key is read from the
 environment once, sent only in the Authorization header, and scrubbed from every message.
 """
 
@@ -70,11 +69,21 @@ T = TypeVar("T")
 
 # How often a waiting `infill` asks `should_cancel`: the most a cancelled request lingers.
 POLL_S = 0.01
-BACKOFF_START_S = 0.5
-BACKOFF_CAP_S = 30.0
+# After a server refused a request (connection refused, 429, 5xx, a stream cut off), the
+# requests of the next RETRY_S answer empty without touching the network; the first one
+# after it tries again, so a server that is back is used again within RETRY_S. A server
+# that names its own wait (Retry-After) gets it, up to RETRY_AFTER_CAP_S. A refusal that
+# will not go away by itself (401/403, 404, 501: a wrong key, path or model) waits
+# doubling from RETRY_S up to CONFIG_BACKOFF_CAP_S. A timeout never makes later requests
+# wait: a slow model is not a broken one.
+RETRY_S = 1.0
+RETRY_AFTER_CAP_S = 30.0
+CONFIG_BACKOFF_CAP_S = 30.0
 # Characters per token, for sizing the context where the server's tokenizer is unknown
 # (about four for code in BPE vocabularies).
 CHARS_PER_TOKEN = 4
+# llama.cpp: a multi-line answer stops at its first line break after this long.
+MAX_PREDICT_MS = 1500
 # At most this much of an error body goes into a message.
 ERROR_BODY_CHARS = 200
 
@@ -106,12 +115,38 @@ class Exchange:
     early_stop: bool  # the stream was closed because the text was complete
 
 
-class _Failure(Exception):
-    """A failed request: `message` for the user; `retry_after` from the server, seconds."""
+@dataclass(frozen=True)
+class Prompt:
+    """What one request asks for: the code around the cursor and other files' chunks."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    prefix: str
+    suffix: str
+    extra: str = ""  # other files' chunks as one text, each under a comment naming it
+    chunks: tuple[tuple[str, str], ...] = ()  # the same, (file name, text)
+    max_tokens: int = 0
+    single_line: bool = False
+    block_indent: int = 0  # a block's lines that are indented less have left it
+    seed: int = 0
+
+
+class _Failure(Exception):
+    """A failed request: `message` for the user. `refused`: the server (or the network)
+    turned the request away or broke it off, so the next ones wait a moment; a timeout
+    or a malformed answer is that request's failure only. `retry_after`: the server's
+    own wait, seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        refused: bool = False,
+        lasting: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.refused = refused
+        self.lasting = lasting  # a wrong key, path or model: it will not pass by itself
 
 
 def _base_url(endpoint: str) -> str:
@@ -279,8 +314,9 @@ class RemoteBackend:
         self.description = f"{self.kind}{model} at {self.base}"
         # The server's tokenizer is unknown: the context is measured in characters.
         self.context_tokens: int | None = None
-        self._backoff_s = 0.0
+        self._config_backoff_s = 0.0
         self._quiet_until = 0.0
+        self._probs: list[float] = []  # token probabilities of the answer being read
         self._last_failure = ""
         self.last_exchange: Exchange | None = None
         self._loop = _LoopThread(self.timeout_s)
@@ -300,24 +336,25 @@ class RemoteBackend:
         should_cancel: Callable[[], bool],
         seed: int,
     ) -> Infill:
-        done = _line_done if single_line else None
-        return self._infill(prefix, suffix, "", max_tokens, single_line, done, should_cancel, seed)
+        prompt = Prompt(prefix, suffix, max_tokens=max_tokens, single_line=single_line, seed=seed)
+        return self._infill(prompt, _line_done if single_line else None, should_cancel)
 
     def infill_context(
         self, ctx: CompletionContext, *, should_cancel: Callable[[], bool], seed: int
     ) -> Infill:
         """`infill` with the whole context: other files' chunks go where the server wants
         them, and the stream stops once post-processing would cut the text anyway."""
-        return self._infill(
+        prompt = Prompt(
             ctx.prefix,
             ctx.suffix,
             ctx.extra,
+            ctx.extra_chunks,
             ctx.max_tokens,
             ctx.mode.is_line,
-            lambda text: completion_done(text, ctx),
-            should_cancel,
+            ctx.block_indent,
             seed,
         )
+        return self._infill(prompt, lambda text: completion_done(text, ctx), should_cancel)
 
     def close(self) -> None:
         self._loop.close()
@@ -326,39 +363,45 @@ class RemoteBackend:
 
     def _infill(
         self,
-        prefix: str,
-        suffix: str,
-        extra: str,
-        max_tokens: int,
-        single_line: bool,
+        prompt: Prompt,
         done: Callable[[str], bool] | None,
         should_cancel: Callable[[], bool],
-        seed: int,
     ) -> Infill:
         now = time.monotonic()
         if now < self._quiet_until:
-            # Backing off: no request until the window ends (the failure was reported).
+            # Waiting after a refusal: no request until the wait ends (it was reported).
             raise BackendError(self._last_failure)
         if should_cancel():
             raise InfillCancelled("cancelled before the request")
-        body = self.request_body(prefix, suffix, extra, max_tokens, single_line, seed)
+        body = self.request_body(prompt)
+        self._probs = []
         try:
             text, tokens = self._loop.run(self._exchange(body, done), should_cancel)
         except _Failure as failure:
             raise self._failed(failure) from None
-        self._backoff_s = 0.0
+        self._config_backoff_s = 0.0
         self._last_failure = ""
-        return Infill(text, tokens, 0, None)
+        confidence = sum(self._probs) / len(self._probs) if self._probs else None
+        return Infill(text, tokens, 0, confidence)
 
     def _failed(self, failure: _Failure) -> BackendError:
-        self._backoff_s = min(max(self._backoff_s * 2, BACKOFF_START_S), BACKOFF_CAP_S)
-        wait = self._backoff_s
-        if failure.retry_after is not None:
-            wait = min(max(wait, failure.retry_after), BACKOFF_CAP_S)
-        self._quiet_until = time.monotonic() + wait
         message = self._scrub(f"{self.kind} at {self.base}: {failure}")
-        self._last_failure = message
-        logger.warning("%s (quiet for %.1f s)", message, wait)
+        wait = 0.0
+        if failure.retry_after is not None:
+            wait = min(failure.retry_after, RETRY_AFTER_CAP_S)
+        elif failure.lasting:
+            self._config_backoff_s = min(
+                max(self._config_backoff_s * 2, RETRY_S), CONFIG_BACKOFF_CAP_S
+            )
+            wait = self._config_backoff_s
+        elif failure.refused:
+            wait = RETRY_S
+        if wait > 0:
+            self._quiet_until = time.monotonic() + wait
+            self._last_failure = message
+            logger.warning("%s (next try in %.1f s)", message, wait)
+        else:
+            logger.warning("%s", message)
         return BackendError(message)
 
     def _scrub(self, text: str) -> str:
@@ -379,14 +422,17 @@ class RemoteBackend:
             ) from None
         except httpx.ConnectError as exc:
             raise _Failure(
-                f"cannot connect ({_connect_reason(exc)}); is the server running?"
+                f"cannot connect ({_connect_reason(exc)}); is the server running?",
+                refused=True,
             ) from None
         except httpx.TimeoutException:
             raise _Failure(
                 f"no complete answer within {self.timeout_s * 1000:.0f} ms (timeoutMs)"
             ) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise _Failure(f"the connection broke mid-answer ({type(exc).__name__})") from None
+            raise _Failure(
+                f"the connection broke mid-answer ({type(exc).__name__})", refused=True
+            ) from None
         except httpx.HTTPError as exc:
             raise _Failure(f"request failed ({type(exc).__name__}: {exc})") from None
 
@@ -449,23 +495,25 @@ class RemoteBackend:
         said = f": {said}" if said else ""
         if status in (401, 403):
             where = f"${self._key_env}" if self._key_env else "apiKeyEnv"
-            return _Failure(f"HTTP {status}, the API key was refused (check {where}){said}")
+            return _Failure(
+                f"HTTP {status}, the API key was refused (check {where}){said}", lasting=True
+            )
         if status == 404:
             model = f"model {self.model!r}" if self.model else "the model"
-            return _Failure(f"HTTP 404 for {self.path}: wrong path or {model}{said}")
+            return _Failure(f"HTTP 404 for {self.path}: wrong path or {model}{said}", lasting=True)
         if status == 429:
-            return _Failure(f"HTTP 429, rate limited{said}", _retry_after(response))
+            return _Failure(f"HTTP 429, rate limited{said}", _retry_after(response), refused=True)
         if status == 501:
-            return _Failure(f"HTTP 501, not supported{said}{self.unsupported_hint}")
+            return _Failure(f"HTTP 501, not supported{said}{self.unsupported_hint}", lasting=True)
         if status >= 500:
-            return _Failure(f"HTTP {status}, server error{said}", _retry_after(response))
+            return _Failure(
+                f"HTTP {status}, server error{said}", _retry_after(response), refused=True
+            )
         return _Failure(f"HTTP {status}{said}")
 
     # -- what each kind sends and reads ---------------------------------------------------
 
-    def request_body(
-        self, prefix: str, suffix: str, extra: str, max_tokens: int, single_line: bool, seed: int
-    ) -> dict[str, Any]:
+    def request_body(self, prompt: Prompt) -> dict[str, Any]:
         raise NotImplementedError
 
     def read_event(self, event: dict[str, Any]) -> tuple[str, bool, int | None, float | None]:
@@ -492,7 +540,9 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]
         if field == "data":
             data.append(value)
         elif field == "error":  # llama.cpp reports a failure mid-stream this way
-            raise _Failure(f"the server failed mid-answer: {_server_message(value.encode())}")
+            raise _Failure(
+                f"the server failed mid-answer: {_server_message(value.encode())}", refused=True
+            )
         elif field not in ("event", "id", "retry"):
             raise _Failure(f"malformed event stream: unexpected line {line[:60]!r}")
     if data:
@@ -554,17 +604,15 @@ class MercuryBackend(RemoteBackend):
     kind = "mercury"
     path = "/v1/fim/completions"
 
-    def request_body(
-        self, prefix: str, suffix: str, extra: str, max_tokens: int, single_line: bool, seed: int
-    ) -> dict[str, Any]:
+    def request_body(self, prompt: Prompt) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "prompt": extra + prefix,
-            "suffix": suffix,
-            "max_tokens": max_tokens,
+            "prompt": prompt.extra + prompt.prefix,
+            "suffix": prompt.suffix,
+            "max_tokens": prompt.max_tokens,
             "stream": True,
         }
-        if single_line:
+        if prompt.single_line:
             body["stop"] = ["\n"]
         return body
 
@@ -584,20 +632,18 @@ class OpenAIBackend(RemoteBackend):
         if template:
             self.description += " (raw FIM prompt)"
 
-    def request_body(
-        self, prefix: str, suffix: str, extra: str, max_tokens: int, single_line: bool, seed: int
-    ) -> dict[str, Any]:
+    def request_body(self, prompt: Prompt) -> dict[str, Any]:
         body: dict[str, Any] = {}
         if self.model:
             body["model"] = self.model
         if self.fim_template:
-            body["prompt"] = _fill(self.fim_template, extra + prefix, suffix)
+            body["prompt"] = _fill(self.fim_template, prompt.extra + prompt.prefix, prompt.suffix)
         else:
-            body["prompt"] = extra + prefix
-            body["suffix"] = suffix
-        body.update(max_tokens=max_tokens, temperature=0, seed=seed, stream=True)
+            body["prompt"] = prompt.extra + prompt.prefix
+            body["suffix"] = prompt.suffix
+        body.update(max_tokens=prompt.max_tokens, temperature=0, seed=prompt.seed, stream=True)
         body["stream_options"] = {"include_usage": True}
-        if single_line:
+        if prompt.single_line:
             body["stop"] = ["\n"]
         return body
 
@@ -613,29 +659,43 @@ class LlamaCppBackend(RemoteBackend):
         "openai backend on the same server)"
     )
 
-    def request_body(
-        self, prefix: str, suffix: str, extra: str, max_tokens: int, single_line: bool, seed: int
-    ) -> dict[str, Any]:
+    def request_body(self, prompt: Prompt) -> dict[str, Any]:
+        # The cursor's line up to the cursor goes in `prompt`, which llama.cpp appends to
+        # the prefix (as llama.vim sends it): the whole lines before it stay one stable
+        # run of tokens while the user types, so its prompt cache covers them.
+        cut = prompt.prefix.rfind("\n") + 1
         body: dict[str, Any] = {
-            "input_prefix": prefix,
-            "input_suffix": suffix,
-            # One chunk: the cross-file context is already laid out file by file, each
-            # under a comment naming its file.
-            "input_extra": [{"filename": "", "text": extra}] if extra else [],
-            "n_predict": max_tokens,
+            "input_prefix": prompt.prefix[:cut],
+            "prompt": prompt.prefix[cut:],
+            "input_suffix": prompt.suffix,
+            # Other files' chunks in the model's repository layout (<|file_sep|> name,
+            # then the text), which llama.cpp builds from them.
+            "input_extra": [{"filename": name, "text": text} for name, text in prompt.chunks]
+            or ([{"filename": "context", "text": prompt.extra}] if prompt.extra else []),
+            "n_predict": prompt.max_tokens,
             "temperature": 0,
-            "seed": seed,
+            "top_k": 1,  # greedy: the sampler need not sort the whole vocabulary
+            "seed": prompt.seed,
             "cache_prompt": True,
+            "n_probs": 1,  # the chosen token's probability: the answer's confidence
             "stream": True,
         }
-        if single_line:
+        if prompt.single_line:
             body["stop"] = ["\n"]
+        else:
+            # A block stops at the first line break once this long has passed (llama.vim's
+            # limit): on a CPU a runaway block costs seconds.
+            body["t_max_predict_ms"] = MAX_PREDICT_MS
         return body
 
     def read_event(self, event: dict[str, Any]) -> tuple[str, bool, int | None, float | None]:
         content = event.get("content")
         if not isinstance(content, str):
             raise _Failure("malformed answer: `content` is not a string")
+        for token in event.get("completion_probabilities") or ():
+            logprob = token.get("logprob") if isinstance(token, dict) else None
+            if isinstance(logprob, int | float):
+                self._probs.append(math.exp(logprob))
         tokens = event.get("tokens_predicted")
         return (
             content,
