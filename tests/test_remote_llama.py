@@ -25,7 +25,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 from remote_servers import LlamaServer, llama_server_binary, require_llama_server, smollm2_model
 
 from fim_server.backends import BackendError, BackendSpec, InfillCancelled, load_backend
-from fim_server.backends.remote import RemoteBackend
+from fim_server.backends.remote import Prompt, RemoteBackend
 
 BINARY, MODEL = llama_server_binary(), smollm2_model()
 if BINARY is None or MODEL is None:
@@ -90,7 +90,7 @@ def test_the_stream_is_closed_once_the_text_is_complete(llama: LlamaServer) -> N
         full = fill(b, COUNTING, max_tokens=120)
         full_s = time.monotonic() - started
         early = b._infill(
-            COUNTING, "", "", 200, False, lambda text: len(text) >= 8, lambda: False, 0
+            Prompt(COUNTING, "", max_tokens=200), lambda text: len(text) >= 8, lambda: False
         )
         exchange = b.last_exchange
     finally:
@@ -239,7 +239,7 @@ async def test_switching_to_infill_reports_the_501_once(
     uri = open_document(client, "def add(a, b):\n    \n\n\ndef sub(a, b):\n    \n")
     told = len(client.messages)
     assert not await inline(client, uri, 1, 4)
-    await asyncio.sleep(0.6)  # past the backoff: the second request reaches the server
+    await asyncio.sleep(0.6)  # the second request reaches the server (501 waits a moment)
     assert not await inline(client, uri, 5, 4)
     await asyncio.sleep(0.3)
     new = [m.message for m in client.messages[told:]]

@@ -440,7 +440,7 @@ class RemoteBackend:
         self, body: dict[str, Any], done: Callable[[str], bool] | None, started: float
     ) -> tuple[str, int]:
         request = self._loop.client.build_request(
-            "POST", self.url, json=body, headers=self._headers
+            "POST", self.url, json=body, headers=self._headers, timeout=self.timeout_s
         )
         response = await self._loop.client.send(request, stream=True)
         try:
