@@ -319,6 +319,7 @@ class RemoteBackend:
         self._probs: list[float] = []  # token probabilities of the answer being read
         self._last_failure = ""
         self.last_exchange: Exchange | None = None
+        self.last_prompt_chars = 0  # the context the last request sent, for benchmarks
         self._loop = _LoopThread(self.timeout_s)
 
     # -- the Backend protocol ---------------------------------------------------------
@@ -374,6 +375,7 @@ class RemoteBackend:
         if should_cancel():
             raise InfillCancelled("cancelled before the request")
         body = self.request_body(prompt)
+        self.last_prompt_chars = len(prompt.extra) + len(prompt.prefix) + len(prompt.suffix)
         self._probs = []
         try:
             text, tokens = self._loop.run(self._exchange(body, done), should_cancel)
