@@ -230,3 +230,16 @@ async def test_the_default_server_completes_with_the_real_model(client: Language
     )
     assert result is not None and result.items, await get_stats(client)
     assert result.items[0].insert_text.startswith("a + b")
+
+
+def test_the_readme_command_completes_with_the_real_model() -> None:
+    # README, "Set up and run": without --model, the packaged model where it is installed.
+    env = {**os.environ, "FIM_MODEL": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "fim_server", "complete", "examples/inventory.py:25:9"],
+        capture_output=True, text=True, timeout=300, env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "backend=llama.cpp" in done.stderr
+    assert done.stdout.startswith("item = self.items.pop(name)"), done.stdout
