@@ -33,7 +33,9 @@ def main() -> int:
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     suites = args.suite or ["humaneval-single", "safim-block"]
-    engine = Engine(EngineSettings(backend=BackendSpec(model_path=args.model), cache_size=0))
+    # A long timeout: the figures are the model's answers, whatever the machine's load.
+    spec = BackendSpec(model_path=args.model, timeout_ms=600_000)
+    engine = Engine(EngineSettings(backend=spec, cache_size=0))
     engine.start_loading().result()
     if engine.load_error is not None:
         raise SystemExit(str(engine.load_error))

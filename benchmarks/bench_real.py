@@ -139,7 +139,9 @@ def answerers(names: list[str]) -> list[Answerer]:
         if kind == "embedded":
             made.append(Pipeline(name, BackendSpec(model_path=gguf.EMBEDDED)))
         elif kind == "fim":
-            made.append(Pipeline(name, BackendSpec(model_path=model)))
+            # A long timeout: the figures are the model's answers whatever the machine's
+            # load; latency is measured apart from it.
+            made.append(Pipeline(name, BackendSpec(model_path=model, timeout_ms=600_000)))
         elif kind == "raw":
             made.append(RawInfill(name, model))
         else:
