@@ -6,6 +6,7 @@ cannot isolate it (fim_server/eval/sandbox.py)."""
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import os
 import socket
@@ -437,3 +438,33 @@ def test_endless_output_costs_the_caller_bounded_memory(no_unshare: None) -> Non
     run = run_python("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", limits=limits)
     assert run.outcome is Outcome.TIMEOUT
     assert 0 < len(run.stdout) <= 1 << 20
+
+
+KEY_SYSCALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}  # add_key, keyctl
+
+
+@isolated
+@pytest.mark.skipif(os.uname().machine not in KEY_SYSCALLS, reason="syscall numbers unknown")
+def test_the_callers_keyring_is_not_reachable() -> None:
+    # A key in the session keyring of the process that runs the evaluation (a login's
+    # credentials live there): every process it starts possesses that keyring.
+    add_key, keyctl = KEY_SYSCALLS[os.uname().machine]
+    libc = ctypes.CDLL(None, use_errno=True)
+    name, payload = f"fim-sandbox-{uuid.uuid4().hex}".encode(), b"key-secret-payload"
+    serial = libc.syscall(add_key, b"user", name, payload, len(payload), ctypes.c_long(-3))
+    if serial < 0:
+        pytest.skip(f"no session keyring here (errno {ctypes.get_errno()})")
+    try:
+        program = (
+            "import ctypes\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            f"found = libc.syscall({keyctl}, 10, ctypes.c_long(-3), b'user', {name!r}, 0)\n"
+            "buffer = ctypes.create_string_buffer(100)\n"
+            f"size = libc.syscall({keyctl}, 11, ctypes.c_long(found), buffer, 100)\n"
+            "print('READ', buffer.value if size > 0 else None, 'errno', ctypes.get_errno())\n"
+        )
+        run = run_python(program, limits=FAST)
+    finally:
+        libc.syscall(keyctl, 3, ctypes.c_long(serial))  # KEYCTL_REVOKE
+    assert run.outcome is Outcome.OK, run
+    assert "READ None" in run.stdout and "key-secret" not in run.stdout, run.stdout

@@ -8,7 +8,9 @@ own (sandbox_init.py) as the first process in them:
   the program imports (`_socket`, a reloaded `socket`, a child process); abstract Unix
   sockets are per network namespace, so none of the host's is reachable either; a
   seccomp filter allows only the families that namespace holds (AF_UNIX, AF_INET,
-  AF_INET6), since some (AF_VSOCK, which reaches the hypervisor) ignore namespaces;
+  AF_INET6), since some (AF_VSOCK, which reaches the hypervisor) ignore namespaces,
+  and refuses io_uring (which opens sockets without socket()) and the kernel keyrings
+  (the caller's session keyring, which every child possesses, holds its keys);
 - a mount namespace whose root is a fresh tmpfs (then pivot_root, the host's tree
   detached): it shows only the interpreter, its standard library and shared libraries
   (read-only, its site-packages hidden), five device nodes, the namespace's own /proc,
@@ -35,7 +37,19 @@ the program runs with the per-process limits, a patched `socket` module (which a
 can get around) and a reaper that kills every process carrying the run's tag in its
 environment.
 
-What it cannot stop: see the note at the end of this file.
+What it cannot stop:
+- memory is a watchdog, not a kernel limit: the init samples every 10 ms, so a run may
+  pass its limit by what its processes touch in that time (519 MB held at the kill for a
+  512 MB limit, measured) or longer when the init is not scheduled; each process is still
+  capped at the limit by RLIMIT_AS, so the worst case is processes x memory_mb. Kernel
+  memory (page tables, pipe buffers, sockets in the run's namespace) is not counted;
+  shared pages count once per process that maps them (an overcount, after fork);
+- CPU time is per process: a run of N busy processes uses N cores until the wall clock;
+- the kernel itself: the program still makes most system calls, so a kernel bug
+  reachable from an unprivileged user namespace is reachable from it;
+- what /proc and the namespaces show: the kernel version, CPU and memory totals, and the
+  host paths of the run's mounts (/proc/self/mountinfo), though none of their contents;
+- without cgroups the run's disk I/O and CPU share are not limited, only its duration.
 """
 
 from __future__ import annotations

@@ -44,11 +44,22 @@ CLONE_NEWUSER = 0x10000000
 PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 4, 22, 38
 SECCOMP_MODE_FILTER = 2
 
-# Per architecture: the audit value seccomp sees, and the numbers of pivot_root, socket,
-# socketpair and io_uring_setup (io_uring can open sockets without calling socket()).
+# Per architecture: the audit value seccomp sees, the numbers of pivot_root, socket and
+# socketpair, and those refused outright: io_uring_setup (io_uring opens sockets without
+# calling socket()) and the kernel keyrings (add_key, request_key, keyctl: the session
+# keyring the caller inherited holds its keys, and nobody's user keyring is one every
+# run shares).
 ARCHES = {
-    "x86_64": (0xC000003E, {"pivot_root": 155, "socket": 41, "socketpair": 53, "io_uring": 425}),
-    "aarch64": (0xC00000B7, {"pivot_root": 41, "socket": 198, "socketpair": 199, "io_uring": 425}),
+    "x86_64": (
+        0xC000003E,
+        {"pivot_root": 155, "socket": 41, "socketpair": 53},
+        (425, 248, 249, 250),
+    ),
+    "aarch64": (
+        0xC00000B7,
+        {"pivot_root": 41, "socket": 198, "socketpair": 199},
+        (425, 217, 218, 219),
+    ),
 }
 ALLOWED_FAMILIES = (1, 2, 10)  # AF_UNIX, AF_INET, AF_INET6: inside the empty network namespace
 
@@ -157,39 +168,38 @@ def enter_root(root: str, syscalls: dict[str, int]) -> None:
     remount_readonly("/")
 
 
-def seccomp_filter(audit_arch: int, syscalls: dict[str, int]) -> bytes:
+def seccomp_filter(audit_arch: int, syscalls: dict[str, int], refused: tuple[int, ...]) -> bytes:
     """A BPF program: socket() and socketpair() only for the families the empty network
     namespace contains (AF_VSOCK, for one, ignores network namespaces and reaches the
-    hypervisor), no io_uring, and nothing from another ABI (x32, i386) that would dodge
-    these numbers."""
+    hypervisor), the `refused` calls failing with ENOSYS, and nothing from another ABI
+    (x32, i386) that would dodge these numbers."""
     ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JGE|K, RET|K
     allow, kill = 0x7FFF0000, 0x80000000  # SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
-
-    def errno(value: int) -> int:
-        return 0x00050000 | value  # SECCOMP_RET_ERRNO
-
-    families = list(ALLOWED_FAMILIES)
+    enosys, eafnosupport = 0x00050000 | 38, 0x00050000 | 97  # SECCOMP_RET_ERRNO | errno
+    families = ALLOWED_FAMILIES
     program = [
         (ld, 0, 0, 4),  # arch
         (jeq, 1, 0, audit_arch),
         (ret, 0, 0, kill),
         (ld, 0, 0, 0),  # syscall number
         (jge, 0, 1, 0x40000000),  # x32
-        (ret, 0, 0, errno(38)),  # ENOSYS
-        (jeq, 0, 1, syscalls["io_uring"]),
-        (ret, 0, 0, errno(38)),
+        (ret, 0, 0, enosys),
+    ]
+    for number in refused:
+        program += [(jeq, 0, 1, number), (ret, 0, 0, enosys)]
+    program += [
         (jeq, 1, 0, syscalls["socket"]),
         (jeq, 0, 2 + len(families), syscalls["socketpair"]),
         (ld, 0, 0, 16),  # args[0], low half: the family
         *((jeq, len(families) - i, 0, family) for i, family in enumerate(families)),
-        (ret, 0, 0, errno(97)),  # EAFNOSUPPORT
+        (ret, 0, 0, eafnosupport),
         (ret, 0, 0, allow),
     ]
     return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
 
-def install_seccomp(audit_arch: int, syscalls: dict[str, int]) -> None:
-    code = seccomp_filter(audit_arch, syscalls)
+def install_seccomp(audit_arch: int, syscalls: dict[str, int], refused: tuple[int, ...]) -> None:
+    code = seccomp_filter(audit_arch, syscalls, refused)
     buffer = ctypes.create_string_buffer(code, len(code))
 
     class SockFprog(ctypes.Structure):
@@ -199,7 +209,9 @@ def install_seccomp(audit_arch: int, syscalls: dict[str, int]) -> None:
     check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
 
 
-def start_program(config: dict, audit_arch: int, syscalls: dict[str, int]) -> None:
+def start_program(
+    config: dict, audit_arch: int, syscalls: dict[str, int], refused: tuple[int, ...]
+) -> None:
     """In the forked child: limits, an unprivileged identity, then the program."""
     os.chdir(RUN_DIR)
     mb = 1024 * 1024
@@ -221,7 +233,7 @@ def start_program(config: dict, audit_arch: int, syscalls: dict[str, int]) -> No
     processes = config["processes"]
     resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-    install_seccomp(audit_arch, syscalls)
+    install_seccomp(audit_arch, syscalls, refused)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
     python = config["python"]
     os.execve(python, [python, "-I", "-c", config["prelude"]], config["env"])
@@ -288,7 +300,7 @@ def supervise(child: int, memory_mb: int) -> int:
 def main() -> int:
     config = json.loads(sys.argv[1])
     try:
-        audit_arch, syscalls = ARCHES[os.uname().machine]
+        audit_arch, syscalls, refused = ARCHES[os.uname().machine]
         root = build_root(config)
         enter_root(root, syscalls)
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # the program may not ptrace or read its init
@@ -299,7 +311,7 @@ def main() -> int:
     child = os.fork()
     if child == 0:
         try:
-            start_program(config, audit_arch, syscalls)
+            start_program(config, audit_arch, syscalls, refused)
         except OSError as exc:
             print(f"fim-sandbox: setup failed: {exc}", file=sys.stderr, flush=True)
         os._exit(SETUP_FAILED)
