@@ -138,11 +138,17 @@ def test_the_program_cannot_undo_its_isolation() -> None:
         "print(libc.mount(None, b'/', None, 32 | 4096, None), ctypes.get_errno())\n"  # rw
         "print(libc.umount2(os.getcwd().encode(), 2), ctypes.get_errno())\n"  # MNT_DETACH
         "print(libc.setns(0, 0))\n"
+        # New namespaces of its own, where it would hold every capability: a tmpfs there
+        # would be storage outside the run's disk and memory.
+        "print(libc.unshare(0x10000000 | 0x20000), ctypes.get_errno())\n"  # user + mount
+        "print(libc.mount(b'tmpfs', b'/tmp', b'tmpfs', 0, b'size=1g'), ctypes.get_errno())\n"
+        "print(libc.chroot(b'/tmp'), ctypes.get_errno())\n"
     )
     run = run_python(program, limits=FAST)
     assert run.outcome is Outcome.OK, run
-    remount, unmount, _ = run.stdout.splitlines()
-    assert remount.split()[0] == "-1" and unmount.split()[0] == "-1", run.stdout
+    remount, unmount, _, unshare, mount, chroot = run.stdout.splitlines()
+    for refused in (remount, unmount, unshare, mount, chroot):
+        assert refused.split()[0] == "-1", run.stdout
 
 
 @isolated
