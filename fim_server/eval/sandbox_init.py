@@ -15,8 +15,9 @@ it runs before the program, in the PID, mount, network and IPC namespaces `unsha
    all. When the program exits it exits with its status, and the kernel kills whatever
    the program left behind.
 
-Exit status: the program's (128 + signal when a signal ended it); 125 when setting up
-failed (with "fim-sandbox: setup failed" on stderr); 137 when the memory limit was hit.
+Exit status: the program's (128 + signal when a signal ended it; 1 for its own 125);
+125 when setting up failed (with "fim-sandbox: setup failed" on stderr); 137 when the
+memory limit was hit.
 """
 
 from __future__ import annotations
@@ -268,9 +269,10 @@ def memory_in_use() -> int:
     return total
 
 
-def supervise(child: int, memory_mb: int) -> int:
+def supervise(child: int, memory_mb: int, report: int) -> int:
     """Reap every process the namespace leaves to its init; end the run when the program
-    exits, or kill it all once the run holds more memory than its limit."""
+    exits, or kill it all once the run holds more memory than its limit. `report` is
+    where the child says why it could not start the program (closed at exec)."""
     limit = memory_mb * 1024 * 1024
     while True:
         while True:
@@ -281,9 +283,16 @@ def supervise(child: int, memory_mb: int) -> int:
             if pid == 0:
                 break
             if pid == child:
+                failure = os.read(report, 4096)
+                if failure:
+                    print(f"fim-sandbox: setup failed: {failure.decode()}", file=sys.stderr)
+                    return SETUP_FAILED
                 if os.WIFSIGNALED(status):
                     return 128 + os.WTERMSIG(status)
-                return os.WEXITSTATUS(status)
+                # SETUP_FAILED is the sandbox's to say: a program cannot claim it (and make
+                # the caller believe this machine cannot isolate programs).
+                code = os.WEXITSTATUS(status)
+                return 1 if code == SETUP_FAILED else code
         used = memory_in_use()
         if used > limit:
             print(
@@ -308,14 +317,17 @@ def main() -> int:
         print(f"fim-sandbox: setup failed: {exc!r}", file=sys.stderr)
         return SETUP_FAILED
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    report, reporting = os.pipe()  # close-on-exec: empty once the program runs
     child = os.fork()
     if child == 0:
+        os.close(report)
         try:
             start_program(config, audit_arch, syscalls, refused)
-        except OSError as exc:
-            print(f"fim-sandbox: setup failed: {exc}", file=sys.stderr, flush=True)
+        except Exception as exc:  # whatever it was, the child never returns into the init
+            os.write(reporting, repr(exc).encode()[:4096])
         os._exit(SETUP_FAILED)
-    return supervise(child, config["memory_mb"])
+    os.close(reporting)
+    return supervise(child, config["memory_mb"], report)
 
 
 if __name__ == "__main__":
