@@ -1,31 +1,62 @@
-"""Run an untrusted Python program (a benchmark's test program around a model's answer):
-CPU-time, memory, file size and wall-clock limits, no network, no writes outside its own
-fresh directory, and every process it starts killed with it.
+"""Run an untrusted Python program (a benchmark's test program around a model's answer)
+isolated from the machine, with limits that hold for the whole run, not each process.
 
-Isolation comes from Linux namespaces, through `unshare` (util-linux):
+Isolation comes from Linux namespaces, through `unshare` (util-linux), and an init of our
+own (sandbox_init.py) as the first process in them:
 
 - a network namespace: only a downed loopback, so no socket reaches anything, whatever
-  the program imports (`_socket`, a reloaded `socket`, a child process);
-- a PID namespace whose first process is a small init (`_INIT`): when it ends, or when
-  `unshare` is killed at the wall-clock limit (`--kill-child`), the kernel kills every
-  process in the namespace, `setsid` grandchildren and daemons included;
-- a mount namespace in which every mount is read-only except the program's directory,
-  and the directory that held it is replaced by an empty tmpfs (other runs' files are
-  not visible);
-- then a user namespace of its own, so the program holds no capability over those
-  mounts: it cannot remount them writable or unmount its directory.
+  the program imports (`_socket`, a reloaded `socket`, a child process); abstract Unix
+  sockets are per network namespace, so none of the host's is reachable either; a
+  seccomp filter allows only the families that namespace holds (AF_UNIX, AF_INET,
+  AF_INET6), since some (AF_VSOCK, which reaches the hypervisor) ignore namespaces,
+  and refuses io_uring (which opens sockets without socket()) and the kernel keyrings
+  (the caller's session keyring, which every child possesses, holds its keys);
+- a mount namespace whose root is a fresh tmpfs (then pivot_root, the host's tree
+  detached): it shows only the interpreter, its standard library and shared libraries
+  (read-only, its site-packages hidden), five device nodes, the namespace's own /proc,
+  and the run's writable /sandbox/run, /tmp and /dev/shm. No host path, so no host
+  Unix socket, no /root, /home, /etc, and no other run's directory;
+- a PID namespace: when the init ends, or when `unshare` is killed at the wall-clock
+  limit (`--kill-child`), the kernel kills every process in it, `setsid` grandchildren
+  and daemons included; an IPC namespace, so System V objects are the run's own;
+- the program itself runs as an unprivileged user (as root: nobody), in a user namespace
+  of its own, with no new privileges: it holds no capability over its mounts.
+
+Limits for the run as a whole: disk is the size of its one tmpfs (the run directory,
+/tmp and /dev/shm together); processes are counted by RLIMIT_NPROC, which the kernel
+keeps per user namespace and uid, so the count is this run's; memory is summed over the
+run's processes by the init, which polls and kills them all once the sum passes the
+limit (this machine's cgroup v2 tree has no controllers, and the v1 memory hierarchy is
+the host's, not ours to carve up). RLIMIT_AS still caps each process, CPU time and file
+size are per process, and the wall clock bounds the run.
 
 As root `unshare` is used directly; otherwise through a user namespace
 (`--user --map-root-user`) where the kernel allows one. Where neither works the sandbox
 refuses to run (SandboxUnavailable) unless the caller passes `unsafe_no_isolation`: then
-the program runs with the limits, a patched `socket` module (which a program can get
-around) and a reaper that kills every process carrying the run's tag in its environment.
+the program runs with the per-process limits, a patched `socket` module (which a program
+can get around) and a reaper that kills every process carrying the run's tag in its
+environment.
+
+What it cannot stop:
+- memory is a watchdog, not a kernel limit: the init samples every 10 ms, so a run may
+  pass its limit by what its processes touch in that time (519 MB held at the kill for a
+  512 MB limit, measured) or longer when the init is not scheduled; each process is still
+  capped at the limit by RLIMIT_AS, so the worst case is processes x memory_mb. Kernel
+  memory (page tables, pipe buffers, sockets in the run's namespace) is not counted;
+  shared pages count once per process that maps them (an overcount, after fork);
+- CPU time is per process: a run of N busy processes uses N cores until the wall clock;
+- the kernel itself: the program still makes most system calls, so a kernel bug
+  reachable from an unprivileged user namespace is reachable from it;
+- what /proc and the namespaces show: the kernel version, CPU and memory totals, and the
+  host paths of the run's mounts (/proc/self/mountinfo), though none of their contents;
+- without cgroups the run's disk I/O and CPU share are not limited, only its duration.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import resource
 import shutil
@@ -53,82 +84,11 @@ _source = open("main.py", encoding="utf-8").read()
 exec(compile(_source, "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
 """
 
-# The first process of the namespaces: make the mounts private and read-only, give the
-# program its directory, fork it into a user namespace of its own with its limits, and
-# exit with its status (which makes the kernel kill whatever it left behind).
-# argv: workdir, cpu_s, memory_mb, file_mb, python, prelude.
-_INIT = r"""
-import ctypes, os, resource, sys
-SETUP_FAILED = 125
-libc = ctypes.CDLL(None, use_errno=True)
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024,
-         "nodiratime": 2048, "relatime": 1 << 21}
-
-def mount(source, target, fstype, flags, data=None):
-    enc = lambda s: None if s is None else s.encode()
-    if libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {target}: {os.strerror(err)}")
-
-def mounts():
-    for line in open("/proc/self/mountinfo"):
-        fields = line.split()
-        point = fields[4].encode().decode("unicode_escape")
-        yield point, fields[5].split(",")
-
-def setup(workdir):
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
-    keep = os.open(workdir, os.O_PATH)
-    parent = os.path.dirname(workdir)
-    mount("tmpfs", parent, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    os.mkdir(workdir)
-    mount(f"/proc/self/fd/{keep}", workdir, None, MS_BIND)
-    os.close(keep)
-    for point, options in sorted(mounts(), key=lambda m: m[0]):
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
-        for option in options:
-            flags |= FLAGS.get(option, 0)
-        try:
-            mount(None, point, None, flags)
-        except OSError:
-            if not os.statvfs(point).f_flag & os.ST_RDONLY:
-                raise
-    mount(None, workdir, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
-
-def main():
-    workdir, cpu_s, memory_mb, file_mb, python, prelude = sys.argv[1:7]
-    try:
-        setup(workdir)
-    except OSError as exc:
-        print(f"fim-sandbox: setup failed: {exc}", file=sys.stderr)
-        return SETUP_FAILED
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.chdir(workdir)
-            mb = 1024 * 1024
-            cpu, memory, size = int(cpu_s), int(memory_mb) * mb, int(file_mb) * mb
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
-                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER)")
-            libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-            os.execv(python, [python, "-I", "-c", prelude])
-        except OSError as exc:
-            print(f"fim-sandbox: setup failed: {exc}", file=sys.stderr)
-            os._exit(SETUP_FAILED)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-sys.exit(main())
-"""
+# The first process of the namespaces, run by path with the host's interpreter.
+INIT = Path(__file__).with_name("sandbox_init.py")
 _SETUP_FAILED = 125
+_RUN_DIR = "/sandbox/run"  # the program's directory inside (sandbox_init.RUN_DIR)
+_UNPRIVILEGED = 65534  # nobody/nogroup: who the program runs as when we are root
 
 # Tags the processes of an unisolated run, so the reaper finds them after `setsid`.
 _TAG = "FIM_SANDBOX_RUN"
@@ -147,9 +107,12 @@ class SandboxUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class SandboxLimits:
     wall_s: float = 10.0
-    cpu_s: int = 10
-    memory_mb: int = 1024
-    file_mb: int = 16
+    cpu_s: int = 10  # per process
+    memory_mb: int = 1024  # the run's processes together (and each one's address space)
+    file_mb: int = 16  # per file, and per captured stream (stdout, stderr)
+    disk_mb: int = 64  # everything the run writes: its directory, /tmp, /dev/shm
+    processes: int = 32  # processes and threads of the run at once
+    open_files: int = 256  # per process
     # Where the machine cannot isolate programs: run them anyway (the user said so with
     # --unsafe-no-isolation) instead of refusing.
     unsafe_no_isolation: bool = False
@@ -163,7 +126,151 @@ class RunResult:
     stderr: str
 
 
-_NAMESPACES = ["--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
+_NAMESPACES = ["--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--ipc"]
+
+# Run by the programs' interpreter on the host, with the programs' environment: what it
+# needs to start, import its standard library and load every extension module.
+_DISCOVER = """\
+import glob, importlib, json, os, sysconfig
+paths = sysconfig.get_paths()
+dynload = os.path.join(paths["platstdlib"], "lib-dynload")
+for path in sorted(glob.glob(os.path.join(glob.escape(dynload), "*.so"))):
+    try:
+        importlib.import_module(os.path.basename(path).split(".")[0])
+    except Exception:
+        pass
+mapped = set()
+with open("/proc/self/maps") as maps:
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith("/"):
+            mapped.add(fields[5].strip())
+found = {"stdlib": [paths["stdlib"], paths["platstdlib"]],
+         "site": [paths["purelib"], paths["platlib"]], "mapped": sorted(mapped)}
+print("\\n" + json.dumps(found))
+"""
+
+
+@dataclass(frozen=True)
+class _View:
+    """What a program's file system shows besides its own directories."""
+
+    python: str  # the interpreter the programs run, at its real path
+    # ("bind", path): read-only at the same path; ("hide", path): shown empty;
+    # ("link", path, target): a symbolic link met on the way to a bound path.
+    entries: tuple[tuple[str, ...], ...]
+
+
+def _programs_python() -> str:
+    """The base interpreter (not a virtual environment's: its site-packages are the
+    server's, not the standard library)."""
+    return os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
+
+
+def _program_env() -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": _RUN_DIR, "PYTHONHASHSEED": "0"}
+
+
+def _elf_interpreter(path: str) -> str | None:
+    """The dynamic loader an ELF executable names (PT_INTERP), which must resolve inside."""
+    with open(path, "rb") as fh:
+        header = fh.read(64)
+        if header[:5] != b"\x7fELF\x02":  # 64-bit ELF only; anything else is left alone
+            return None
+        order = "<" if header[5] == 1 else ">"
+        phoff = int.from_bytes(header[32:40], "little" if order == "<" else "big")
+        phentsize = int.from_bytes(header[54:56], "little" if order == "<" else "big")
+        phnum = int.from_bytes(header[56:58], "little" if order == "<" else "big")
+        for index in range(phnum):
+            fh.seek(phoff + index * phentsize)
+            entry = fh.read(phentsize)
+            if int.from_bytes(entry[0:4], "little" if order == "<" else "big") == 3:  # PT_INTERP
+                offset = int.from_bytes(entry[8:16], "little" if order == "<" else "big")
+                size = int.from_bytes(entry[32:40], "little" if order == "<" else "big")
+                fh.seek(offset)
+                return fh.read(size).rstrip(b"\0").decode()
+    return None
+
+
+def _walk(path: str, links: dict[str, str]) -> str:
+    """The real path of `path`, recording every symbolic link met on the way (where it
+    is, what it says) so the view can recreate the same route."""
+    pending = [part for part in path.split("/") if part]
+    current = "/"
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, part)
+        if os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise OSError(f"too many symbolic links in {path}")
+            target = os.readlink(candidate)
+            links[candidate] = target
+            if target.startswith("/"):
+                current = "/"
+            pending[:0] = [part for part in target.split("/") if part]
+        else:
+            current = candidate
+    return current
+
+
+def _inside(path: str, folders: list[str]) -> bool:
+    return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
+
+
+@functools.cache
+def _view() -> _View | None:
+    """The read-only part of the programs' file system: the interpreter file, the folders
+    of its standard library and of every shared object it maps, and the links on the way
+    to its loader; site-packages hidden. Found once, by asking the interpreter; None when
+    it cannot say."""
+    python = _programs_python()
+    try:
+        done = subprocess.run(
+            [python, "-I", "-S", "-c", _DISCOVER],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_program_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+    links: dict[str, str] = {}
+    folders = {_walk(folder, links) for folder in found["stdlib"]}
+    for mapped in found["mapped"]:
+        real = _walk(mapped, links)
+        if real != python and os.path.isfile(real):
+            folders.add(os.path.dirname(real))
+    loader = _elf_interpreter(python)
+    files = {python}
+    if loader is not None:
+        files.add(_walk(loader, links))
+    # The standard library may link to files elsewhere (Debian: sitecustomize.py in /etc).
+    for stdlib in found["stdlib"]:
+        for entry in os.scandir(_walk(stdlib, links)):
+            if entry.is_symlink() and os.path.exists(entry.path):
+                files.add(_walk(entry.path, links))
+    bound: list[str] = []
+    for folder in sorted(folders, key=lambda p: (p.count("/"), p)):
+        if os.path.isdir(folder) and not _inside(folder, bound):
+            bound.append(folder)
+    bound += sorted(file for file in files if not _inside(file, bound))
+    entries: list[tuple[str, ...]] = [("bind", path) for path in bound]
+    for real in sorted({os.path.realpath(site) for site in found["site"]}):
+        if os.path.isdir(real) and _inside(real, bound) and real not in bound:
+            entries.append(("hide", real))
+    for where, target in sorted(links.items()):
+        if not _inside(where, bound):
+            entries.append(("link", where, target))
+    return _View(python, tuple(entries))
 
 
 @functools.cache
@@ -171,7 +278,7 @@ def isolation() -> tuple[str, ...] | None:
     """The `unshare` command prefix that isolates a program on this machine, or None
     where it cannot (no unshare, or namespaces refused here). Checked once."""
     unshare = shutil.which("unshare")
-    if unshare is None:
+    if unshare is None or _view() is None:
         return None
     candidates = [[unshare, *_NAMESPACES]]
     if os.geteuid() != 0:
@@ -179,9 +286,9 @@ def isolation() -> tuple[str, ...] | None:
     for prefix in candidates:
         try:
             with _run_directory("fim-eval-probe-") as workdir:
-                args = _init_args(workdir, SandboxLimits(), prelude="pass")
+                config = _init_config(workdir, SandboxLimits(), prefix, prelude="pass")
                 done = subprocess.run(
-                    [*prefix, sys.executable, "-I", "-c", _INIT, *args],
+                    [*prefix, sys.executable, "-I", "-S", str(INIT), config],
                     capture_output=True,
                     timeout=30,
                     stdin=subprocess.DEVNULL,
@@ -196,32 +303,51 @@ def isolation() -> tuple[str, ...] | None:
 def unavailable_reason() -> str:
     return (
         "the evaluation sandbox needs Linux namespaces (util-linux `unshare` with network, "
-        "PID and mount namespaces, as root or through a user namespace), which this machine "
-        "refuses; test programs would run with access to the network and the file system. "
-        "Pass --unsafe-no-isolation to run them anyway."
+        "PID, IPC, mount and user namespaces, as root or through a user namespace), which "
+        "this machine refuses; test programs would run with access to the network and the "
+        "file system. Pass --unsafe-no-isolation to run them anyway."
     )
 
 
 @contextlib.contextmanager
 def _run_directory(prefix: str) -> Iterator[str]:
-    """A fresh directory for one program, alone in a private parent: the sandbox hides the
-    parent behind an empty tmpfs, and that must never hide anything else (the shared
-    temporary folder may hold the Python that runs the program, or other runs)."""
+    """A fresh directory for one program, alone in a private parent: the sandbox mounts
+    the run's tmpfs over the parent, and that must never hide anything else (the shared
+    temporary folder may hold the Python that runs the init, or other runs)."""
     with tempfile.TemporaryDirectory(prefix=prefix) as parent:
         workdir = os.path.join(parent, "run")
         os.mkdir(workdir)
         yield workdir
 
 
-def _init_args(workdir: str, limits: SandboxLimits, prelude: str = _PRELUDE) -> list[str]:
-    return [
-        workdir,
-        str(limits.cpu_s),
-        str(limits.memory_mb),
-        str(limits.file_mb),
-        sys.executable,
-        prelude,
-    ]
+def _init_config(
+    workdir: str,
+    limits: SandboxLimits,
+    prefix: list[str] | tuple[str, ...],
+    prelude: str = _PRELUDE,
+) -> str:
+    view = _view()
+    assert view is not None
+    # Only real root drops to an unprivileged user; through `--user --map-root-user` the
+    # program already runs as the caller, and that namespace maps no other uid.
+    real_root = os.geteuid() == 0 and "--user" not in prefix
+    return json.dumps(
+        {
+            "workdir": workdir,
+            "cpu_s": limits.cpu_s,
+            "memory_mb": limits.memory_mb,
+            "file_mb": limits.file_mb,
+            "disk_mb": limits.disk_mb,
+            "inodes": 4096,  # tmpfs inodes cost kernel memory that its size does not count
+            "processes": limits.processes,
+            "files": limits.open_files,
+            "uid": _UNPRIVILEGED if real_root else None,
+            "python": view.python,
+            "prelude": prelude,
+            "env": _program_env(),
+            "view": view.entries,
+        }
+    )
 
 
 def _limit(limits: SandboxLimits) -> None:  # runs in the child, before exec (unisolated)
@@ -244,13 +370,14 @@ def run_python(program: str, stdin: str = "", limits: SandboxLimits | None = Non
     with _run_directory("fim-eval-") as workdir:
         with open(os.path.join(workdir, "main.py"), "w", encoding="utf-8") as fh:
             fh.write(program)
-        env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": "0"}
         if prefix is not None:
-            command = [*prefix, sys.executable, "-I", "-c", _INIT, *_init_args(workdir, limits)]
+            config = _init_config(workdir, limits, prefix)
+            command = [*prefix, sys.executable, "-I", "-S", str(INIT), config]
+            env = _program_env()
             preexec = os.setsid  # unshare leads a process group of its own
         else:
             command = [sys.executable, "-I", "-c", _PRELUDE]
-            env[_TAG] = tag
+            env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": "0", _TAG: tag}
             preexec = functools.partial(_limit, limits)
         proc = subprocess.Popen(
             command,
@@ -264,7 +391,8 @@ def run_python(program: str, stdin: str = "", limits: SandboxLimits | None = Non
         # Killing unshare kills the namespace's init (--kill-child), and with it every
         # process in the namespace; unisolated, the reaper finds them by their tag.
         cleanup = (lambda: None) if prefix is not None else functools.partial(reap, tag)
-        out, err, timed_out = _communicate(proc, stdin.encode(), limits.wall_s, cleanup)
+        cap = limits.file_mb * 1024 * 1024
+        out, err, timed_out = _communicate(proc, stdin.encode(), limits.wall_s, cleanup, cap)
         if timed_out:
             return RunResult(Outcome.TIMEOUT, None, _text(out), _text(err))
         code = proc.returncode
@@ -280,16 +408,25 @@ def run_python(program: str, stdin: str = "", limits: SandboxLimits | None = Non
 
 
 def _communicate(
-    proc: subprocess.Popen[bytes], data: bytes, wall_s: float, cleanup: Callable[[], object]
+    proc: subprocess.Popen[bytes],
+    data: bytes,
+    wall_s: float,
+    cleanup: Callable[[], object],
+    cap: int,
 ) -> tuple[bytes, bytes, bool]:
     """Feed stdin and collect the output of `proc` until it exits or `wall_s` passes (then
     its process group is killed); then `cleanup` kills what it left behind, which closes
     the pipes those processes held. Waiting for the process rather than for the end of
-    its output is what keeps a left-behind daemon from hanging the run."""
+    its output is what keeps a left-behind daemon from hanging the run. Each stream keeps
+    its first `cap` bytes; the rest is read and dropped, so a program printing without
+    end costs the caller no memory."""
     output: dict[str, bytes] = {}
 
     def drain(name: str, pipe: IO[bytes]) -> None:
-        output[name] = pipe.read()
+        kept = bytearray()
+        while chunk := pipe.read1(1 << 16):
+            kept += chunk[: max(0, cap - len(kept))]
+        output[name] = bytes(kept)
 
     def feed(pipe: IO[bytes]) -> None:
         try:
