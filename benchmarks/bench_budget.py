@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from fim_server.backends import BackendSpec
+from fim_server.backends import BackendSpec, llama_server
 from fim_server.engine import Engine, EngineSettings
 from fim_server.eval.tasks import BENCHMARKS, SUITES, load_suite, normalise, spread
 from fim_server.settings import UserSettings
@@ -30,7 +30,13 @@ def main() -> int:
     parser.add_argument("--suite", action="append", choices=list(SUITES))
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--server-arg", action="append", default=[], help="extra llama-server argument"
+    )
     args = parser.parse_args()
+    if args.server_arg:
+        command = llama_server.ManagedServer.command
+        llama_server.ManagedServer.command = lambda self: command(self) + args.server_arg
     budgets = [int(b) for b in args.budgets.split(",")]
     suites = args.suite or ["humaneval-single", "safim-block"]
     # A long timeout: the figures are the model's answers, whatever the machine's load.
@@ -84,7 +90,10 @@ def main() -> int:
         args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
         args.out.with_suffix(".md").write_text(
             f"`benchmarks/bench_budget.py --model {args.model} --budgets {args.budgets} "
-            f"--limit {args.limit}`\n\n" + table
+            f"--limit {args.limit} {' '.join('--server-arg=' + a for a in args.server_arg)}`"
+            "\n\nThe latency column is not comparable between budgets: they alternate on one "
+            "server, whose prompt cache serves a task's later budgets from its earlier ones, "
+            "and the machine was loaded by other work.\n\n" + table
         )
     return 0
 
