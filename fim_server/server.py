@@ -7,6 +7,7 @@ into LSP results; all completion logic lives in the engine.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import uuid
 from dataclasses import asdict
@@ -99,7 +100,28 @@ def _label(text: str) -> str:
 
 class FimProtocol(LanguageServerProtocol):
     """pygls' protocol without its own copy of each document: the engine's DocumentStore
-    (text and parse tree together) is the one copy, kept by the handlers below."""
+    (text and parse tree together) is the one copy, kept by the handlers below. A request
+    cancelled before its answer is sent gets -32800 (RequestCancelled)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Requests whose handler had finished, but whose answer was not yet sent, when
+        # their cancel came: pygls sends an answer from the handler's done-callback, a
+        # loop turn after it finishes, and would send the result of such a request.
+        self._cancelled_unsent: set[Any] = set()
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        future = self._request_futures.get(msg_id)
+        if future is not None and future.done() and not future.cancelled():
+            self._cancelled_unsent.add(msg_id)
+        super()._handle_cancel_notification(msg_id)
+
+    def _send_handler_result(self, future: Any, *, msg_id: Any) -> None:
+        if msg_id in self._cancelled_unsent:
+            self._cancelled_unsent.discard(msg_id)
+            future = concurrent.futures.Future()
+            future.cancel()  # pygls answers a cancelled request with -32800
+        super()._send_handler_result(future, msg_id=msg_id)
 
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams):

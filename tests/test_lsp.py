@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import os
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,40 @@ CAPABILITIES = types.ClientCapabilities(
 )
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), scope="module")
+# Test instrumentation: a folder whose sitecustomize.py makes the server's model runs wait
+# while the file named by FIM_TEST_MODEL_HOLD exists (see model_hold/sitecustomize.py), so
+# that a test can cancel or supersede a run that is certainly still going.
+MODEL_HOLD_PATH = Path(__file__).resolve().parent / "model_hold"
+MODEL_HOLD = Path(tempfile.gettempdir()) / f"fim-test-model-hold-{uuid.uuid4().hex}"
+MODEL_HELD = MODEL_HOLD.with_name(MODEL_HOLD.name + ".held")  # a run is waiting on the hold
+
+
+def held_env() -> dict[str, str]:
+    """The environment for a server whose model runs `model_runs_held` can hold."""
+    path = os.environ.get("PYTHONPATH")
+    return {
+        **os.environ,
+        "PYTHONPATH": str(MODEL_HOLD_PATH) + (os.pathsep + path if path else ""),
+        "FIM_TEST_MODEL_HOLD": str(MODEL_HOLD),
+    }
+
+
+@contextmanager
+def model_runs_held() -> Iterator[None]:
+    """Inside: every model run of the `client` server waits before its next step until it
+    is cancelled or superseded (or the block ends)."""
+    MODEL_HELD.unlink(missing_ok=True)
+    MODEL_HOLD.touch()
+    try:
+        yield
+    finally:
+        MODEL_HOLD.unlink(missing_ok=True)
+        MODEL_HELD.unlink(missing_ok=True)
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(server_command=SERVER, server_env=held_env()), scope="module"
+)
 async def client(lsp_client: LanguageClient):
     # Each test sees only its own document: with cross-file context on, the documents the
     # module's earlier tests left open would change what the model is shown. Cross-file
@@ -266,19 +303,22 @@ MANY_BODIES = (
 )
 
 
-async def start_a_model_run(
-    client: LanguageClient, uri: str, lines: list[int]
-) -> tuple[str, Future[Any], int] | None:
-    """Send requests at fresh empty bodies until one is caught running in the model."""
-    for line in lines:
-        msg_id, future = send_inline(client, uri, line, 4)
-        stats = await wait_for(
-            client, lambda s, f=future: s["busy"] or f.done(), 30, "the worker to start"
-        )
-        if stats["busy"] and not future.done():
-            return msg_id, future, line
-        await asyncio.wrap_future(future)  # too fast to catch mid-run; try the next body
-    return None
+async def start_a_held_model_run(
+    client: LanguageClient, uri: str, line: int
+) -> tuple[str, Future[Any]]:
+    """Ask at an empty body (fresh: the model must run) inside `model_runs_held`, and wait
+    until its model run waits on the hold: it cannot finish before the test acts on it (a
+    free run takes a few tens of milliseconds, often less than a cancel's trip)."""
+    msg_id, future = send_inline(client, uri, line, 4)
+    deadline = time.monotonic() + 30
+    while not MODEL_HELD.exists():
+        if future.done():
+            pytest.fail(f"answered without a held model run: {future.result()}")
+        if time.monotonic() > deadline:
+            pytest.fail("no model run was held: is tests/model_hold on the server's path?")
+        await asyncio.sleep(0.01)
+    assert (await get_stats(client))["busy"]
+    return msg_id, future
 
 
 @module_loop
@@ -287,19 +327,18 @@ async def test_cancel_stops_the_model_and_the_server_keeps_serving(
 ) -> None:
     uri = open_document(client, MANY_BODIES)
     before = await get_stats(client)
-    started = await start_a_model_run(client, uri, list(range(1, 4 * 6, 4)))
-    assert started is not None, "the model always finished before it could be cancelled"
-    msg_id, running, _ = started
-    cancel(client, msg_id)
-    with pytest.raises(JsonRpcRequestCancelled):
-        await asyncio.wait_for(asyncio.wrap_future(running), 5)
-    # The worker itself stopped mid-run (should_cancel was seen), not only the response.
-    after = await wait_for(
-        client,
-        lambda s: s["interrupted"] > before["interrupted"] and not s["busy"],
-        30,
-        "the model run to stop",
-    )
+    with model_runs_held():
+        msg_id, running = await start_a_held_model_run(client, uri, 1)
+        cancel(client, msg_id)
+        with pytest.raises(JsonRpcRequestCancelled):
+            await asyncio.wait_for(asyncio.wrap_future(running), 5)
+        # The worker itself stopped mid-run (should_cancel was seen), not only the response.
+        after = await wait_for(
+            client,
+            lambda s: s["interrupted"] > before["interrupted"] and not s["busy"],
+            30,
+            "the model run to stop",
+        )
     assert after["cancelled"] >= before["cancelled"] + 1
     # The next request is served normally.
     result = await client.text_document_inline_completion_async(inline_params(uri, 45, 4))
@@ -312,18 +351,23 @@ async def test_cancel_stops_the_model_and_the_server_keeps_serving(
 async def test_a_newer_request_supersedes_the_running_one(client: LanguageClient) -> None:
     uri = open_document(client, MANY_BODIES)
     before = await get_stats(client)
-    started = await start_a_model_run(client, uri, list(range(25, 4 * 12, 4)))
-    assert started is not None, "the model always finished before a newer request came"
-    _, older, line = started
-    # The user moved on: a request elsewhere, without cancelling the older one.
-    newer = await client.text_document_inline_completion_async(inline_params(uri, 1, 4))
-    assert_answer(newer, 1, 4)
-    superseded = await asyncio.wait_for(asyncio.wrap_future(older), 5)
-    assert len(superseded.items) == 0  # answered, empty: not an error
+    with model_runs_held():
+        _, older = await start_a_held_model_run(client, uri, 25)
+        # The user moved on: a request elsewhere, without cancelling the older one.
+        newer = asyncio.ensure_future(
+            client.text_document_inline_completion_async(inline_params(uri, 1, 4))
+        )
+        superseded = await asyncio.wait_for(asyncio.wrap_future(older), 5)
+        assert len(superseded.items) == 0  # answered, empty: not an error
+        stopped = await get_stats(client)
+        assert stopped["interrupted"] == before["interrupted"] + 1  # its model run stopped
+    # Held too until here: the newer request runs the model and is answered.
+    assert_answer(await asyncio.wait_for(newer, 30), 1, 4)
     after = await get_stats(client)
     assert after["superseded"] == before["superseded"] + 1
-    assert after["interrupted"] >= before["interrupted"] + 1  # its model run stopped
+    assert after["interrupted"] == before["interrupted"] + 1
     assert after["cancelled"] == before["cancelled"]
+    assert after["forwardPasses"] > stopped["forwardPasses"]  # the newer one's model run
 
 
 @module_loop

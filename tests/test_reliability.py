@@ -647,6 +647,22 @@ async def test_a_request_sees_the_document_as_it_was_when_asked() -> None:
     await server.close()
 
 
+async def test_a_request_cancelled_before_its_answer_is_sent_gets_32800() -> None:
+    """An answer that needs no model (here the cache's) is ready in its handler's first
+    step, but pygls sends it a loop turn later; a cancel read in that turn (right behind
+    the request, in the same read) still comes before the answer: -32800, as LSP asks."""
+    server = await started()
+    server.send(did_open(URI, TEXT), inline(1, URI, 1, 14))
+    assert (await server.answer(1))["result"]["items"][0]["insertText"] == "b"
+    cancel = notification("$/cancelRequest", {"id": 2})
+    server.send(frame(inline(2, URI, 1, 14)) + frame(cancel))
+    assert error_code(await server.answer(2)) == -32800
+    server.send(inline(3, URI, 1, 14))  # and the same request, not cancelled, is answered
+    assert (await server.answer(3))["result"]["items"][0]["insertText"] == "b"
+    assert server.engine.stats().cache_hits == 2
+    await server.close()
+
+
 def test_engine_sessions_share_one_model_and_nothing_else() -> None:
     model = ScriptedModel("b")
     engine = scripted_engine(model)
