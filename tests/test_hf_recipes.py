@@ -185,7 +185,7 @@ def test_open_dcoder_recipe_equals_p2(kind: str, steps: int, temperature: float)
 def test_open_dcoder_recipe_turns_causal_once_the_pad_id_is_written() -> None:
     """veomni's sdpa path: with an end-of-text (the config's pad) in the sequence the pass
     is causal. Without that rule the reference disagrees with itself on this prompt."""
-    from fim_server.backends.hf.recipes import _veomni_mask
+    from fim_server.backends.hf.official import _veomni_mask
 
     x = torch.tensor([5, 6, 151643, 7])
     allowed = _veomni_mask(x, 151643)
@@ -246,3 +246,56 @@ def test_recipe_is_named_in_the_description(tmp_path: Path) -> None:
         PREFIX, SUFFIX, max_tokens=6, single_line=False, should_cancel=lambda: False, seed=0
     )
     assert text.forward_passes == 6
+
+
+# -- the setting, as a user reaches it ------------------------------------------------------
+
+
+def _cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "fim_server", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_complete_takes_a_recipe_and_a_threshold(tmp_path: Path) -> None:
+    source = tmp_path / "add.py"
+    source.write_text(PREFIX + "\n" + SUFFIX, encoding="utf-8")
+    folder = str(shared_folder("dream-peaked"))
+    location = f"{source}:2:{len('    return ') + 1}"
+    common = ("complete", location, "--model", folder, "--min-confidence", "0")
+    official = _cli(*common, "--recipe", "dream-maskgit")
+    assert official.returncode == 0, official.stderr
+    fast = _cli(*common, "--threshold", "0.5")
+    assert fast.returncode == 0, fast.stderr
+    # One token a step over the line budget (48) for the recipe; the fast path stops once
+    # the line is settled, in fewer passes.
+    passes = [int(r.stderr.split("forward_passes=")[1].split()[0]) for r in (official, fast)]
+    assert passes[0] == 48 and passes[1] < passes[0]
+    wrong = _cli(*common, "--recipe", "sdar-official")
+    assert wrong.returncode == 1 and "recipe sdar-official decodes sdar models" in wrong.stderr
+    bad = _cli(*common, "--threshold", "1.5")
+    assert bad.returncode == 2 and "--threshold must be in (0, 1]" in bad.stderr
+
+
+def test_recipe_setting_is_checked_and_reaches_the_backend_spec() -> None:
+    from fim_server.settings import UserSettings, apply_settings, backend_spec
+
+    update = apply_settings(UserSettings(), {"fim": {"recipe": "llada-official"}})
+    assert not update.errors
+    assert backend_spec(BackendSpec(), update.settings).recipe == "llada-official"
+    typo = apply_settings(update.settings, {"recipe": "llada"})
+    assert typo.settings.recipe == "llada-official"
+    assert "setting recipe must be one of fast, dream-official" in typo.errors[0]
+    assert backend_spec(BackendSpec(recipe="dream-official"), UserSettings()).recipe == (
+        "dream-official"
+    )
+
+
+def test_a_recipe_with_the_embedded_model_is_a_clear_error() -> None:
+    from fim_server.backends import load_backend
+
+    with pytest.raises(BackendError, match="recipe dream-official decodes a model folder"):
+        load_backend(BackendSpec(recipe="dream-official"))

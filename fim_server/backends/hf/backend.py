@@ -33,8 +33,9 @@ from .decoding import (
 )
 from .dreamon import INITIAL_MASKS
 from .family import Family, Prompt, SpecialTokens
-from .recipes import FAST, Recipe, Run, recipe_for
-from .recipes import decode as decode_recipe
+from .official import Run
+from .official import decode as decode_recipe
+from .recipes import FAST, Recipe, recipe_for
 from .transformer import Transformer, internal_names
 
 logger = logging.getLogger(__name__)
