@@ -115,15 +115,15 @@ def decode_diffusion_generate(run: Run, recipe: Recipe, prompt: Prompt, length: 
     timesteps = torch.linspace(1, recipe.eps, steps + 1, device=run.device)
     generator = _generator(run)
     probability = [0.0] * length
+    shift = 1 if run.shifted else 0
     for i in range(steps):
         _check(run)
         masked = x == mask
-        logits, _ = run.model(x, positions)
-        if run.shifted:
-            logits = _shifted_rows(logits)
+        # Masks are only ever in the middle: its rows are the only ones read.
+        logits, _ = run.model(x, positions, rows=(start - shift, end - shift))
         if not bool(masked.any()):
             continue  # Dream still runs the pass; nothing is left to commit or draw
-        confidence, tokens, prob = sample_tokens(logits[masked], recipe, generator)
+        confidence, tokens, prob = sample_tokens(logits[masked[start:end]], recipe, generator)
         t, s = timesteps[i], timesteps[i + 1]
         count = masked.sum() / 1  # a float tensor, as Dream divides by the batch size
         transfer = int(count * (1 - s / t)) if i < steps - 1 else int(count)
@@ -173,12 +173,16 @@ def decode_llada_generate(run: Run, recipe: Recipe, prompt: Prompt, length: int)
         for j in range(per_block):
             _check(run)
             masked = x == mask
-            logits, _ = run.model(x, positions)
+            shift = 1 if run.shifted else 0
+            # Masks are only in the middle: the other rows' confidence is -inf anyway.
+            logits, _ = run.model(x, positions, rows=(start - shift, end - shift))
             passes += 1
-            if run.shifted:
-                logits = _shifted_rows(logits)
-            tokens = torch.argmax(logits, dim=-1)
-            prob = torch.softmax(logits, dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
+            tokens = torch.full_like(x, mask)
+            tokens[start:end] = torch.argmax(logits, dim=-1)
+            prob = torch.zeros(x.shape, device=run.device)
+            prob[start:end] = (
+                torch.softmax(logits, dim=-1).gather(-1, tokens[start:end, None]).squeeze(-1)
+            )
             confidence = torch.where(masked, prob, torch.full_like(prob, float("-inf")))
             confidence[b1:] = float("-inf")
             chosen = torch.topk(confidence, counts[j]).indices
@@ -215,9 +219,13 @@ def decode_dreamon_expand(run: Run, recipe: Recipe, prompt: Prompt, max_length: 
             break
         _check(run)
         x = torch.tensor([*before, *middle, *after], device=run.device)
-        logits, _ = run.model(x, torch.arange(x.shape[0], device=run.device))
+        logits, _ = run.model(
+            x,
+            torch.arange(x.shape[0], device=run.device),
+            rows=(start - 1, start - 1 + len(middle)),
+        )
         passes += 1
-        logits = _shifted_rows(logits)[[start + i for i in masked_at]]
+        logits = logits[masked_at]
         if len(middle) >= max_length or budget == 0:
             logits[:, expand] -= 1e9
         confidence, tokens, prob = sample_tokens(logits, recipe, generator)
