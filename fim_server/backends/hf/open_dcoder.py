@@ -15,6 +15,10 @@ autoregressive Qwen2 by its tokenizer, which defines a mask token. The mask is r
 the folder's tokenizer, never assumed: <M> at 151665 is unverified (the published
 tokenizer_config.json was not found; tasks/train_torch.py adds <M> when a tokenizer has
 no mask, which on Qwen2.5's 151,665 tokens would give it that id).
+
+Decoding: the fast path (decoding.decode_bidirectional, shifted) equals no published
+Open-dCoder decoder; `open-dcoder-official` (official.decode_p2) equals `_mdm_sample` with
+alg p2 as eval/eval_infill/run_eval.sh runs it.
 """
 
 from __future__ import annotations
