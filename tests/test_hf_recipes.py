@@ -227,6 +227,28 @@ def test_the_fast_path_departs_from_the_recipes_on_the_peaked_checkpoints() -> N
     assert a.passes < len(a.tokens) and b.passes == 12
 
 
+@pytest.mark.parametrize(
+    ("kind", "shifted"),
+    [("dream-peaked", True), ("llada-peaked", False), ("open-dcoder-peaked", True)],
+)
+def test_fast_path_uncached_equals_the_plain_threshold_loop_where_the_threshold_fires(
+    kind: str, shifted: bool
+) -> None:
+    """The fast path's own reference, on the peaked copies where 0.9 really commits
+    several tokens a pass (the family tests run unpeaked models at 0.5)."""
+    from hf_reference import reference_bidirectional
+
+    info, model = loaded(shared_folder(kind))
+    backend = DiffusionBackend(info, model, "cpu", 0.9, refresh_every_pass=True)
+    prompt, ours = _ours(backend, 16)
+    theirs, passes = reference_bidirectional(
+        reference_model(shared_folder(kind)), prompt.before, 16, prompt.after,
+        mask=info.special.mask, shifted=shifted, threshold=0.9, stops=info.special.stops,
+    )  # fmt: skip
+    assert ours.tokens == theirs and ours.passes == passes
+    assert passes < len(theirs)  # the threshold fired
+
+
 def test_a_recipe_for_another_family_is_refused_with_the_choices() -> None:
     with pytest.raises(BackendError, match="recipe llada-official decodes llada models") as err:
         DiffusionBackend.load(
