@@ -16,6 +16,7 @@ from typing import BinaryIO, NoReturn
 
 from . import defaults
 from .backends import KINDS, BackendSpec
+from .backends.hf.recipes import RECIPE_NAMES
 from .engine import Engine, EngineSettings
 from .eval.sandbox import SandboxLimits, isolation, unavailable_reason
 from .eval.tasks import BENCHMARKS, SUITES, load_suite, spread
@@ -53,6 +54,20 @@ def _add_common(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
         "--device",
         default=default("cpu"),
         help="torch device: cpu, cuda, auto (cuda if there is one), ...",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=default(defaults.THRESHOLD),
+        help=f"fast path: commit every position more likely than this (default "
+        f"{defaults.THRESHOLD}; lower: fewer passes per token, 1: one token a pass)",
+    )
+    parser.add_argument(
+        "--recipe",
+        default=default("fast"),
+        choices=list(RECIPE_NAMES),
+        help="model folders: decode as the family's authors do (dream-official, "
+        "llada-official, ...: docs/models.md) instead of fim-server's fast path (default fast)",
     )
     parser.add_argument(
         "--log-level",
@@ -179,13 +194,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="score an empty answer for every task instead of the model (the floor)",
     )
     evaluate.add_argument(
-        "--threshold",
-        type=float,
-        default=defaults.THRESHOLD,
-        help=f"sampler confidence threshold (default {defaults.THRESHOLD}; lower: fewer passes "
-        "per token)",
-    )
-    evaluate.add_argument(
         "--workers", type=int, default=2, help="test programs run at once (default 2)"
     )
     evaluate.add_argument(
@@ -204,7 +212,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _settings(args: argparse.Namespace, threshold: float = defaults.THRESHOLD) -> EngineSettings:
+def _settings(args: argparse.Namespace) -> EngineSettings:
+    if not 0 < args.threshold <= 1:
+        raise UsageError("--threshold must be in (0, 1]")
     if args.cache_size < 0:
         raise UsageError("--cache-size must be 0 or more")
     if args.threads < 0:
@@ -215,7 +225,8 @@ def _settings(args: argparse.Namespace, threshold: float = defaults.THRESHOLD) -
         kind=args.backend,
         model_path=_model(args),
         device=args.device,
-        threshold=threshold,
+        threshold=args.threshold,
+        recipe=args.recipe,
         threads=args.threads or None,
         endpoint=args.endpoint,
         remote_model=args.remote_model,
@@ -332,11 +343,9 @@ def run_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"cannot read the benchmarks: {exc}") from exc
     # Every task is a different file: the completion cache would only cost memory.
-    if not 0 < args.threshold <= 1:
-        raise UsageError("--threshold must be in (0, 1]")
     if isolation() is None and not args.unsafe_no_isolation:
         raise UsageError(unavailable_reason())
-    engine = Engine(replace(_settings(args, args.threshold), cache_size=0))
+    engine = Engine(replace(_settings(args), cache_size=0))
     # pass@1 scores every answer the pipeline writes; the confidence gate, which decides
     # what an editor shows, is measured by benchmarks/typing_replay.py.
     engine.configure(UserSettings(min_confidence=0.0))

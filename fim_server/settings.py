@@ -13,6 +13,7 @@ from typing import Any
 
 from . import defaults
 from .backends import KINDS, BackendSpec
+from .backends.hf.recipes import RECIPE_NAMES
 
 # LSP key -> (field name, accepted type, can be null, minimum)
 _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
@@ -32,6 +33,8 @@ _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
     "timeoutMs": ("timeout_ms", int, True, 1),
     "headers": ("headers", dict, True, None),
     "fimTemplate": ("fim_template", str, True, None),
+    # Model folders: "fast" or a family's published decoding recipe; null: the command line's.
+    "recipe": ("recipe", str, True, None),
 }
 
 # Backends a client may choose (`backends.KINDS` plus `auto`); checked here so that a typo
@@ -80,6 +83,7 @@ class UserSettings:
     # Header values may carry secrets: kept out of repr, and so out of the logs.
     headers: tuple[tuple[str, str], ...] | None = field(default=None, repr=False)
     fim_template: str | None = None
+    recipe: str | None = None  # backends/hf/recipes.py; None: the command line's value
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,8 @@ def _check(key: str, value: Any) -> str | None:
     """What is wrong with a value of the right type, if anything."""
     if key == "backend" and value not in BACKEND_CHOICES:
         return f"must be one of {', '.join(BACKEND_CHOICES)}, got {value!r}"
+    if key == "recipe" and value not in RECIPE_NAMES:
+        return f"must be one of {', '.join(RECIPE_NAMES)}, got {value!r}"
     if key == "headers" and not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
@@ -186,13 +192,14 @@ SETTING_KEYS = tuple(_KEYS)
 
 
 # Backend fields a setting of the same name replaces when set.
-_REMOTE_FIELDS = (
+_SPEC_FIELDS = (
     "endpoint",
     "remote_model",
     "api_key_env",
     "timeout_ms",
     "headers",
     "fim_template",
+    "recipe",
 )
 
 
@@ -201,7 +208,7 @@ def backend_spec(base: BackendSpec, user: UserSettings) -> BackendSpec:
     changes: dict[str, Any] = {}
     if user.backend is not None:
         changes["kind"] = user.backend
-    for name in _REMOTE_FIELDS:
+    for name in _SPEC_FIELDS:
         value = getattr(user, name)
         if value is not None:
             changes[name] = value

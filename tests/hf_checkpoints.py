@@ -413,10 +413,29 @@ BUILDERS = {
 
 _SHARED: dict[str, Path] = {}
 
+# The final norm's weight scaled by this multiplies every logit by it: a random tiny model
+# then writes tokens far above a 0.9 threshold, so the fast path's parallel commits and
+# the recipes' schedules are both exercised (unscaled, nearly every probability is tiny).
+PEAK = 64.0
+_FINAL_NORM = {"llada": "model.transformer.ln_f.weight"}
+
+
+def peak(folder: Path, kind: str) -> Path:
+    """`folder` with its final norm's weight x PEAK, in place (every logit x PEAK)."""
+    from safetensors.torch import load_file
+
+    name = _FINAL_NORM.get(kind.removesuffix("-peaked"), "model.norm.weight")
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    shard = folder / index["weight_map"][name]
+    tensors = load_file(shard)
+    tensors[name] = (tensors[name].float() * PEAK).to(torch.bfloat16)
+    save_file(tensors, shard)
+    return folder
+
 
 def shared_folder(kind: str) -> Path:
     """A tiny folder of `kind` built once per test process, for tests that only read it
-    (tests that break a folder build their own)."""
+    (tests that break a folder build their own); "KIND-peaked": its peaked copy."""
     if kind not in _SHARED:
         import atexit
         import shutil
@@ -424,7 +443,10 @@ def shared_folder(kind: str) -> Path:
 
         root = Path(tempfile.mkdtemp(prefix=f"fim-hf-{kind}-"))
         atexit.register(shutil.rmtree, root, True)
-        _SHARED[kind] = BUILDERS[kind](root / kind)
+        base = kind.removesuffix("-peaked")
+        _SHARED[kind] = BUILDERS[base](root / kind)
+        if kind != base:
+            peak(_SHARED[kind], base)
     return _SHARED[kind]
 
 

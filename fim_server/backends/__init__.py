@@ -70,6 +70,10 @@ KINDS: dict[str, Callable[[BackendSpec], Backend]] = {
 }
 
 
+# Backends that decode in their own way: a recipe (backends/hf/recipes.py) means nothing there.
+_REMOTE_OR_EMBEDDED = ("embedded", "mercury", "openai", "llama.cpp")
+
+
 def resolve_kind(spec: BackendSpec) -> str:
     """The backend kind `spec` asks for; `auto` looks at the model folder."""
     if spec.kind != "auto":
@@ -106,6 +110,11 @@ def resolve_kind(spec: BackendSpec) -> str:
 def load_backend(spec: BackendSpec) -> Backend:
     """Load the backend `spec` names; BackendError says what is wrong if it cannot."""
     kind = resolve_kind(spec)
+    if spec.recipe != "fast" and kind in _REMOTE_OR_EMBEDDED:
+        raise BackendError(
+            f"recipe {spec.recipe} decodes a model folder (dream, llada, ...), not the {kind} "
+            "backend: use recipe fast"
+        )
     if kind == "embedded" and spec.model_path is not None:
         if spec.model_path == EMBEDDED or is_gguf_name(spec.model_path):
             # The embedded model asked for by name, or by a client's `backend` setting

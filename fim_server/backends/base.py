@@ -45,6 +45,9 @@ class BackendSpec:
     model_path: str | None = None  # None: the checkpoint shipped inside fim_model
     device: str = "cpu"
     threshold: float = defaults.THRESHOLD
+    # Model folders: "fast" (fim-server's threshold + cache path) or a family's published
+    # decoding recipe (backends/hf/recipes.py, docs/models.md).
+    recipe: str = "fast"
     threads: int | None = defaults.THREADS  # torch CPU threads; None: torch's default
     # Remote backends (mercury, openai, llama.cpp); None: the kind's default.
     endpoint: str | None = None  # base URL of the inference server

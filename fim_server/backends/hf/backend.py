@@ -33,6 +33,9 @@ from .decoding import (
 )
 from .dreamon import INITIAL_MASKS
 from .family import Family, Prompt, SpecialTokens
+from .official import Run
+from .official import decode as decode_recipe
+from .recipes import FAST, Recipe, recipe_for
 from .transformer import Transformer, internal_names
 
 logger = logging.getLogger(__name__)
@@ -172,6 +175,7 @@ class DiffusionBackend:
         threshold: float,
         *,
         refresh_every_pass: bool = False,
+        recipe: Recipe | None = None,
     ) -> None:
         self.folder = folder
         self.family = folder.family
@@ -179,6 +183,8 @@ class DiffusionBackend:
         self.device = torch.device(device)
         self.threshold = threshold
         self.refresh_every_pass = refresh_every_pass
+        # None: fim-server's fast path (decoding.py); else the authors' loop (recipes.py).
+        self.recipe = recipe
         self.name = self.family.kind
         positions = config_int(folder.config, "max_position_embeddings") or config_int(
             folder.config, "max_sequence_length"
@@ -186,9 +192,10 @@ class DiffusionBackend:
         trained = self.family.trained_context
         self.context_tokens: int | None = min(trained, positions) if positions else trained
         dtype = "bf16" if next(model.parameters()).dtype == torch.bfloat16 else "fp32"
+        how = f"recipe {recipe.name}" if recipe else f"{FAST} path, threshold {threshold}"
         self.description = (
             f"{self.family.title}: {parameter_count(folder.weights.parameters)} parameters "
-            f"from {folder.path} on {device} in {dtype}"
+            f"from {folder.path} on {device} in {dtype}, {how}"
         )
         self._line_end: dict[int, bool] = {}
 
@@ -198,6 +205,10 @@ class DiffusionBackend:
             raise BackendError(f"the {kind or 'diffusion'} backend needs --model DIR")
         family = FAMILIES[kind] if kind else None
         folder = read_folder(spec.model_path, family)
+        try:
+            recipe = recipe_for(spec.recipe, folder.family.kind)
+        except BackendError as exc:
+            raise BackendError(f"model folder {folder.path}: {exc}") from None
         device = resolve_device(spec.device)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"--device {spec.device}: torch sees no CUDA device here")
@@ -205,13 +216,13 @@ class DiffusionBackend:
         if spec.threads is not None:
             torch.set_num_threads(spec.threads)
         model = load_model(folder, device, precision(device))
-        backend = cls(folder, model, device, spec.threshold)
+        backend = cls(folder, model, device, spec.threshold, recipe=recipe)
         # The first forward pass pays for lazy initialisation inside torch (and CUDA's
-        # kernels); pay it here rather than in the user's first completion.
-        backend.infill(
-            "def f(", "):\n    pass\n", max_tokens=2, single_line=False,
-            should_cancel=lambda: False, seed=0,
-        )  # fmt: skip
+        # kernels); pay it here rather than in the user's first completion. The fast path
+        # does that in a pass or two, where a recipe would run all its steps.
+        backend.decode(
+            backend.prompt("def f(", "):\n    pass\n"), 2, False, lambda: False, fast=True
+        )
         return backend
 
     # -- Backend ---------------------------------------------------------------------------
@@ -247,9 +258,20 @@ class DiffusionBackend:
         max_tokens: int,
         single_line: bool,
         should_cancel: Callable[[], bool],
+        *,
+        seed: int = 0,
+        fast: bool = False,
     ) -> Decoded:
-        settings = Settings(self.threshold, single_line, self._is_line_end, should_cancel)
+        """The middle by the backend's recipe (`fast`: by the fast path whatever it is)."""
         special = self.folder.special
+        if self.recipe is not None and not fast:
+            run = Run(
+                self.model, special, self.family.shifted, self.device, should_cancel, seed,
+                pad=config_int(self.folder.config, "pad_token_id"),
+                block=self.family.block_size(self.folder.config),
+            )  # fmt: skip
+            return decode_recipe(run, self.recipe, prompt, max_tokens)
+        settings = Settings(self.threshold, single_line, self._is_line_end, should_cancel)
         if self.family.variable_length:
             return decode_variable_length(
                 self.model, prompt, max_tokens, INITIAL_MASKS, special, settings,
@@ -276,10 +298,13 @@ class DiffusionBackend:
         should_cancel: Callable[[], bool],
         seed: int,
     ) -> Infill:
-        # Greedy decoding: `seed` changes nothing.
+        # The fast path is greedy: `seed` changes nothing there; a recipe that samples
+        # draws from a generator seeded with it.
         if max_tokens < 1:
             return Infill("", 0, 0, None)
-        decoded = self.decode(self.prompt(prefix, suffix), max_tokens, single_line, should_cancel)
+        decoded = self.decode(
+            self.prompt(prefix, suffix), max_tokens, single_line, should_cancel, seed=seed
+        )
         text = self.folder.tokenizer.tokenizer.decode(decoded.tokens, skip_special_tokens=True)
         if single_line:
             text = text.split("\n", 1)[0]

@@ -1,8 +1,11 @@
-"""Threshold parallel decoding of a masked middle, one loop per attention pattern.
+"""fim-server's fast path (recipe `fast`): threshold parallel decoding of a masked
+middle, one loop per attention pattern. The authors' own loops are in official.py.
 
 Every pass commits each masked position (of the current block) whose most likely token is
-more probable than the threshold, and at least the single most confident one, as
-Fast-dLLM's parallel decoding and SDAR's "low_confidence_dynamic" do; decoding is greedy,
+more probable than the threshold (strictly, in fp32; Fast-dLLM keeps >= in float64), and
+at least the single most confident one, as Fast-dLLM's parallel decoding and SDAR's
+"low_confidence_dynamic" do; the mask token (and DreamOn's <|expand|> once the middle is
+full) is banned from the predictions, which no official decoder does. Decoding is greedy,
 so a completion does not depend on a seed. The middle is settled, and decoding stops,
 once every position up to the first end token (or, for one line, the first line break)
 is committed: what follows would be thrown away.
@@ -11,9 +14,14 @@ is committed: what follows would be thrown away.
   of `block` positions, left to right. The first pass of a block runs the whole sequence
   and keeps every layer's keys/values; the block's later passes recompute only the block
   (and, for shifted families, the position before it, whose logits predict the block's
-  first token) against those keys/values: Fast-dLLM's dual cache. The approximation is
-  that the rest of the sequence keeps the keys/values it had when the block started;
-  `refresh_every_pass=True` runs the whole sequence every pass instead (exact, slower).
+  first token) against those keys/values: the dual cache of Fast-dLLM's LLaDA decoder
+  (`generate_with_dual_cache`; issue 30's outside check found LLaDA's tokens equal to it
+  at 0.9). For the shifted families it is that same loop with the shift applied, not
+  Fast-dLLM's Dream decoder (generation_utils_block.py), whose first full pass commits
+  only the block's first position and whose later passes recompute only the block. The
+  approximation is that the rest of the sequence keeps the keys/values it had when the
+  block started; `refresh_every_pass=True` runs the whole sequence every pass instead
+  (exact, slower).
 - `block_causal` (SDAR): blocks of the family's size, aligned at absolute positions; the
   prompt's whole blocks are prefilled, each block attends to the cached earlier blocks and
   to itself, and is stored once settled. Earlier blocks never see later ones, so the

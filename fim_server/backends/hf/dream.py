@@ -10,6 +10,12 @@ logits are shifted by one position, as the model was adapted from an autoregress
 Qwen2.5; mask token 151666 <|mask|>); DreamLM/DreamOn demo/quickstart.py for the
 infilling prompt ([bos] prefix [mask]*n suffix [eos]); apple/ml-diffucoder
 inference_demo.py (DiffuCoder pads with <|dlm_pad|>, which therefore ends a middle).
+
+Decoding: the fast path (decoding.decode_bidirectional: blocks of 32, threshold, dual
+cache with the shift) equals no published Dream decoder; `dream-official` /
+`dream-maskgit` (official.decode_diffusion_generate) equal Dream's `diffusion_generate`
+with alg entropy / maskgit_plus. Fast-dLLM's Dream decoder (generation_utils_block.py)
+is not implemented.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ and model.transformer.ff_out (the output head). LLaDALlamaBlock computes
 ff_out(silu(ff_proj(x)) * up_proj(x)) and the same half-split rotary embedding as Llama.
 Special tokens (LLaDA tokenizer): <|startoftext|> 126080, <|endoftext|> 126081,
 <|eot_id|> 126348, <|mdm_mask|> 126336.
+
+Decoding: the fast path (decoding.decode_bidirectional, unshifted) is Fast-dLLM's
+`generate_with_dual_cache` at 0.9 (issue 30's outside check); `llada-official`
+(official.decode_llada_generate) equals generate.py's `generate()`.
 """
 
 from __future__ import annotations

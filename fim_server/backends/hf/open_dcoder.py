@@ -1,15 +1,24 @@
 """Open-dCoder: fredzzp/open-dcoder-0.5B, masked diffusion trained from
 Qwen2.5-Coder-0.5B (the laptop-sized one).
 
-Checked against: pengzhangzhi/Open-dLLM README.md (loads as a stock Qwen2ForCausalLM,
-config model_type "qwen2"), veomni/models/transformers/qwen2/generation_utils.py
-(`is_causal=False`: bidirectional attention; "Shift logits to predict the next token,
-aligning with training": logits shifted by one like Dream; the mask is the tokenizer's
-mask_token_id) and eval/eval_infill/eval_infill.py (infilling prompt: the prefix as the
-tokenizer encodes it, the masks, then the suffix, no end token; HumanEval-Infill pass@1
-32.5 at a fixed middle length, 77.4 at the true length). Its config.json is an ordinary
-Qwen2 one, so the folder is told apart from an autoregressive Qwen2 by its tokenizer,
-which defines a mask token (<M>, id 151665, in added_tokens.json).
+Checked against: pengzhangzhi/Open-dLLM README.md (config model_type "qwen2"; the
+weights under stock Qwen2 names, loaded into veomni's own Qwen2ForCausalLM in
+veomni/models/transformers/qwen2/modeling_qwen2.py, which the sampler calls with
+`is_causal=False`: bidirectional attention, not transformers' causal Qwen2),
+veomni/models/transformers/qwen2/generation_utils.py (`_mdm_sample`: "Shift logits to
+predict the next token, aligning with training": logits shifted by one like Dream; the
+mask is the tokenizer's mask_token_id) and eval/eval_infill/eval_infill.py (infilling
+prompt: the prefix as the tokenizer encodes it, the masks, then the suffix, no end token;
+alg p2; HumanEval-Infill pass@1 32.5 at a fixed middle length, 77.4 at the true length).
+Its config.json is an ordinary Qwen2 one, so the folder is told apart from an
+autoregressive Qwen2 by its tokenizer, which defines a mask token. The mask is read from
+the folder's tokenizer, never assumed: <M> at 151665 is unverified (the published
+tokenizer_config.json was not found; tasks/train_torch.py adds <M> when a tokenizer has
+no mask, which on Qwen2.5's 151,665 tokens would give it that id).
+
+Decoding: the fast path (decoding.decode_bidirectional, shifted) equals no published
+Open-dCoder decoder; `open-dcoder-official` (official.decode_p2) equals `_mdm_sample` with
+alg p2 as eval/eval_infill/run_eval.sh runs it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ SDAR was never trained on infilling: it continues a prompt. fim-server shows it 
 suffix first, inside Qwen's <|fim_suffix|>/<|fim_prefix|> markers, and the prefix last, so
 that the middle is a plain continuation of the prefix (what the model does best) with the
 suffix in view; post-processing trims what runs past the suffix.
+
+Decoding: the fast path (decoding.decode_block_causal) is low_confidence_dynamic with one
+token a step's quota at threshold 0.9, stopping once the middle is settled;
+`sdar-official` (official.decode_sdar_block) is generate.py's loop at 0.85 with its
+per-block stop and store passes, greedy.
 """
 
 from __future__ import annotations
