@@ -306,7 +306,8 @@ class FrameReader:
         try:
             return Message(_json(data))
         except ValueError:
-            return Malformed(PARSE_ERROR, f"not an LSP frame: {bytes(data[:40])!r}")
+            # Not quoted: the bytes may be a document's text.
+            return Malformed(PARSE_ERROR, f"not an LSP frame ({len(data)} bytes)")
 
     async def _skip(self, length: int) -> None:
         """Drop an over-long body as it arrives, without keeping it, stopping early at a
@@ -349,6 +350,14 @@ def _whole_json(data: bytes) -> tuple[Any] | None:
         return (_json(data),)
     except ValueError:
         return None
+
+
+def _size(value: Any) -> int:
+    """The bytes `value` takes as JSON, for a log line that must not show it."""
+    try:
+        return len(json.dumps(value))
+    except (TypeError, ValueError, RecursionError):
+        return -1
 
 
 def _valid_id(value: Any) -> bool:
@@ -465,15 +474,17 @@ class Session:
         try:
             message = self.protocol.structure_message(value)
         except JsonRpcInvalidParams:
+            # The params may be a whole document or hold a secret: their size is enough.
             reason = f"invalid params for {value.get('method')}"
-            logger.warning("%s: %s", reason, value.get("params"))
+            logger.warning("%s (%d bytes)", reason, _size(value.get("params")))
             if request_id is not None:
                 self.send_error(request_id, INVALID_PARAMS, reason)
             return False
         except Exception as exc:
-            logger.warning("cannot read message %s: %s", value.get("method"), exc)
+            reason = f"cannot read the message: {type(exc).__name__}"
+            logger.warning("%s: %s", value.get("method"), reason)
             if request_id is not None:
-                self.send_error(request_id, INVALID_REQUEST, f"cannot read the message: {exc}")
+                self.send_error(request_id, INVALID_REQUEST, reason)
             return False
         # pygls files the future of a notification run through a generator handler (its
         # own didOpen/didChange/didClose, initialized) under a fresh id that nothing ever
