@@ -120,13 +120,19 @@ class Message:
 
 @dataclass(frozen=True)
 class Malformed:
-    """A frame that carries no usable message; `code` is the JSON-RPC error it earns."""
+    """A frame that carries no usable message; `code` is the JSON-RPC error it earns,
+    `msg_id` the id of the request it was, where that could be read."""
 
     code: int
     reason: str
+    msg_id: Any = None
 
 
 Frame = Message | Malformed
+
+
+class TooDeep(ValueError):
+    """Valid JSON nested deeper than the parser's recursion allows."""
 
 
 def _json(data: bytes) -> Any:
@@ -134,7 +140,46 @@ def _json(data: bytes) -> Any:
     try:
         return json.loads(data)
     except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+        raise TooDeep("JSON nested too deeply") from None
+
+
+# How far into a message nested too deeply its id is looked for.
+_ID_SCAN_CHARS = 4 * 1024 * 1024
+_STRUCTURE = re.compile(r'["{}\[\],]')
+
+
+def _top_level_id(data: bytes) -> Any:
+    """The "id" member of the JSON object in `data`, found without parsing the other
+    members (which may be nested too deeply to parse); None if there is none."""
+    text = data[:_ID_SCAN_CHARS].decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    depth, key_next, at = 0, False, 0
+    while (match := _STRUCTURE.search(text, at)) is not None:
+        char, at = match.group(), match.end()
+        if char == '"':
+            try:
+                value, at = decoder.raw_decode(text, match.start())
+            except ValueError:
+                return None
+            if depth == 1 and key_next:
+                key_next = False
+                colon = re.compile(r"\s*:\s*").match(text, at)
+                if colon is None:
+                    return None
+                if value == "id":
+                    try:
+                        return decoder.raw_decode(text, colon.end())[0]
+                    except (ValueError, RecursionError):
+                        return None
+                at = colon.end()
+        elif char in "{[":
+            depth += 1
+            key_next = depth == 1 and char == "{"
+        elif char in "}]":
+            depth -= 1
+        elif depth == 1:  # a comma between members
+            key_next = True
+    return None
 
 
 class FrameReader:
@@ -251,6 +296,11 @@ class FrameReader:
         body = self._take(min(length, len(self._buffer)))
         try:
             return Message(_json(body))
+        except TooDeep:
+            # Whole, but too deep to read: the request is still answered, by its id.
+            return Malformed(
+                INVALID_REQUEST, "the message is nested too deeply", _top_level_id(body)
+            )
         except ValueError:
             pass
         # Announced too long: one JSON value, then the start of the next header.
@@ -393,7 +443,7 @@ class Session:
                 if isinstance(frame, Malformed):
                     logger.warning("bad frame: %s", frame.reason)
                     if frame.reason:
-                        self.send_error(None, frame.code, frame.reason)
+                        self.send_error(frame.msg_id, frame.code, frame.reason)
                     continue
                 if self.handle(frame.value):
                     # Let the request's handler start now: it reads the document as the
