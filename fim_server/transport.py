@@ -26,10 +26,12 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
@@ -49,6 +51,9 @@ GRACE_S = 0.5
 MAX_UNSENT_BYTES = 16 * 1024 * 1024
 # How long a refused client may take to send the request its refusal answers.
 REFUSAL_WAIT_S = 5.0
+# At the end of the client's stream (a TCP half-close, stdin closed) the requests already
+# received are still answered, for at most this long.
+DRAIN_S = 10.0
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -424,6 +429,13 @@ class Session:
         self.initialized = False
         self.shut_down = False
         self.exit_code: int | None = None
+        self.last_active = time.monotonic()  # when the client last sent something
+
+    def idle_for(self) -> float | None:
+        """Seconds since the client last sent anything; None while a request runs."""
+        if any(not f.done() for f in self.protocol._request_futures.values()):
+            return None
+        return time.monotonic() - self.last_active
 
     def send_error(self, msg_id: Any, code: int, message: str) -> None:
         response = {
@@ -439,7 +451,9 @@ class Session:
             while self.exit_code is None:
                 frame = await self.frames.next()
                 if frame is None:
+                    await self._drain()
                     break
+                self.last_active = time.monotonic()
                 if isinstance(frame, Malformed):
                     logger.warning("bad frame: %s", frame.reason)
                     if frame.reason:
@@ -455,6 +469,15 @@ class Session:
         if self.exit_code is not None:
             return self.exit_code
         return 0 if self.shut_down else 1
+
+    async def _drain(self) -> None:
+        """Let the requests already received finish: a client that half-closes its end
+        still reads the answers."""
+        deadline = time.monotonic() + DRAIN_S
+        futures = self.protocol._request_futures
+        while any(not f.done() for f in futures.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the answers' callbacks write them out
 
     def _cancel_requests(self) -> None:
         for future in list(self.protocol._request_futures.values()):
@@ -658,29 +681,50 @@ async def serve_tcp_async(
     max_unsent_bytes: int = MAX_UNSENT_BYTES,
     on_listening: Callable[[asyncio.Server], Awaitable[None] | None] | None = None,
     on_session_end: Callable[[LanguageServer], None] | None = None,
+    idle_s: float = defaults.IDLE_SESSION_S,
 ) -> None:
-    """Serve every connection as its own session until cancelled."""
-    active: set[asyncio.Task[Any]] = set()
+    """Serve every connection as its own session until cancelled. With every slot taken,
+    a new client takes that of the session idle longest (`idle_s` at least)."""
+    active: dict[asyncio.Task[Any], tuple[Session, asyncio.StreamWriter]] = {}
+
+    def evict_idle() -> bool:
+        """Close the session idle longest if it has been idle `idle_s`; True if one was."""
+        idle = [(s.idle_for(), task, s, w) for task, (s, w) in active.items()]
+        idle = [entry for entry in idle if entry[0] is not None and entry[0] >= idle_s]
+        if not idle:
+            return False
+        seconds, task, session, writer = max(idle, key=lambda entry: entry[0])
+        why = (
+            f"fim-server: this session was idle for {seconds:.0f} s and another client "
+            f"needed its slot (--max-sessions {max_sessions}); reconnect to go on"
+        )
+        logger.warning("%s (%s)", why, writer.get_extra_info("peername"))
+        warning = types.ShowMessageParams(type=types.MessageType.Warning, message=why)
+        session.protocol.notify(types.WINDOW_SHOW_MESSAGE, warning)
+        del active[task]
+        writer.close()  # its session sees the end of its stream and ends
+        return True
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         task = asyncio.current_task()
+        assert task is not None
         try:
-            if len(active) >= max_sessions:
+            if len(active) >= max_sessions and not evict_idle():
                 why = (
                     f"fim-server: refused: {len(active)} clients are connected, the most it "
-                    f"serves at once (--max-sessions)"
+                    f"serves at once (--max-sessions), and none has been idle {idle_s:.0f} s"
                 )
                 logger.warning("%s (%s)", why, peer)
                 await _refuse(reader, writer, why)
                 return
-            assert task is not None
-            active.add(task)
             server = make_server()
             server.protocol.set_writer(_TcpWriter(writer, max_unsent_bytes))
+            session = Session(server, FrameReader(StreamSource(reader)))
+            active[task] = (session, writer)
             logger.info("session opened: %s (%d active)", peer, len(active))
             try:
-                code = await Session(server, FrameReader(StreamSource(reader))).run()
+                code = await session.run()
                 logger.info("session closed: %s (exit code %d)", peer, code)
             finally:
                 if on_session_end is not None:
@@ -688,7 +732,7 @@ async def serve_tcp_async(
         except (ConnectionError, OSError) as exc:
             logger.info("session %s lost: %s", peer, exc)
         finally:
-            active.discard(task)  # type: ignore[arg-type]
+            active.pop(task, None)
             writer.close()
 
     listener = await asyncio.start_server(connection, host, port)

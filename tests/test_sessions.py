@@ -184,3 +184,52 @@ async def test_tcp_clients_choose_their_own_backend_and_keep_it() -> None:
         task.cancel()
         engine.close()
         wire.close()
+
+
+async def test_idle_connections_cannot_hold_every_session_slot() -> None:
+    engine = scripted_engine()
+    task, port = await tcp_server(engine, max_sessions=2, idle_s=0.3)
+    a, b = await TcpClient.connect(port), await TcpClient.connect(port)
+    try:
+        for name, client in (("a", a), ("b", b)):
+            client.send(*initialize(f"{name}-init"))
+            await client.answer(f"{name}-init")
+        early = await TcpClient.connect(port)  # nobody has been idle long enough yet
+        early.send(*initialize("early-init"))
+        assert error_code(await early.answer("early-init")) == -32803
+        await asyncio.sleep(0.4)
+        b.send(request("b-busy", "fim/stats"))  # b is in use; a has sat idle
+        await b.answer("b-busy")
+        c = await TcpClient.connect(port)
+        c.send(*initialize("c-init"))
+        assert "result" in await c.answer("c-init")
+        while (told := await a.read()) is not None and told.get("method") != "window/showMessage":
+            pass  # the messages of its initialize
+        assert told is not None and "idle" in told["params"]["message"], told
+        assert await a.read() is None  # a was disconnected, b was not
+        b.send(request("b-again", "fim/stats"))
+        assert "result" in await b.answer("b-again")
+        await c.close()
+    finally:
+        for client in (a, b):
+            client.writer.close()
+        task.cancel()
+        engine.close()
+
+
+async def test_a_client_that_half_closes_still_gets_its_pending_answer() -> None:
+    engine = scripted_engine(ScriptedModel("b", steps=10, step_s=0.05))
+    task, port = await tcp_server(engine)
+    client = await TcpClient.connect(port)
+    try:
+        client.send(*initialize("init"))
+        await client.answer("init")
+        client.send(did_open("file:///half.py", TEXT), inline(1, "file:///half.py", 1, 14))
+        await client.writer.drain()
+        client.writer.write_eof()  # "I have nothing more to say", and still reading
+        answer = await client.answer(1)
+        assert answer["result"]["items"][0]["insertText"] == "b"
+    finally:
+        client.writer.close()
+        task.cancel()
+        engine.close()
