@@ -289,10 +289,11 @@ async def soak(args: argparse.Namespace) -> int:
             f"latency ms: p50 {p(0.5):.0f}  p90 {p(0.9):.0f}  p99 {p(0.99):.0f}  "
             f"mean {statistics.fmean(latencies):.0f}"
         )
-    print(
-        f"RSS: {at_1000:.1f} MB after 1,000 requests, {final_rss:.1f} MB at the end "
-        f"({(final_rss - at_1000) / at_1000:+.1%})"
-    )
+    if at_1000:
+        print(
+            f"RSS: {at_1000:.1f} MB after 1,000 requests, {final_rss:.1f} MB at the end "
+            f"({(final_rss - at_1000) / at_1000:+.1%})"
+        )
     print(
         f"server: {stats['requests']} requests, {stats['superseded']} superseded, "
         f"{stats['cancelled']} cancelled, {stats['cacheHits']} from the cache, "

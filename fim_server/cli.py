@@ -385,7 +385,18 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"folder: {args.folder}\nwill not load: {exc}")
         return EXIT_MODEL
     if kind == "embedded":
-        print(f"folder: {args.folder}\nfamily: embedded (fim-server's own block-diffusion model)")
+        from fim_model.weights import check_checkpoint
+
+        try:
+            cfg = check_checkpoint(Path(args.folder))
+        except ValueError as exc:
+            print(f"folder: {args.folder}\nwill not load: {exc}")
+            return EXIT_MODEL
+        print(
+            f"folder: {args.folder}\nfamily: embedded (fim-server's own block-diffusion model)"
+            f"\nnetwork: {cfg.n_layers} layers, dim {cfg.dim}, {cfg.n_heads} heads, "
+            f"blocks of {cfg.block_size}, vocabulary {cfg.vocab_size}\nwill load: yes"
+        )
         return 0
     from .backends.hf.inspect import describe
 

@@ -93,8 +93,11 @@ class Engine:
         self._owns_host = host is None  # False for a session: closing it leaves the others
         self._host = host if host is not None else ModelHost()
         self._loaded: LoadedBackend | None = None  # the backend this engine holds
-        self.documents = DocumentStore()
         self._cross_file = CrossFileIndex()
+        # A document the store lets go of leaves the cross-file index too.
+        self.documents = DocumentStore(
+            on_forget=lambda _: self._cross_file.forget(self.documents.uris())
+        )
         self._user: UserSettings | None = None  # None until a client configures us
         self._cache = CompletionCache(self.settings.cache_size)
         self._latest: _Call | None = None  # event loop only
@@ -239,6 +242,13 @@ class Engine:
         if not invoked:
             self._debounce.request()
         try:
+            document = self.documents.get(uri) if uri else None
+            if document is not None and document.text == text and document.needs_long_parse():
+                # A large first parse runs on the parse thread: other requests, of this
+                # session and the others, go on meanwhile.
+                await asyncio.wrap_future(document.parse_in_background())
+                if call.superseded:
+                    return self._superseded(None)
             prepared = self._prepare(text, offset, language, uri, path)
             if isinstance(prepared, Completion):
                 return self._answered(prepared, text, offset, uri, started, speculative)
@@ -302,10 +312,10 @@ class Engine:
             self.complete(text, offset, uri=uri, invoked=True, speculative=True)
         )
 
-    def _superseded(self, ctx: CompletionContext) -> Completion:
+    def _superseded(self, ctx: CompletionContext | None) -> Completion:
         with self._stats_lock:
             self._stats.superseded += 1
-        return Completion("", ctx.mode, "superseded by a newer request")
+        return Completion("", ctx.mode if ctx else None, "superseded by a newer request")
 
     def _language(
         self, language: str | None, uri: str | None, path: str | None
@@ -345,7 +355,7 @@ class Engine:
         document = self.documents.get(uri) if uri else None
         tree = None
         if document is not None and document.language is spec and document.text == text:
-            tree = document.tree()
+            tree = self.documents.tree(document)
         neighbours: list[Source] = []
         if user.cross_file and uri is not None:
             for other in self.documents.neighbours(uri):
