@@ -8,21 +8,22 @@ that were edited stay a while as "recently edited" for cross-file context.
 Parse state has a ceiling: a tree costs about 49 bytes per character of text, so trees
 are kept for the documents used most recently only, TREE_BUDGET_CHARS of text in all; the
 others drop theirs and parse again when next asked (closed documents kept for cross-file
-context keep their text only). A first parse of a large document can run on a thread of
-its own (`parse_in_background`), so that it holds up no other request.
+context keep their text only). A first parse of a large document can run in slices of a
+few milliseconds (`parse_without_blocking`: tree-sitter resumes a parse it was asked to
+stop), so that the event loop answers other requests in between; parsing holds the GIL,
+so a thread would not free it.
 
-Not thread-safe: the server uses it from its event loop only (a background parse only
-reads a copy of the text).
+Not thread-safe: the server uses it from its event loop only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import tree_sitter
@@ -34,13 +35,11 @@ RECENT_CLOSED = 8
 # Characters of text whose trees are kept (about 75 MB of parse state): a handful of
 # large files, or hundreds of ordinary ones.
 TREE_BUDGET_CHARS = 1_500_000
-# A first parse of a document this long (about 50 ms on one core) runs on the parse
-# thread when the caller can wait for it without blocking (Engine.complete).
+# A first parse of a document this long (about 50 ms on one core) runs in slices when
+# the caller can wait for it without blocking (Engine.complete).
 BACKGROUND_PARSE_CHARS = 100_000
-
-# One thread for every session's large first parses: parsing releases the GIL, so the
-# event loop keeps serving meanwhile.
-_PARSE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fim-parse")
+# The longest the event loop is held by one slice of such a parse.
+PARSE_SLICE_S = 0.01
 
 # (start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
 _Edit = tuple[int, int, int, tuple[int, int], tuple[int, int], tuple[int, int]]
@@ -59,6 +58,39 @@ class TextChange:
     text: str
     start: Position | None = None
     end: Position | None = None
+
+
+class _SlicedParse:
+    """A first parse that can stop after a given time and resume where it stopped."""
+
+    def __init__(self, language: LanguageSpec, source: bytes) -> None:
+        self._parser = tree_sitter.Parser(language.tree_sitter_language)  # its own state
+        self._language = language
+        self._source = source
+        self.tree: tree_sitter.Tree | None = None
+
+    def _read(self, byte: int, _point: object) -> bytes:
+        return self._source[byte : byte + 65_536]
+
+    def step(self, seconds: float) -> bool:
+        """Parse for at most about `seconds`; True once the tree is done."""
+        if self.tree is None:
+            deadline = time.perf_counter() + seconds
+            try:
+                self.tree = self._parser.parse(
+                    self._read, progress_callback=lambda _o, _e: time.perf_counter() > deadline
+                )
+            except ValueError:
+                pass  # stopped by the callback: the next call resumes
+        return self.tree is not None
+
+    def finish(self) -> tree_sitter.Tree:
+        if self.tree is None:
+            try:
+                self.tree = self._parser.parse(self._read)  # the rest, without stopping
+            except ValueError:
+                self.tree = parse(self._language, self._source)
+        return self.tree
 
 
 class PositionError(ValueError):
@@ -143,22 +175,22 @@ class Document:
     _tree: tree_sitter.Tree | None = field(default=None, repr=False)
     _tree_current: bool = field(default=False, repr=False)
     _hint: tuple[int, int] = field(default=(0, 0), repr=False)  # a row and its start
-    # A parse running on the parse thread, and the edits made since it started (applied
-    # to its tree when it is taken).
-    _parsing: Future[tree_sitter.Tree] | None = field(default=None, repr=False)
+    # A first parse running in slices, and the edits made since it started (applied to
+    # its tree when it is taken).
+    _parsing: _SlicedParse | None = field(default=None, repr=False)
     _edits_since: list[_Edit] = field(default_factory=list, repr=False)
     full_parses: int = 0  # parses from scratch, for tests and benchmarks
     incremental_parses: int = 0
 
     def tree(self) -> tree_sitter.Tree | None:
-        """The parse tree of the current text; None for plain text. Waits for a parse
-        running in the background, if there is one."""
+        """The parse tree of the current text; None for plain text. Finishes a sliced
+        parse, if one is under way."""
         if self.language is None:
             return None
         if self._parsing is not None:
             parsing, edits = self._parsing, self._edits_since
             self._parsing, self._edits_since = None, []
-            tree = parsing.result()
+            tree = parsing.finish()
             for edit in edits:
                 tree.edit(*edit)
             self._tree, self._tree_current = tree, not edits
@@ -187,13 +219,15 @@ class Document:
             and len(self.text) >= BACKGROUND_PARSE_CHARS
         )
 
-    def parse_in_background(self) -> Future[tree_sitter.Tree]:
-        """Start the first parse on the parse thread (`tree()` takes its result)."""
+    async def parse_without_blocking(self) -> None:
+        """The first parse, in slices of PARSE_SLICE_S with the event loop free in
+        between (`tree()` takes its result)."""
         if self._parsing is None:
             assert self.language is not None
-            self._parsing = _PARSE_THREAD.submit(parse, self.language, _utf8(self.text))
-            self._edits_since = []
-        return self._parsing
+            self._parsing, self._edits_since = _SlicedParse(self.language, _utf8(self.text)), []
+        parsing = self._parsing
+        while not parsing.step(PARSE_SLICE_S):
+            await asyncio.sleep(0)
 
     def drop_tree(self) -> None:
         """Forget the parse tree (rebuilt by the next `tree()`)."""
@@ -245,7 +279,7 @@ class Document:
                 new_end_point,
             )
             if self._parsing is not None:
-                self._edits_since.append(edit)  # for the tree the parse thread is building
+                self._edits_since.append(edit)  # for the tree the sliced parse is building
             else:
                 assert self._tree is not None
                 self._tree.edit(*edit)

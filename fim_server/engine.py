@@ -244,9 +244,9 @@ class Engine:
         try:
             document = self.documents.get(uri) if uri else None
             if document is not None and document.text == text and document.needs_long_parse():
-                # A large first parse runs on the parse thread: other requests, of this
-                # session and the others, go on meanwhile.
-                await asyncio.wrap_future(document.parse_in_background())
+                # A large first parse runs in slices: other requests, of this session
+                # and the others, are answered in between.
+                await document.parse_without_blocking()
                 if call.superseded:
                     return self._superseded(None)
             prepared = self._prepare(text, offset, language, uri, path)
