@@ -10,7 +10,9 @@ them are followed by a --pause-ms pause, long enough for the model to answer), s
 server's debounce, supersession and model runs are exercised as in an editor. Every
 --reopen-every keystrokes a document is closed and a new one opened. At the end it
 waits for every answer and reports the requests never answered (must be 0), latency
-percentiles and RSS from the first 1,000 requests to the end.
+percentiles and RSS from the first 1,000 requests to the end. Before the typing, 40
+large documents (316 KB each) are opened, completed in and closed, in four cycles; RSS
+after each cycle must be back within 10% of its start.
 
     .venv/bin/python benchmarks/soak.py --requests 10000 --cancel 0.3
 """
@@ -97,6 +99,60 @@ class Client:
                 waiter.set_result(message)
 
 
+def large_text(chars: int, serial: int) -> str:
+    """About `chars` characters of Python made of the examples, names made unique per
+    document (so no two documents share a parse or a cache entry)."""
+    base = source_text()
+    parts, size, copy = [], 0, 0
+    while size < chars:
+        part = base.replace("def ", f"def d{serial}_{copy}_")
+        parts.append(part)
+        size += len(part)
+        copy += 1
+    return "".join(parts)[:chars].rsplit("\n", 1)[0] + "\n\ndef total(items):\n    return \n"
+
+
+async def large_documents(client: Client, pid: int, args: argparse.Namespace) -> bool:
+    """Open --large-documents documents of --large-chars each, ask a completion in each (so
+    each is parsed), close them all; --large-cycles times. RSS after each cycle must be
+    back within 10% of what it was before the first."""
+    start = rss_mb(pid)
+    print(
+        f"large documents: {args.large_documents} x {args.large_chars:,} characters, "
+        f"{args.large_cycles} cycles; RSS before {start:.1f} MB",
+        flush=True,
+    )
+    within = True
+    for cycle in range(1, args.large_cycles + 1):
+        uris = []
+        for n in range(args.large_documents):
+            uri = f"file:///soak/large_{cycle}_{n}.py"
+            text = large_text(args.large_chars, cycle * 1000 + n)
+            item = {"uri": uri, "languageId": "python", "version": 1, "text": text}
+            client.notify("textDocument/didOpen", {"textDocument": item})
+            line = text.count("\n") - 1
+            params = {
+                "textDocument": {"uri": uri},
+                "position": {"line": line, "character": 11},
+                "context": {"triggerKind": 1},
+            }
+            await client.call(f"large-{cycle}-{n}", "textDocument/inlineCompletion", params)
+            uris.append(uri)
+        peak = rss_mb(pid)
+        for uri in uris:
+            client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+        await client.call(f"large-stats-{cycle}", "fim/stats", None)  # the closes are done
+        after = rss_mb(pid)
+        change = (after - start) / start
+        within = within and change <= 0.10
+        print(
+            f"cycle {cycle}: RSS {peak:.1f} MB with all open, {after:.1f} MB after closing "
+            f"({change:+.1%} from the start)",
+            flush=True,
+        )
+    return within
+
+
 def source_text() -> str:
     texts = [p.read_text() for p in sorted(EXAMPLES.glob("*.py"))]
     return "\n\n".join(texts) or "def f(a, b):\n    return a + b\n"
@@ -125,6 +181,9 @@ async def soak(args: argparse.Namespace) -> int:
         print(f"the model did not load: {stats['modelError']}", file=sys.stderr)
         return 1
     print(f"server pid {process.pid}, model ready; RSS {rss_mb(process.pid):.0f} MB", flush=True)
+    large_ok = True
+    if args.large_documents:
+        large_ok = await large_documents(client, process.pid, args)
 
     rng = random.Random(args.seed)
     text = source_text()
@@ -230,16 +289,17 @@ async def soak(args: argparse.Namespace) -> int:
             f"latency ms: p50 {p(0.5):.0f}  p90 {p(0.9):.0f}  p99 {p(0.99):.0f}  "
             f"mean {statistics.fmean(latencies):.0f}"
         )
-    print(
-        f"RSS: {at_1000:.1f} MB after 1,000 requests, {final_rss:.1f} MB at the end "
-        f"({(final_rss - at_1000) / at_1000:+.1%})"
-    )
+    if at_1000:
+        print(
+            f"RSS: {at_1000:.1f} MB after 1,000 requests, {final_rss:.1f} MB at the end "
+            f"({(final_rss - at_1000) / at_1000:+.1%})"
+        )
     print(
         f"server: {stats['requests']} requests, {stats['superseded']} superseded, "
         f"{stats['cancelled']} cancelled, {stats['cacheHits']} from the cache, "
         f"{stats['errors']} errors; exit code {code}"
     )
-    return 1 if unanswered or code != 0 else 0
+    return 1 if unanswered or code != 0 or not large_ok else 0
 
 
 def main() -> int:
@@ -254,6 +314,11 @@ def main() -> int:
     parser.add_argument("--reopen-every", type=int, default=100, help="keystrokes per tab swap")
     parser.add_argument("--sample-every", type=int, default=500)
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument(
+        "--large-documents", type=int, default=40, help="large documents per cycle (0: none)"
+    )
+    parser.add_argument("--large-chars", type=int, default=316_000)
+    parser.add_argument("--large-cycles", type=int, default=4)
     return asyncio.run(soak(parser.parse_args()))
 
 

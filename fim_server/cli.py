@@ -9,6 +9,7 @@ import argparse
 import logging
 import math
 import os
+import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -273,12 +274,34 @@ def offset_of(text: str, line: int, col: int) -> int:
     return sum(len(x) + 1 for x in lines[: line - 1]) + col - 1
 
 
+# The largest file `complete` reads: what an editor may send the server in one message.
+MAX_SOURCE_BYTES = 64 * 1024 * 1024
+
+
+def read_source(path: Path) -> str:
+    """The text of a regular file of at most MAX_SOURCE_BYTES: a FIFO would block the
+    read forever and a device such as /dev/zero never ends."""
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer must not wait for one.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"cannot read {path}: not a regular file")
+        data = file.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise UsageError(f"cannot read {path}: larger than {MAX_SOURCE_BYTES >> 20} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {path}: not UTF-8 ({exc.reason})") from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
+
+
 def run_complete(args: argparse.Namespace) -> int:
     path, line, col = parse_location(args.location)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
+    text = read_source(path)
     offset = offset_of(text, line, col)
     if not 0 <= args.min_confidence <= 1:
         raise UsageError("--min-confidence must be between 0 and 1")
@@ -391,7 +414,18 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"folder: {args.folder}\nwill not load: {exc}")
         return EXIT_MODEL
     if kind == "embedded":
-        print(f"folder: {args.folder}\nfamily: embedded (fim-server's own block-diffusion model)")
+        from fim_model.weights import check_checkpoint
+
+        try:
+            cfg = check_checkpoint(Path(args.folder))
+        except ValueError as exc:
+            print(f"folder: {args.folder}\nwill not load: {exc}")
+            return EXIT_MODEL
+        print(
+            f"folder: {args.folder}\nfamily: embedded (fim-server's own block-diffusion model)"
+            f"\nnetwork: {cfg.n_layers} layers, dim {cfg.dim}, {cfg.n_heads} heads, "
+            f"blocks of {cfg.block_size}, vocabulary {cfg.vocab_size}\nwill load: yes"
+        )
         return 0
     from .backends.hf.inspect import describe
 
@@ -410,16 +444,24 @@ def _claim_stdout() -> BinaryIO:
     return lsp_out
 
 
+def parse_tcp_address(address: str) -> tuple[str, int]:
+    """HOST and PORT of `--tcp HOST:PORT`; an IPv6 host in brackets, as in URLs
+    (`[::1]:2087`): the brackets are not part of the name."""
+    host, _, port_text = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or not port_text.isdigit() or "[" in host or "]" in host:
+        raise UsageError(f"--tcp expects HOST:PORT (IPv6: [HOST]:PORT), got {address!r}")
+    return host, int(port_text)
+
+
 def run_server(args: argparse.Namespace) -> int:
     from .server import create_server  # pygls is only needed for the server
     from .transport import serve_stdio, serve_tcp
 
     host, port = "", 0
     if args.tcp:
-        host, _, port_text = args.tcp.rpartition(":")
-        if not host or not port_text.isdigit():
-            raise UsageError(f"--tcp expects HOST:PORT, got {args.tcp!r}")
-        port = int(port_text)
+        host, port = parse_tcp_address(args.tcp)
     if args.max_sessions < 1:
         raise UsageError("--max-sessions must be 1 or more")
     engine = Engine(_settings(args))

@@ -37,6 +37,10 @@ THREADS = 1
 
 # TCP clients served at once (each its own session over one shared model); more are refused.
 MAX_SESSIONS = 8
+# When they are all taken, a new client takes the slot of the session idle longest, if it
+# has sent nothing and had nothing running for this long (seconds): idle connections
+# cannot hold every slot forever, and an editor a user is typing in never loses its own.
+IDLE_SESSION_S = 60.0
 
 # The confidence gate (gate.py) hides completions scoring below this: chosen on the typing
 # replay's curve of acceptance rate against characters saved (results/typing-replay/), the

@@ -5,14 +5,25 @@ the tree is re-parsed lazily, reusing everything the edit did not touch: a keyst
 5,000-line file costs a fraction of a millisecond instead of a full parse. Closed documents
 that were edited stay a while as "recently edited" for cross-file context.
 
+Parse state has a ceiling: a tree costs about 49 bytes per character of text, so trees
+are kept for the documents used most recently only, TREE_BUDGET_CHARS of text in all; the
+others drop theirs and parse again when next asked (closed documents kept for cross-file
+context keep their text only). A first parse of a large document can run in slices of a
+few milliseconds (`parse_without_blocking`: tree-sitter resumes a parse it was asked to
+stop), so that the event loop answers other requests in between; parsing holds the GIL,
+so a thread would not free it.
+
 Not thread-safe: the server uses it from its event loop only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import ctypes.util
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import tree_sitter
@@ -21,6 +32,17 @@ from .languages import LanguageSpec, parse, resolve_language
 
 # Closed documents kept for cross-file context; beyond this the oldest goes.
 RECENT_CLOSED = 8
+# Characters of text whose trees are kept (about 75 MB of parse state): a handful of
+# large files, or hundreds of ordinary ones.
+TREE_BUDGET_CHARS = 1_500_000
+# A first parse of a document this long (about 50 ms on one core) runs in slices when
+# the caller can wait for it without blocking (Engine.complete).
+BACKGROUND_PARSE_CHARS = 100_000
+# The longest the event loop is held by one slice of such a parse.
+PARSE_SLICE_S = 0.01
+
+# (start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
+_Edit = tuple[int, int, int, tuple[int, int], tuple[int, int], tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,39 @@ class TextChange:
     text: str
     start: Position | None = None
     end: Position | None = None
+
+
+class _SlicedParse:
+    """A first parse that can stop after a given time and resume where it stopped."""
+
+    def __init__(self, language: LanguageSpec, source: bytes) -> None:
+        self._parser = tree_sitter.Parser(language.tree_sitter_language)  # its own state
+        self._language = language
+        self._source = source
+        self.tree: tree_sitter.Tree | None = None
+
+    def _read(self, byte: int, _point: object) -> bytes:
+        return self._source[byte : byte + 65_536]
+
+    def step(self, seconds: float) -> bool:
+        """Parse for at most about `seconds`; True once the tree is done."""
+        if self.tree is None:
+            deadline = time.perf_counter() + seconds
+            try:
+                self.tree = self._parser.parse(
+                    self._read, progress_callback=lambda _o, _e: time.perf_counter() > deadline
+                )
+            except ValueError:
+                pass  # stopped by the callback: the next call resumes
+        return self.tree is not None
+
+    def finish(self) -> tree_sitter.Tree:
+        if self.tree is None:
+            try:
+                self.tree = self._parser.parse(self._read)  # the rest, without stopping
+            except ValueError:
+                self.tree = parse(self._language, self._source)
+        return self.tree
 
 
 class PositionError(ValueError):
@@ -120,13 +175,26 @@ class Document:
     _tree: tree_sitter.Tree | None = field(default=None, repr=False)
     _tree_current: bool = field(default=False, repr=False)
     _hint: tuple[int, int] = field(default=(0, 0), repr=False)  # a row and its start
+    # A first parse running in slices, and the edits made since it started (applied to
+    # its tree when it is taken).
+    _parsing: _SlicedParse | None = field(default=None, repr=False)
+    _edits_since: list[_Edit] = field(default_factory=list, repr=False)
     full_parses: int = 0  # parses from scratch, for tests and benchmarks
     incremental_parses: int = 0
 
     def tree(self) -> tree_sitter.Tree | None:
-        """The parse tree of the current text; None for plain text."""
+        """The parse tree of the current text; None for plain text. Finishes a sliced
+        parse, if one is under way."""
         if self.language is None:
             return None
+        if self._parsing is not None:
+            parsing, edits = self._parsing, self._edits_since
+            self._parsing, self._edits_since = None, []
+            tree = parsing.finish()
+            for edit in edits:
+                tree.edit(*edit)
+            self._tree, self._tree_current = tree, not edits
+            self.full_parses += 1
         if not self._tree_current:
             source = _utf8(self.text)
             if self._tree is None:
@@ -136,6 +204,35 @@ class Document:
             self._tree = parse(self.language, source, self._tree)
             self._tree_current = True
         return self._tree
+
+    @property
+    def has_tree(self) -> bool:
+        """A tree is kept (or being built) for this document."""
+        return self._tree is not None or self._parsing is not None
+
+    def needs_long_parse(self) -> bool:
+        """Its tree would be a first parse of a large text: worth a thread of its own."""
+        return (
+            self.language is not None
+            and self._tree is None
+            and self._parsing is None
+            and len(self.text) >= BACKGROUND_PARSE_CHARS
+        )
+
+    async def parse_without_blocking(self) -> None:
+        """The first parse, in slices of PARSE_SLICE_S with the event loop free in
+        between (`tree()` takes its result)."""
+        if self._parsing is None:
+            assert self.language is not None
+            self._parsing, self._edits_since = _SlicedParse(self.language, _utf8(self.text)), []
+        parsing = self._parsing
+        while not parsing.step(PARSE_SLICE_S):
+            await asyncio.sleep(0)
+
+    def drop_tree(self) -> None:
+        """Forget the parse tree (rebuilt by the next `tree()`)."""
+        if self._parsing is None:
+            self._tree, self._tree_current = None, False
 
     def offset_at(self, position: Position, encoding: str) -> int:
         """Code-point offset of an LSP position given in `encoding` units. A character
@@ -153,6 +250,7 @@ class Document:
         if change.start is None or change.end is None:
             self.text = change.text
             self._tree = None  # nothing to reuse
+            self._parsing, self._edits_since = None, []
             self._tree_current = False
             self._hint = (0, 0)
             return
@@ -161,7 +259,7 @@ class Document:
         end = _locate(text, change.end, encoding, (start.row, start.line_start))
         if end.offset < start.offset:
             end = start
-        if self._tree is not None:
+        if self._tree is not None or self._parsing is not None:
             start_byte = len(_utf8(text[: start.line_start])) + _byte_column(text, start)
             old_end_byte = start_byte + len(_utf8(text[start.offset : end.offset]))
             new_end_byte = start_byte + len(_utf8(change.text))
@@ -172,18 +270,59 @@ class Document:
                 new_end_point = (start.row + change.text.count("\n"), len(_utf8(last)))
             else:
                 new_end_point = (start.row, start_point[1] + len(_utf8(change.text)))
-            self._tree.edit(
-                start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point
+            edit = (
+                start_byte,
+                old_end_byte,
+                new_end_byte,
+                start_point,
+                old_end_point,
+                new_end_point,
             )
+            if self._parsing is not None:
+                self._edits_since.append(edit)  # for the tree the sliced parse is building
+            else:
+                assert self._tree is not None
+                self._tree.edit(*edit)
         self.text = text[: start.offset] + change.text + text[end.offset :]
         self._tree_current = False
         self._hint = (start.row, start.line_start)  # still right: the edit starts there
 
 
 class DocumentStore:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        tree_budget_chars: int = TREE_BUDGET_CHARS,
+        on_forget: Callable[[str], None] | None = None,
+    ) -> None:
         self._open: dict[str, Document] = {}
         self._recent: OrderedDict[str, Document] = OrderedDict()
+        self.tree_budget_chars = tree_budget_chars
+        # Told the uri of a document the store no longer holds at all (the cross-file
+        # index drops its chunks).
+        self._on_forget = on_forget
+
+    def tree(self, document: Document) -> tree_sitter.Tree | None:
+        """`document.tree()`, keeping parse state within the budget: the trees of the
+        documents used least recently are dropped."""
+        tree = document.tree()
+        document.last_used = time.monotonic()
+        kept = [d for d in self._open.values() if d.has_tree]
+        chars = sum(len(d.text) for d in kept)
+        dropped = 0
+        for other in sorted(kept, key=lambda d: d.last_used):
+            if chars <= self.tree_budget_chars:
+                break
+            if other is not document:
+                other.drop_tree()
+                chars -= len(other.text)
+                dropped += len(other.text)
+        if dropped:
+            _release_freed_memory()
+        return tree
+
+    def held_tree_chars(self) -> int:
+        """Characters of text whose trees are kept now."""
+        return sum(len(d.text) for d in self._open.values() if d.has_tree)
 
     def open(self, uri: str, text: str, language_id: str | None = None, version: int = 0) -> None:
         language = resolve_language(language_id, uri)
@@ -205,10 +344,28 @@ class DocumentStore:
 
     def close(self, uri: str) -> None:
         document = self._open.pop(uri, None)
-        if document is not None and document.edited:
+        if document is None:
+            return
+        had_tree = document.has_tree
+        document._parsing, document._edits_since = None, []
+        document.drop_tree()  # cross-file context needs its text only
+        if document.edited:
             self._recent[uri] = document
             while len(self._recent) > RECENT_CLOSED:
-                self._recent.popitem(last=False)
+                gone, _ = self._recent.popitem(last=False)
+                self._forget(gone)
+        else:
+            self._forget(uri)
+        if had_tree and len(document.text) >= BACKGROUND_PARSE_CHARS:
+            _release_freed_memory()
+
+    def _forget(self, uri: str) -> None:
+        if self._on_forget is not None and uri not in self._open:
+            self._on_forget(uri)
+
+    def uris(self) -> set[str]:
+        """Every document held: open, and closed ones kept for cross-file context."""
+        return {*self._open, *self._recent}
 
     def get(self, uri: str) -> Document | None:
         return self._open.get(uri)
@@ -217,3 +374,22 @@ class DocumentStore:
         """Other open documents and recently edited closed ones, most recently used first."""
         others = [d for d in (*self._open.values(), *self._recent.values()) if d.uri != uri]
         yield from sorted(others, key=lambda d: d.last_used, reverse=True)
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Hand the memory of dropped trees back to the system: tree-sitter allocates a tree
+    in many small pieces, which glibc keeps in its heap once they are freed (RSS stays
+    up); malloc_trim returns the free pages (under a millisecond with 40 trees held)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

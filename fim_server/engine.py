@@ -1,8 +1,9 @@
 """The completion pipeline: context -> backend -> postprocess, with the cache in front.
 
 A backend may keep state across calls (a key/value cache, a connection pool) and is not
-thread-safe, so everything that touches it (loading included) runs on one worker thread,
-one request at a time. Context building, the completion cache and typing-through run in
+thread-safe, so everything that touches it (loading included) runs on its worker thread,
+one request at a time (model_host.py: one per loaded backend, shared by the sessions
+that chose the same backend). Context building, the completion cache and typing-through run in
 the caller (the server's event loop): an answer that needs no model never waits behind a
 running one.
 
@@ -18,11 +19,11 @@ import asyncio
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 from . import defaults, gate
-from .backends import Backend, BackendError, BackendSpec, InfillCancelled, load_backend
+from .backends import Backend, BackendError, BackendSpec, InfillCancelled
 from .cache import CompletionCache
 from .completion import Candidate, Completion
 from .context import CompletionContext, ContextSettings, Mode, build_context
@@ -30,12 +31,12 @@ from .crossfile import CrossFileIndex, Source
 from .debounce import AdaptiveDebounce
 from .documents import DocumentStore
 from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_language
+from .model_host import LoadedBackend, ModelHost
 from .postprocess import clean_edit
 from .settings import UserSettings
 from .stats import EngineStats
 from .window import (
     LONG_LINE_CHARS,
-    LineTokenCounter,
     around_cursor,
     cursor_line_chars,
     encodable,
@@ -75,62 +76,54 @@ class _Call:
         self.cancel.set()  # a running model stops at its next step
 
 
-class _SharedModel:
-    """What every session of one server shares: the backend, its worker thread, its load
-    and the counters. A TCP server has one Engine per connection (its own documents,
-    settings, cache and supersession) over one _SharedModel, so a second client does not
-    load a second copy of the model."""
-
-    def __init__(self, settings: EngineSettings) -> None:
-        self.settings = settings
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fim-model")
-        self.backend: Backend | None = None
-        self.count_tokens: LineTokenCounter | None = None
-        self.load_future: Future[None] | None = None
-        self.load_error: BaseException | None = None
-        self.stats = EngineStats()
-        self.stats_lock = threading.Lock()
-
-
 def _document_newlines(text: str, document: str) -> str:
     # Postprocessing works on "\n"; hand back the document's own line breaks.
     return text.replace("\n", "\r\n") if "\r\n" in document else text
 
 
 class Engine:
-    def __init__(self, settings: EngineSettings | None = None) -> None:
-        self._model = _SharedModel(settings or EngineSettings())
-        self._owns_model = True  # False for a session: closing it leaves the model running
-        self.documents = DocumentStore()
+    """One client's completion pipeline: its documents, settings, backend choice, cache,
+    supersession and counters. Sessions of one server (`session()`) share a ModelHost,
+    so sessions that choose the same backend share the one loaded copy of it."""
+
+    def __init__(
+        self, settings: EngineSettings | None = None, *, host: ModelHost | None = None
+    ) -> None:
+        self._settings = settings or EngineSettings()
+        self._owns_host = host is None  # False for a session: closing it leaves the others
+        self._host = host if host is not None else ModelHost()
+        self._loaded: LoadedBackend | None = None  # the backend this engine holds
         self._cross_file = CrossFileIndex()
+        # A document the store lets go of leaves the cross-file index too.
+        self.documents = DocumentStore(
+            on_forget=lambda _: self._cross_file.forget(self.documents.uris())
+        )
         self._user: UserSettings | None = None  # None until a client configures us
         self._cache = CompletionCache(self.settings.cache_size)
         self._latest: _Call | None = None  # event loop only
         self._debounce = AdaptiveDebounce()
+        self._stats = EngineStats()  # this engine's own; guarded by _stats_lock
+        self._stats_lock = threading.Lock()
         # Cancel flags of submitted requests, so that close() can stop a running infill.
         self._pending: set[threading.Event] = set()
         self._closed = False
 
     def session(self) -> Engine:
-        """A new Engine with its own documents, settings, cache and supersession over this
-        engine's model (one per client connection)."""
-        session = Engine(self.settings)  # everything per-session, as a fresh engine has it
-        session._model.worker.shutdown()  # never used: it started no thread
-        session._model = self._model
-        session._owns_model = False
+        """A new Engine (one per client connection) with its own documents, settings,
+        backend choice and counters, starting with this engine's backend and sharing the
+        loaded copy of it."""
+        session = Engine(self.settings, host=self._host)
+        session.start_loading()  # shares this engine's backend when it holds one
         return session
 
     @property
     def settings(self) -> EngineSettings:
-        return self._model.settings
+        return self._settings
 
     @property
-    def _stats(self) -> EngineStats:  # shared by the sessions; guarded by _stats_lock
-        return self._model.stats
-
-    @property
-    def _stats_lock(self) -> threading.Lock:
-        return self._model.stats_lock
+    def host(self) -> ModelHost:
+        """The loaded backends of every session of this server."""
+        return self._host
 
     # -- settings --------------------------------------------------------------------
 
@@ -144,7 +137,7 @@ class Engine:
 
     def _context_settings(self) -> ContextSettings:
         user = self._user
-        backend = self._model.backend
+        backend = self.backend
         trained = backend.context_tokens if backend is not None else None
         if user is not None and user.context_tokens is not None:
             base = ContextSettings.sized_for(user.context_tokens)
@@ -167,87 +160,51 @@ class Engine:
     # -- the backend -----------------------------------------------------------------
 
     def start_loading(self) -> Future[None]:
-        """Load the backend on the worker thread; idempotent. The future never raises: a
-        failure is kept in `load_error`."""
-        model = self._model
-        if model.load_future is None:
-            model.load_future = model.worker.submit(self._load, self.settings.backend)
-        return model.load_future
-
-    def _load(self, spec: BackendSpec) -> None:
-        started = time.perf_counter()
-        if spec != self.settings.backend:
-            return  # a switch to another backend came while this load was queued
-        try:
-            backend = load_backend(spec)
-        except Exception as exc:
-            if isinstance(exc, BackendError):
-                logger.error("loading the model failed: %s", exc)
-            else:
-                logger.exception("loading the model failed")
-            self._model.load_error = exc
-            with self._model.stats_lock:
-                self._model.stats.model_error = f"{type(exc).__name__}: {exc}"
-            return
-        if spec != self.settings.backend:
-            backend.close()  # switched away while it loaded: the next load is queued
-            return
-        self._install(backend, started)
-
-    def _install(self, backend: Backend, started: float) -> None:
-        load_ms = (time.perf_counter() - started) * 1000
-        model = self._model
-        model.backend = backend
-        model.count_tokens = LineTokenCounter(backend.count_tokens)
-        with model.stats_lock:
-            model.stats.model_ready = True
-            model.stats.load_ms = load_ms
-            model.stats.backend = backend.name
-            model.stats.backend_description = backend.description
-        logger.info("%s ready in %.0f ms", backend.description, load_ms)
+        """Load the backend on its worker thread (or share it with the sessions that
+        hold it already); idempotent. The future never raises: a failure is kept in
+        `load_error`."""
+        if self._loaded is None:
+            self._loaded = self._host.acquire(self.settings.backend)
+        return self._host.start(self._loaded)
 
     def switch_backend(self, spec: BackendSpec) -> Future[None]:
-        """Load the backend `spec` names in place of the current one (a client changed the
-        `backend` setting). Until it is ready, requests answer empty ("model is loading");
-        the old backend is closed once its running infill, if any, has stopped."""
-        model = self._model
-        if model.load_future is not None and spec == self.settings.backend:
-            return model.load_future
-        model.settings = replace(self.settings, backend=spec)
-        old, model.backend = model.backend, None
-        model.count_tokens = None
-        model.load_error = None
-        with model.stats_lock:
-            model.stats.model_ready = False
-            model.stats.model_error = None
+        """Use the backend `spec` names in place of the current one (a client changed the
+        `backend` setting), loading it unless another session holds it already. Until it
+        is ready, requests answer empty ("model is loading"). Only this engine's requests
+        are stopped; the old backend is closed, after its running infill, once no session
+        uses it."""
+        if self._loaded is not None and spec == self.settings.backend:
+            return self._host.start(self._loaded)
+        self._settings = replace(self.settings, backend=spec)
+        with self._stats_lock:
             pending = list(self._pending)
         for cancel in pending:
             cancel.set()
+        old, self._loaded = self._loaded, self._host.acquire(spec)
+        future = self._host.start(self._loaded)
         if old is not None:
-            model.worker.submit(old.close)
-        model.load_future = model.worker.submit(self._load, spec)
-        return model.load_future
+            self._host.release(old)
+        return future
 
     def use_backend(self, backend: Backend) -> None:
         """Serve with a backend the caller already holds (evaluation, tests) instead of
-        loading one; call before any request."""
-        if self._model.load_future is not None:
-            raise RuntimeError("the engine is already loading or serving a model")
-        self._install(backend, time.perf_counter())
-        self._model.load_future = Future()
-        self._model.load_future.set_result(None)
+        loading one; call before any request. Sessions of this engine share it."""
+        if self._loaded is None:
+            self._loaded = self._host.acquire(self.settings.backend)
+        self._host.install(self._loaded, backend)
 
     @property
     def backend(self) -> Backend | None:
-        return self._model.backend
+        loaded = self._loaded
+        return loaded.backend if loaded is not None and not loaded.closed else None
 
     @property
     def ready(self) -> bool:
-        return self._model.backend is not None
+        return self._loaded is not None and self._loaded.ready
 
     @property
     def load_error(self) -> BaseException | None:
-        return self._model.load_error
+        return self._loaded.load_error if self._loaded is not None else None
 
     async def wait_loaded(self) -> None:
         """Wait for the backend load to finish, successfully or not."""
@@ -285,6 +242,13 @@ class Engine:
         if not invoked:
             self._debounce.request()
         try:
+            document = self.documents.get(uri) if uri else None
+            if document is not None and document.text == text and document.needs_long_parse():
+                # A large first parse runs in slices: other requests, of this session
+                # and the others, are answered in between.
+                await document.parse_without_blocking()
+                if call.superseded:
+                    return self._superseded(None)
             prepared = self._prepare(text, offset, language, uri, path)
             if isinstance(prepared, Completion):
                 return self._answered(prepared, text, offset, uri, started, speculative)
@@ -348,10 +312,10 @@ class Engine:
             self.complete(text, offset, uri=uri, invoked=True, speculative=True)
         )
 
-    def _superseded(self, ctx: CompletionContext) -> Completion:
+    def _superseded(self, ctx: CompletionContext | None) -> Completion:
         with self._stats_lock:
             self._stats.superseded += 1
-        return Completion("", ctx.mode, "superseded by a newer request")
+        return Completion("", ctx.mode if ctx else None, "superseded by a newer request")
 
     def _language(
         self, language: str | None, uri: str | None, path: str | None
@@ -371,7 +335,8 @@ class Engine:
         """An immediate answer, or the context to run the model on."""
         with self._stats_lock:
             self._stats.requests += 1
-        count_tokens = self._model.count_tokens
+        loaded = self._loaded
+        count_tokens = loaded.count_tokens if loaded is not None else None
         if not self.ready or count_tokens is None:
             reason = "model failed to load" if self.load_error else "model is loading"
             return Completion("", None, reason)
@@ -390,7 +355,7 @@ class Engine:
         document = self.documents.get(uri) if uri else None
         tree = None
         if document is not None and document.language is spec and document.text == text:
-            tree = document.tree()
+            tree = self.documents.tree(document)
         neighbours: list[Source] = []
         if user.cross_file and uri is not None:
             for other in self.documents.neighbours(uri):
@@ -426,7 +391,7 @@ class Engine:
     def _candidates(self) -> int:
         """How many completions to ask for: the user's `candidates` setting, else the
         backend's default; one from a backend that cannot decode several at once."""
-        backend = self._model.backend
+        backend = self.backend
         if getattr(backend, "infill_candidates", None) is None:
             return 1
         chosen = self.user_settings.candidates
@@ -435,9 +400,11 @@ class Engine:
     def _submit(
         self, request: _ModelRequest, cancel: threading.Event, submitted: float
     ) -> Future[Completion]:
+        loaded = self._loaded
+        assert loaded is not None, "requests are only submitted once the model is ready"
         with self._stats_lock:
             self._pending.add(cancel)
-        job = self._model.worker.submit(self._run, request, cancel)
+        job = loaded.worker.submit(self._run, request, cancel, loaded)
         job.add_done_callback(lambda _: self._forget(cancel))
         return job
 
@@ -445,10 +412,13 @@ class Engine:
         with self._stats_lock:
             self._pending.discard(cancel)
 
-    def _run(self, request: _ModelRequest, cancel: threading.Event) -> Completion:
-        backend = self._model.backend
-        assert backend is not None, "requests are only submitted once the model is ready"
-        if cancel.is_set():
+    def _run(
+        self, request: _ModelRequest, cancel: threading.Event, loaded: LoadedBackend
+    ) -> Completion:
+        # The backend it was submitted to: this session may have switched since (and
+        # then cancelled it), the backend closed once no session uses it.
+        backend = loaded.backend
+        if cancel.is_set() or backend is None:
             raise InfillCancelled("cancelled while queued")
         ctx = request.ctx
         with self._stats_lock:
@@ -611,13 +581,21 @@ class Engine:
     def stats(self) -> EngineStats:
         with self._stats_lock:
             stats = replace(self._stats)
+        loaded = self._loaded  # what this engine's backend is, as the host holds it
+        if loaded is not None:
+            stats.model_ready = loaded.ready
+            stats.model_error = loaded.model_error
+            stats.load_ms = loaded.load_ms
+            stats.backend = loaded.name
+            stats.backend_description = loaded.description
         if stats.accepted:
             stats.acceptance_rate = stats.accepted / max(stats.completions, 1)
         return stats
 
     def close(self) -> None:
-        """Drop queued work, stop a running infill at its next step, release the backend
-        (a session leaves the shared model to the engine it came from). Idempotent."""
+        """Drop queued work, stop a running infill at its next step, let go of the
+        backend (closed once no other session uses it; the engine that made the sessions
+        closes every backend). Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -625,10 +603,7 @@ class Engine:
             pending = list(self._pending)
         for cancel in pending:
             cancel.set()
-        if not self._owns_model:
-            return
-        model = self._model
-        # The backend is closed on the worker, after the infill it may be running.
-        if model.backend is not None:
-            model.worker.submit(model.backend.close)
-        model.worker.shutdown(wait=False)
+        if self._loaded is not None:
+            self._host.release(self._loaded)  # kept: its name and load error stay readable
+        if self._owns_host:
+            self._host.close()

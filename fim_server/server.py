@@ -8,23 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import difflib
 import logging
 import uuid
+from concurrent.futures import Future
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import unquote
 
+from cattrs import Converter
+from cattrs.errors import ClassValidationError
 from lsprotocol import types
 from pygls.capabilities import get_capability
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol import LanguageServerProtocol, default_converter, lsp_method
+from pygls.protocol.json_rpc import (
+    JsonRPCNotification,
+    JsonRPCRequestMessage,
+    JsonRPCResponseMessage,
+)
 
 from . import __version__
 from .completion import Completion
 from .documents import Document, Position, PositionError, TextChange, units_of
 from .engine import Engine
-from .settings import apply_settings, backend_spec
+from .settings import SETTING_KEYS, apply_settings, backend_spec
 from .stats import EngineStats
 
 logger = logging.getLogger(__name__)
@@ -101,7 +110,10 @@ def _label(text: str) -> str:
 class FimProtocol(LanguageServerProtocol):
     """pygls' protocol without its own copy of each document: the engine's DocumentStore
     (text and parse tree together) is the one copy, kept by the handlers below. A request
-    cancelled before its answer is sent gets -32800 (RequestCancelled)."""
+    cancelled before its answer is sent gets -32800 (RequestCancelled). A client's errors
+    (a message that does not fit its method, a position outside the document) are
+    answered without pygls' ERROR log: its tracebacks quote the values they choked on (a
+    document, a header), so they go to DEBUG."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,12 +128,39 @@ class FimProtocol(LanguageServerProtocol):
             self._cancelled_unsent.add(msg_id)
         super()._handle_cancel_notification(msg_id)
 
-    def _send_handler_result(self, future: Any, *, msg_id: Any) -> None:
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        # pygls' own choice of message type; only what is logged differs.
+        if "jsonrpc" not in data:
+            return data
+        if "id" not in data:
+            kind = self.get_message_type(data.get("method", "")) or JsonRPCNotification
+        elif "error" in data:
+            kind = types.ResponseErrorMessage
+        elif "method" in data:
+            kind = self.get_message_type(data["method"]) or JsonRPCRequestMessage
+        else:
+            kind = self._result_types.pop(data["id"], None) or JsonRPCResponseMessage
+        try:
+            return self._converter.structure(data, kind)
+        except ClassValidationError as exc:
+            logger.debug("%s does not fit its method", data.get("method"), exc_info=True)
+            raise JsonRpcInvalidParams() from exc
+        except Exception as exc:
+            logger.debug("cannot read %s", data.get("method"), exc_info=True)
+            raise JsonRpcInternalError() from exc
+
+    def _send_handler_result(self, future: Future[Any], *, msg_id: Any) -> None:
         if msg_id in self._cancelled_unsent:
             self._cancelled_unsent.discard(msg_id)
             future = concurrent.futures.Future()
             future.cancel()  # pygls answers a cancelled request with -32800
-        super()._send_handler_result(future, msg_id=msg_id)
+        error = None if future.cancelled() else future.exception()
+        if not isinstance(error, JsonRpcInvalidParams):
+            super()._send_handler_result(future, msg_id=msg_id)
+            return
+        self._request_futures.pop(msg_id, None)
+        logger.debug("request %s refused: %s", msg_id, error.message, exc_info=error)
+        self._send_response(msg_id, error=error.to_response_error())
 
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams):
@@ -136,12 +175,32 @@ class FimProtocol(LanguageServerProtocol):
         yield self.fm.features[types.TEXT_DOCUMENT_DID_CLOSE], (params,), None
 
 
+def _strict_position(value: Any, _: type) -> types.Position:
+    if not isinstance(value, dict):
+        raise TypeError("a position must be an object")
+    line, character = value["line"], value["character"]
+    for number in (line, character):
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise TypeError("a position's line and character must be integers")
+    return types.Position(line=line, character=character)
+
+
+def lsp_converter() -> Converter:
+    """pygls' converter, with positions taken strictly: cattrs makes the integers 1, 5
+    and 1 of `1.5`, `"5"` and `true`, so a client's wrong position would be completed at
+    a place it never named instead of being refused (-32602)."""
+    converter = default_converter()
+    converter.register_structure_hook(types.Position, _strict_position)
+    return converter
+
+
 class FimLanguageServer(LanguageServer):
     def __init__(self, engine: Engine) -> None:
         super().__init__(
             SERVER_NAME,
             __version__,
             protocol_cls=FimProtocol,
+            converter_factory=lsp_converter,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.engine = engine
@@ -159,7 +218,13 @@ class FimLanguageServer(LanguageServer):
         """Apply settings from the client; report bad values and keep serving."""
         update = apply_settings(self.engine.user_settings, payload)
         for key in update.ignored:
-            logger.info("%s: unknown setting %r ignored", origin, key)
+            # A name is only quoted when it is a known one misspelt: any other string a
+            # client sends as a key may be anything (a pasted key, code).
+            near = difflib.get_close_matches(key, SETTING_KEYS, n=1)
+            if near:
+                logger.info("%s: unknown setting %r ignored (%s?)", origin, key, near[0])
+            else:
+                logger.info("%s: an unknown setting ignored", origin)
         for error in update.errors:
             message = f"fim-server: {error}"
             logger.warning("%s: %s", origin, error)

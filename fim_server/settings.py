@@ -141,7 +141,8 @@ def apply_settings(current: UserSettings, payload: Any) -> SettingsUpdate:
             }.get(kind, "an object")
             expected += " or null" if nullable else ""
             errors.append(
-                f"setting {key} must be {expected}, got {value!r}; kept {_now(current, name)}"
+                f"setting {key} must be {expected}, got {_kind_of(value)}; "
+                f"kept {_now(current, name)}"
             )
             continue
         if minimum is not None and value < minimum:
@@ -163,6 +164,18 @@ def apply_settings(current: UserSettings, payload: Any) -> SettingsUpdate:
             value = tuple(sorted(value.items()))
         changes[name] = float(value) if kind is float else value
     return SettingsUpdate(replace(current, **changes), errors, ignored)
+
+
+def _kind_of(value: Any) -> str:
+    """A wrong value as a message may show it: numbers and switches as they are; text,
+    lists and objects by their type only, since they may hold a secret (`headers` sent as
+    a list of pairs) or code."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    kind = {str: "a string", list: "a list", dict: "an object"}.get(type(value), "a value")
+    return f"{kind} of {len(value)}" + (" characters" if isinstance(value, str) else " items")
 
 
 def _check(key: str, value: Any) -> str | None:

@@ -1,4 +1,5 @@
-"""Counters of the completion pipeline, as `fim/stats` reports them."""
+"""Counters of the completion pipeline, as `fim/stats` reports them: one set per session
+(per TCP connection), with the state of the backend that session uses."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class EngineStats:
     last_model_confidence: float | None = None
     last_mode: str | None = None  # the completion mode of the last request, for clients
     last_language: str | None = None  # and the language it was read as (None: plain text)
-    busy: bool = False  # the worker is running a request right now
+    busy: bool = False  # the backend is running a request of this session right now
     backend: str | None = None  # the loaded backend's name ("embedded", ...)
     backend_description: str | None = None  # what it is, on which device
     model_ready: bool = False

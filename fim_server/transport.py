@@ -26,10 +26,12 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
@@ -49,6 +51,9 @@ GRACE_S = 0.5
 MAX_UNSENT_BYTES = 16 * 1024 * 1024
 # How long a refused client may take to send the request its refusal answers.
 REFUSAL_WAIT_S = 5.0
+# At the end of the client's stream (a TCP half-close, stdin closed) the requests already
+# received are still answered, for at most this long.
+DRAIN_S = 10.0
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -120,13 +125,19 @@ class Message:
 
 @dataclass(frozen=True)
 class Malformed:
-    """A frame that carries no usable message; `code` is the JSON-RPC error it earns."""
+    """A frame that carries no usable message; `code` is the JSON-RPC error it earns,
+    `msg_id` the id of the request it was, where that could be read."""
 
     code: int
     reason: str
+    msg_id: Any = None
 
 
 Frame = Message | Malformed
+
+
+class TooDeep(ValueError):
+    """Valid JSON nested deeper than the parser's recursion allows."""
 
 
 def _json(data: bytes) -> Any:
@@ -134,7 +145,46 @@ def _json(data: bytes) -> Any:
     try:
         return json.loads(data)
     except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+        raise TooDeep("JSON nested too deeply") from None
+
+
+# How far into a message nested too deeply its id is looked for.
+_ID_SCAN_CHARS = 4 * 1024 * 1024
+_STRUCTURE = re.compile(r'["{}\[\],]')
+
+
+def _top_level_id(data: bytes) -> Any:
+    """The "id" member of the JSON object in `data`, found without parsing the other
+    members (which may be nested too deeply to parse); None if there is none."""
+    text = data[:_ID_SCAN_CHARS].decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    depth, key_next, at = 0, False, 0
+    while (match := _STRUCTURE.search(text, at)) is not None:
+        char, at = match.group(), match.end()
+        if char == '"':
+            try:
+                value, at = decoder.raw_decode(text, match.start())
+            except ValueError:
+                return None
+            if depth == 1 and key_next:
+                key_next = False
+                colon = re.compile(r"\s*:\s*").match(text, at)
+                if colon is None:
+                    return None
+                if value == "id":
+                    try:
+                        return decoder.raw_decode(text, colon.end())[0]
+                    except (ValueError, RecursionError):
+                        return None
+                at = colon.end()
+        elif char in "{[":
+            depth += 1
+            key_next = depth == 1 and char == "{"
+        elif char in "}]":
+            depth -= 1
+        elif depth == 1:  # a comma between members
+            key_next = True
+    return None
 
 
 class FrameReader:
@@ -251,6 +301,11 @@ class FrameReader:
         body = self._take(min(length, len(self._buffer)))
         try:
             return Message(_json(body))
+        except TooDeep:
+            # Whole, but too deep to read: the request is still answered, by its id.
+            return Malformed(
+                INVALID_REQUEST, "the message is nested too deeply", _top_level_id(body)
+            )
         except ValueError:
             pass
         # Announced too long: one JSON value, then the start of the next header.
@@ -306,7 +361,8 @@ class FrameReader:
         try:
             return Message(_json(data))
         except ValueError:
-            return Malformed(PARSE_ERROR, f"not an LSP frame: {bytes(data[:40])!r}")
+            # Not quoted: the bytes may be a document's text.
+            return Malformed(PARSE_ERROR, f"not an LSP frame ({len(data)} bytes)")
 
     async def _skip(self, length: int) -> None:
         """Drop an over-long body as it arrives, without keeping it, stopping early at a
@@ -351,6 +407,14 @@ def _whole_json(data: bytes) -> tuple[Any] | None:
         return None
 
 
+def _size(value: Any) -> int:
+    """The bytes `value` takes as JSON, for a log line that must not show it."""
+    try:
+        return len(json.dumps(value))
+    except (TypeError, ValueError, RecursionError):
+        return -1
+
+
 def _valid_id(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -365,6 +429,13 @@ class Session:
         self.initialized = False
         self.shut_down = False
         self.exit_code: int | None = None
+        self.last_active = time.monotonic()  # when the client last sent something
+
+    def idle_for(self) -> float | None:
+        """Seconds since the client last sent anything; None while a request runs."""
+        if any(not f.done() for f in self.protocol._request_futures.values()):
+            return None
+        return time.monotonic() - self.last_active
 
     def send_error(self, msg_id: Any, code: int, message: str) -> None:
         response = {
@@ -380,11 +451,13 @@ class Session:
             while self.exit_code is None:
                 frame = await self.frames.next()
                 if frame is None:
+                    await self._drain()
                     break
+                self.last_active = time.monotonic()
                 if isinstance(frame, Malformed):
                     logger.warning("bad frame: %s", frame.reason)
                     if frame.reason:
-                        self.send_error(None, frame.code, frame.reason)
+                        self.send_error(frame.msg_id, frame.code, frame.reason)
                     continue
                 if self.handle(frame.value):
                     # Let the request's handler start now: it reads the document as the
@@ -396,6 +469,15 @@ class Session:
         if self.exit_code is not None:
             return self.exit_code
         return 0 if self.shut_down else 1
+
+    async def _drain(self) -> None:
+        """Let the requests already received finish: a client that half-closes its end
+        still reads the answers."""
+        deadline = time.monotonic() + DRAIN_S
+        futures = self.protocol._request_futures
+        while any(not f.done() for f in futures.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the answers' callbacks write them out
 
     def _cancel_requests(self) -> None:
         for future in list(self.protocol._request_futures.values()):
@@ -465,15 +547,17 @@ class Session:
         try:
             message = self.protocol.structure_message(value)
         except JsonRpcInvalidParams:
+            # The params may be a whole document or hold a secret: their size is enough.
             reason = f"invalid params for {value.get('method')}"
-            logger.warning("%s: %s", reason, value.get("params"))
+            logger.warning("%s (%d bytes)", reason, _size(value.get("params")))
             if request_id is not None:
                 self.send_error(request_id, INVALID_PARAMS, reason)
             return False
         except Exception as exc:
-            logger.warning("cannot read message %s: %s", value.get("method"), exc)
+            reason = f"cannot read the message: {type(exc).__name__}"
+            logger.warning("%s: %s", value.get("method"), reason)
             if request_id is not None:
-                self.send_error(request_id, INVALID_REQUEST, f"cannot read the message: {exc}")
+                self.send_error(request_id, INVALID_REQUEST, reason)
             return False
         # pygls files the future of a notification run through a generator handler (its
         # own didOpen/didChange/didClose, initialized) under a fresh id that nothing ever
@@ -597,29 +681,50 @@ async def serve_tcp_async(
     max_unsent_bytes: int = MAX_UNSENT_BYTES,
     on_listening: Callable[[asyncio.Server], Awaitable[None] | None] | None = None,
     on_session_end: Callable[[LanguageServer], None] | None = None,
+    idle_s: float = defaults.IDLE_SESSION_S,
 ) -> None:
-    """Serve every connection as its own session until cancelled."""
-    active: set[asyncio.Task[Any]] = set()
+    """Serve every connection as its own session until cancelled. With every slot taken,
+    a new client takes that of the session idle longest (`idle_s` at least)."""
+    active: dict[asyncio.Task[Any], tuple[Session, asyncio.StreamWriter]] = {}
+
+    def evict_idle() -> bool:
+        """Close the session idle longest if it has been idle `idle_s`; True if one was."""
+        idle = [(s.idle_for(), task, s, w) for task, (s, w) in active.items()]
+        idle = [entry for entry in idle if entry[0] is not None and entry[0] >= idle_s]
+        if not idle:
+            return False
+        seconds, task, session, writer = max(idle, key=lambda entry: entry[0])
+        why = (
+            f"fim-server: this session was idle for {seconds:.0f} s and another client "
+            f"needed its slot (--max-sessions {max_sessions}); reconnect to go on"
+        )
+        logger.warning("%s (%s)", why, writer.get_extra_info("peername"))
+        warning = types.ShowMessageParams(type=types.MessageType.Warning, message=why)
+        session.protocol.notify(types.WINDOW_SHOW_MESSAGE, warning)
+        del active[task]
+        writer.close()  # its session sees the end of its stream and ends
+        return True
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         task = asyncio.current_task()
+        assert task is not None
         try:
-            if len(active) >= max_sessions:
+            if len(active) >= max_sessions and not evict_idle():
                 why = (
                     f"fim-server: refused: {len(active)} clients are connected, the most it "
-                    f"serves at once (--max-sessions)"
+                    f"serves at once (--max-sessions), and none has been idle {idle_s:.0f} s"
                 )
                 logger.warning("%s (%s)", why, peer)
                 await _refuse(reader, writer, why)
                 return
-            assert task is not None
-            active.add(task)
             server = make_server()
             server.protocol.set_writer(_TcpWriter(writer, max_unsent_bytes))
+            session = Session(server, FrameReader(StreamSource(reader)))
+            active[task] = (session, writer)
             logger.info("session opened: %s (%d active)", peer, len(active))
             try:
-                code = await Session(server, FrameReader(StreamSource(reader))).run()
+                code = await session.run()
                 logger.info("session closed: %s (exit code %d)", peer, code)
             finally:
                 if on_session_end is not None:
@@ -627,7 +732,7 @@ async def serve_tcp_async(
         except (ConnectionError, OSError) as exc:
             logger.info("session %s lost: %s", peer, exc)
         finally:
-            active.discard(task)  # type: ignore[arg-type]
+            active.pop(task, None)
             writer.close()
 
     listener = await asyncio.start_server(connection, host, port)

@@ -69,12 +69,14 @@ class InfillModel:
         for name in ("config.json", "model.safetensors", "tokenizer.json"):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"model folder {folder} has no {name}")
-        model = load_transformer(folder, device)
+        model = load_transformer(folder, device)  # ValueError names the file
         if device.startswith("cuda"):
             model = model.to(torch.bfloat16)  # fp32 on CPU: bf16 there is far slower
-        return cls(
-            model, CodeTokenizer.load(folder / "tokenizer.json"), settings or SamplerSettings()
-        )
+        try:
+            tokenizer = CodeTokenizer.load(folder / "tokenizer.json")
+        except Exception as exc:  # tokenizers raises its own Exception type
+            raise ValueError(f"{folder / 'tokenizer.json'}: does not load ({exc})") from None
+        return cls(model, tokenizer, settings or SamplerSettings())
 
     @property
     def block_size(self) -> int:

@@ -40,9 +40,68 @@ class ModelConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
-        raw = json.loads(Path(path).read_text())
+        """The config in `path`, checked against sane bounds before anything is sized
+        from it; ValueError names the file and the value."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{path}: not readable JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: not a JSON object")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        values = {k: v for k, v in raw.items() if k in known}
+        problem = _config_problem(values)
+        if problem is not None:
+            raise ValueError(f"{path}: {problem}")
+        return cls(**values)
+
+
+# Bounds of each size in a config.json, checked before the network or its key/value cache
+# is allocated: `max_seq_len: 2000000` alone would size a cache of gigabytes. Far beyond
+# any small embedded model, well short of what would exhaust a machine.
+_INT_BOUNDS = {
+    "vocab_size": (2, 1_000_000),
+    "dim": (1, 16_384),
+    "n_layers": (1, 256),
+    "n_heads": (1, 256),
+    "ffn_dim": (1, 131_072),
+    "max_seq_len": (1, 32_768),
+    "block_size": (1, 1_024),
+    "context_tokens": (0, 32_768),
+}
+# The key/value cache (n_layers x max_seq_len x 2 x dim, fp32) allocated with the model.
+MAX_CACHE_BYTES = 4 * 1024**3
+
+
+def _config_problem(values: dict[str, object]) -> str | None:
+    for name, (low, high) in _INT_BOUNDS.items():
+        value = values.get(name, ModelConfig.__dataclass_fields__[name].default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{name} must be an integer, got {value!r}"
+        if not low <= value <= high:
+            return f"{name} {value} is outside {low}-{high}"
+    for name in ("rope_theta", "norm_eps"):
+        value = values.get(name, ModelConfig.__dataclass_fields__[name].default)
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            return f"{name} must be a positive number, got {value!r}"
+    cfg = ModelConfig(**values)  # type: ignore[arg-type]
+    if cfg.dim % cfg.n_heads or cfg.head_dim % 2:
+        return f"dim {cfg.dim} must split into {cfg.n_heads} heads of an even size"
+    if cfg.block_size > cfg.max_seq_len or cfg.context_tokens > cfg.max_seq_len:
+        return f"block_size and context_tokens must fit in max_seq_len {cfg.max_seq_len}"
+    cache = cfg.n_layers * cfg.max_seq_len * 2 * cfg.dim * 4
+    if cache > MAX_CACHE_BYTES:
+        return (
+            f"max_seq_len {cfg.max_seq_len} with {cfg.n_layers} layers of {cfg.dim} needs "
+            f"a {cache / 1024**3:.1f} GiB key/value cache (at most {MAX_CACHE_BYTES >> 30})"
+        )
+    return None
 
 
 class RMSNorm(nn.Module):

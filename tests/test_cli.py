@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from fim_server.cli import UsageError, offset_of, parse_location
+from fim_server.cli import (
+    MAX_SOURCE_BYTES,
+    UsageError,
+    offset_of,
+    parse_location,
+    parse_tcp_address,
+)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -82,3 +92,69 @@ def test_complete_lists_the_other_candidates() -> None:
     assert "candidate " not in alone.stderr
     bad = run("complete", f"{example}:17:16", "--candidates", "0")
     assert bad.returncode == 2 and "--candidates" in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_complete_refuses_what_is_not_a_regular_file_of_sane_size(
+    kind: str, tmp_path: Path
+) -> None:
+    if kind == "fifo":
+        path = tmp_path / "pipe.py"
+        os.mkfifo(path)  # nobody writes: reading it would wait forever
+    elif kind == "device":
+        path = Path("/dev/zero")  # never ends: reading it would fill memory
+    else:
+        path = tmp_path / "huge.py"
+        with path.open("wb") as file:
+            file.truncate(MAX_SOURCE_BYTES + 1)  # sparse: no disk used
+    result = subprocess.run(
+        [sys.executable, "-m", "fim_server", "complete", f"{path}:1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    reason = "larger than 64 MiB" if kind == "huge" else "not a regular file"
+    assert f"cannot read {path}: {reason}" in result.stderr
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 in this Python")
+def test_tcp_takes_an_ipv6_address_in_brackets() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    assert parse_tcp_address(f"[::1]:{port}") == ("::1", port)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fim_server", "--tcp", f"[::1]:{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connection = socket.create_connection(("::1", port), timeout=10)
+                break
+            except OSError:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        with connection:
+            body = json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                 "params": {"processId": None, "rootUri": None, "capabilities": {}}}
+            ).encode()  # fmt: skip
+            connection.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            reply = b""
+            while b'"capabilities"' not in reply:
+                chunk = connection.recv(65536)
+                assert chunk, "the server hung up"
+                reply += chunk
+    finally:
+        process.kill()
+        process.wait()
+    with pytest.raises(UsageError):
+        parse_tcp_address("[::1:2087")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -86,3 +87,56 @@ def test_closed_edited_documents_stay_as_recent_neighbours() -> None:
     store.close("file:///x/edited.py")
     store.close("file:///x/untouched.py")
     assert [d.uri for d in store.neighbours("file:///x/current.py")] == ["file:///x/edited.py"]
+
+
+# -- parse state with a ceiling ---------------------------------------------------------
+
+BODY = "".join(f"def f{i}(a, b):\n    return a + b * {i}\n\n" for i in range(200))
+
+
+def test_parse_state_is_capped_and_dropped_trees_are_rebuilt_on_demand() -> None:
+    store = DocumentStore(tree_budget_chars=3 * len(BODY))
+    documents = []
+    for i in range(10):
+        store.open(f"file:///x/m{i}.py", BODY, "python")
+        documents.append(store.get(f"file:///x/m{i}.py"))
+        store.tree(documents[-1])
+        assert store.held_tree_chars() <= 3 * len(BODY)
+    assert [d.has_tree for d in documents] == [False] * 7 + [True] * 3  # the recent ones
+    first = documents[0]
+    tree = store.tree(first)  # dropped: parsed again, whole
+    assert str(tree.root_node) == str(parse(LANGUAGES["python"], BODY.encode()).root_node)
+    assert first.full_parses == 2 and store.held_tree_chars() <= 3 * len(BODY)
+
+
+def test_closed_documents_kept_for_context_keep_no_tree() -> None:
+    store = DocumentStore()
+    store.open("file:///x/a.py", BODY, "python")
+    document = store.change(
+        "file:///x/a.py", 2, [TextChange("x = 1\n", Position(0, 0), Position(0, 0))]
+    )
+    store.tree(document)
+    store.close("file:///x/a.py")
+    assert [d.uri for d in store.neighbours(None)] == ["file:///x/a.py"]
+    assert not document.has_tree and store.held_tree_chars() == 0
+
+
+async def test_edits_made_during_a_sliced_parse_reach_its_tree() -> None:
+    store = DocumentStore()
+    text = BODY * 20  # over BACKGROUND_PARSE_CHARS
+    store.open("file:///x/big.py", text, "python")
+    document = store.get("file:///x/big.py")
+    assert document.needs_long_parse()
+    parsing = asyncio.ensure_future(document.parse_without_blocking())
+    await asyncio.sleep(0)  # the first slice ran; the edits come in between
+    expected = text
+    for version, (line, new) in enumerate([(0, "import os\n"), (5, "    # note\n")], start=2):
+        at = Position(line, 0)
+        store.change("file:///x/big.py", version, [TextChange(new, at, at)])
+        offset = sum(len(x) + 1 for x in expected.split("\n")[:line])
+        expected = expected[:offset] + new + expected[offset:]
+    assert document.text == expected
+    await parsing
+    fresh = parse(LANGUAGES["python"], expected.encode())
+    assert str(document.tree().root_node) == str(fresh.root_node)
+    assert document.full_parses == 1  # the sliced one; then only the edits re-parsed

@@ -110,6 +110,22 @@ async def test_every_bad_frame_case_is_answered_and_the_session_keeps_listening(
     assert await server.close() == 1  # the stream ended without shutdown and exit
 
 
+async def test_a_request_nested_too_deeply_to_parse_is_answered_with_its_own_id() -> None:
+    deep = "[" * 20_000 + "]" * 20_000
+    first = f'{{"jsonrpc": "2.0", "id": 11, "method": "fim/stats", "params": {deep}}}'
+    late = f'{{"jsonrpc": "2.0", "method": "fim/stats", "params": {{"a": {deep}}}, "id": "late"}}'
+    server = InProcessServer()
+    server.send(*initialize())
+    await server.answer("init")
+    server.send(frame(first.encode()), frame(late.encode()), frame(request(12, "fim/stats")))
+    for msg_id in (11, "late"):
+        answer = await server.answer(msg_id)
+        assert answer["error"]["code"] == -32600 and "nested" in answer["error"]["message"]
+    assert "result" in await server.answer(12)
+    assert not [r for r in server.out.responses() if r["id"] is None]
+    await server.close()
+
+
 SERVER = [sys.executable, "-m", "fim_server", "--stdio"]
 
 

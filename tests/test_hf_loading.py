@@ -92,3 +92,95 @@ def test_cancelling_stops_between_passes(tmp_path: Path) -> None:
             should_cancel=cancel_on_third_check, seed=0,
         )  # fmt: skip
     assert len(calls) == 3  # checked once per pass, stopped at the first True
+
+
+# -- a folder whose files are broken: the error names the file, before any allocation ----
+
+
+def _embedded_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    from fim_model import EMBEDDED_CHECKPOINT
+
+    folder = tmp_path / "embedded"
+    shutil.copytree(EMBEDDED_CHECKPOINT, folder)
+    return folder
+
+
+def _edit_config(folder: Path, **values: object) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config.update(values)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "values, says",
+    [
+        ({"max_seq_len": 2_000_000}, "max_seq_len 2000000 is outside"),
+        ({"n_heads": 0}, "n_heads 0 is outside"),
+        ({"dim": 130}, "must split into 2 heads of an even size"),
+        ({"vocab_size": 999_999}, "model.safetensors: embed.weight has shape"),
+        ({"n_layers": "four"}, "n_layers must be an integer"),
+    ],
+)
+def test_an_embedded_config_out_of_bounds_is_refused_before_allocating(
+    tmp_path: Path, values: dict, says: str
+) -> None:
+    import resource
+
+    folder = _embedded_copy(tmp_path)
+    _edit_config(folder, **values)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BackendError) as caught:
+        load_backend(BackendSpec(model_path=str(folder)))
+    message = str(caught.value)
+    assert str(folder / "config.json") in message or "model.safetensors" in message, message
+    assert says in message, message
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"peak RSS grew {grown_mb:.0f} MB"  # 2,000,000 positions: 8 GB
+
+
+def test_a_truncated_embedded_tokenizer_is_named(tmp_path: Path) -> None:
+    folder = _embedded_copy(tmp_path)
+    text = (folder / "tokenizer.json").read_text()
+    (folder / "tokenizer.json").write_text(text[: len(text) // 2])
+    with pytest.raises(BackendError) as caught:
+        load_backend(BackendSpec(model_path=str(folder)))
+    assert str(folder / "tokenizer.json") in str(caught.value)
+    assert "EOF while parsing" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "values, says",
+    [
+        ({"num_attention_heads": 0}, "num_attention_heads 0 must be at least 1"),
+        ({"hidden_size": 10**9}, "hidden_size 1000000000 is outside"),
+        ({"num_key_value_heads": 3}, "4 attention heads cannot share 3 key/value heads"),
+    ],
+)
+def test_a_diffusion_config_out_of_bounds_names_config_json(
+    tmp_path: Path, values: dict, says: str
+) -> None:
+    folder = build_dream(tmp_path / "Dream")
+    _edit_config(folder, **values)
+    with pytest.raises(BackendError) as caught:
+        load_backend(BackendSpec(model_path=str(folder)))
+    message = str(caught.value)
+    assert f"model folder {folder}: config.json: {says}" in message, message
+
+
+def test_inspect_says_a_broken_embedded_folder_will_not_load(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = _embedded_copy(tmp_path)
+    (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    result = subprocess.run(
+        [sys.executable, "-m", "fim_server", "inspect", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout
+    assert "will not load" in result.stdout and "model.safetensors" in result.stdout
+    assert "family: embedded" not in result.stdout

@@ -70,6 +70,11 @@ async def test_requests_before_initialize_get_32002_and_notifications_are_droppe
         {"line": 0, "character": -5},
         {"line": "one", "character": 0},
         None,
+        # Not integers, though cattrs would make 1, 1 and 1 of them.
+        {"line": 1.5, "character": 14},
+        {"line": "1", "character": 14},
+        {"line": True, "character": 14},
+        {"line": 1, "character": 14.0},
     ],
 )
 async def test_an_impossible_position_is_invalid_params(position: Any) -> None:

@@ -30,6 +30,7 @@ class ScriptedModel:
     steps: int = 1
     step_s: float = 0.0
     calls: int = 0
+    closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count_tokens(self, text: str) -> int:
@@ -45,7 +46,7 @@ class ScriptedModel:
         return Infill(self.answer, tokens=1, forward_passes=1, confidence=0.5)
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 def scripted_engine(model: ScriptedModel | None = None, cache_size: int = 16) -> Engine:

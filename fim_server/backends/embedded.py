@@ -42,8 +42,8 @@ class EmbeddedBackend:
             model = InfillModel.load(
                 folder, device=spec.device, settings=SamplerSettings(threshold=spec.threshold)
             )
-        except FileNotFoundError as exc:
-            raise BackendError(str(exc)) from exc
+        except (FileNotFoundError, ValueError) as exc:  # both name the file
+            raise BackendError(str(exc)) from None
         backend = cls(model, folder, spec.device)
         # The first forward pass pays for lazy initialisation inside torch; pay it here
         # rather than in the user's first completion.

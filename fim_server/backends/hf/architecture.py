@@ -3,7 +3,23 @@ inspecting a folder must not pay for importing it)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from ..base import BackendError
+
+# Sane bounds of each size config.json gives, checked before the network is built from
+# it: far beyond any released diffusion coder, far short of a nonsense value that would
+# only fail (or exhaust memory) later with a message that names nothing.
+_BOUNDS = {
+    "vocab_size": (2, 1_000_000),
+    "hidden_size": (1, 65_536),
+    "layers": (1, 512),
+    "heads": (1, 1_024),
+    "kv_heads": (1, 1_024),
+    "head_dim": (2, 1_024),
+    "intermediate_size": (1, 1_048_576),
+}
 
 
 @dataclass(frozen=True)
@@ -20,6 +36,21 @@ class Architecture:
     qkv_bias: bool = False  # Qwen2
     qk_norm: bool = False  # Qwen3
     tied_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in _BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise BackendError(f"config.json: {name} {value} is outside {low}-{high}")
+        if self.heads % self.kv_heads or self.head_dim % 2:
+            raise BackendError(
+                f"config.json: {self.heads} attention heads cannot share {self.kv_heads} "
+                f"key/value heads, or head size {self.head_dim} is odd"
+            )
+        for name in ("rope_theta", "rms_eps"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise BackendError(f"config.json: {name} must be a positive number, got {value}")
 
     @property
     def parameters(self) -> int:

@@ -86,6 +86,7 @@ def read_folder(path: str | Path, family: Family | None = None) -> Folder:
         raise BackendError(f"model folder {folder} {unsupported_reason(config)}")
     try:
         arch = family.architecture(config)
+        family.block_size(config)  # checked now rather than at the first request
     except BackendError as exc:
         raise BackendError(f"model folder {folder}: {exc}") from None
     weights = scan_weights(folder)

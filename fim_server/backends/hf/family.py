@@ -66,6 +66,8 @@ def qwen_architecture(config: dict[str, Any], *, qkv_bias: bool, qk_norm: bool) 
     try:
         hidden = int(config["hidden_size"])
         heads = int(config["num_attention_heads"])
+        if heads < 1:
+            raise BackendError(f"config.json: num_attention_heads {heads} must be at least 1")
         return Architecture(
             vocab_size=int(config["vocab_size"]),
             hidden_size=hidden,

@@ -76,6 +76,8 @@ class LLaDA(Family):
         try:
             hidden = int(config["d_model"])
             heads = int(config["n_heads"])
+            if heads < 1:
+                raise BackendError(f"config.json: n_heads {heads} must be at least 1")
             return Architecture(
                 vocab_size=int(config.get("embedding_size") or config["vocab_size"]),
                 hidden_size=hidden,

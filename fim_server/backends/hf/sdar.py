@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..base import BackendError
 from .architecture import Architecture
 from .checkpoint import TokenizerFiles, config_int
 from .family import (
@@ -79,7 +80,10 @@ class SDAR(Family):
         return Prompt([fim_suffix, *suffix, fim_prefix, *prefix], [])
 
     def block_size(self, config: dict[str, Any]) -> int:
-        return config_int(config, "block_size", 4) or 4
+        block = config_int(config, "block_size", 4) or 4
+        if not 1 <= block <= 1_024:
+            raise BackendError(f"config.json: block_size {block} is outside 1-1024")
+        return block
 
 
 FAMILY = SDAR()
