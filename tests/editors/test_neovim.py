@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -58,21 +59,29 @@ ACCEPTED = (
 )
 
 
-def user_config(tmp_path: Path, model: str | None = None, candidates: int | None = None) -> Path:
+def user_config(
+    tmp_path: Path,
+    model: str | None = None,
+    candidates: int | None = None,
+    options: dict[str, object] | None = None,
+) -> Path:
     """examples/editors/init.lua with its paths filled in, as a user does after copying it
-    (and `model`, `candidates` set where given, as a user would uncomment them)."""
+    (and `model`, `candidates` and `options` set where given, as a user would uncomment
+    their lines: each is one of the example's commented settings)."""
     text = EXAMPLE.read_text(encoding="utf-8")
     server = "/path/to/fim-server/.venv/bin/fim-server"
     assert server in text and "/path/to/fim-server/editors/neovim" in text
     text = text.replace(server, server_command()[0]).replace("/path/to/fim-server", str(REPO))
+    chosen = dict(options or {})
     if model is not None:
-        commented = "-- model = '~/models/fim-checkpoint',"
-        assert commented in text
-        text = text.replace(commented, f"model = {json.dumps(model)},")
+        chosen["model"] = model
     if candidates is not None:
-        commented = "-- candidates = 3,"
-        assert commented in text
-        text = text.replace(commented, f"candidates = {candidates},")
+        chosen["candidates"] = candidates
+    for name, value in chosen.items():
+        # `-- name = value, -- what it does`: the user's value, uncommented.
+        commented = re.compile(rf"^(\s*)-- {name} = [^,]*,", re.M)
+        assert commented.search(text), f"the example has no commented {name} setting"
+        text = commented.sub(lambda m: f"{m.group(1)}{name} = {json.dumps(value)},", text, count=1)
     path = tmp_path / "init.lua"
     path.write_text(text, encoding="utf-8")
     return path
