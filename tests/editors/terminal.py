@@ -203,7 +203,8 @@ class Terminal:
             if value:
                 return value
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; screen:\n{screen.text()}")
+                shown = screen.text()
+                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; screen:\n{shown}")
             time.sleep(0.05)
 
     def close(self) -> None:

@@ -81,7 +81,8 @@ def user_config(
         # `-- name = value, -- what it does`: the user's value, uncommented.
         commented = re.compile(rf"^(\s*)-- {name} = [^,]*,", re.M)
         assert commented.search(text), f"the example has no commented {name} setting"
-        text = commented.sub(lambda m: f"{m.group(1)}{name} = {json.dumps(value)},", text, count=1)
+        setting = f"{name} = {json.dumps(value)},"
+        text = commented.sub(lambda m, setting=setting: m.group(1) + setting, text, count=1)
     path = tmp_path / "init.lua"
     path.write_text(text, encoding="utf-8")
     return path

@@ -74,8 +74,6 @@ def start_nvim(workspace: Path, tmp_path: Path) -> Iterator[Callable[..., Termin
         sockets.rmdir()
 
 
-
-
 def test_bracket_typed_key_by_key_shows_ghost_text_in_its_own_colour(
     start_nvim: Callable[..., Terminal], bracket_completion: tuple[str, int]
 ) -> None:
