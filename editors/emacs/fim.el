@@ -417,16 +417,29 @@ Nil when nothing is left to show."
         nil
       (setq shown (copy-sequence shown))
       (add-text-properties 0 (length shown) '(face fim-ghost-face) shown)
-      ;; The cursor stays in front of the ghost text.
-      (put-text-property 0 1 'cursor t shown)
       (unless fim--overlay
         (setq fim--overlay (make-overlay (point) (point) nil nil t)))
-      (move-overlay fim--overlay (point) (point))
-      (overlay-put fim--overlay 'after-string shown)
       (overlay-put fim--overlay 'fim t)
       (when strike
         (setq fim--replaced-overlay (make-overlay (point) end))
         (overlay-put fim--replaced-overlay 'face 'fim-replaced-face))
+      (if (eolp)
+          (progn
+            ;; The cursor stays in front of the ghost text.
+            (put-text-property 0 1 'cursor t shown)
+            (move-overlay fim--overlay (point) (point))
+            (overlay-put fim--overlay 'display nil)
+            (overlay-put fim--overlay 'after-string shown))
+        ;; Before text (the `)' of `foo(|)'), the cursor would be drawn on that text,
+        ;; after the ghost text: the overlay covers the character after point and shows
+        ;; the ghost text's first character in its place (the cursor is drawn there),
+        ;; then the rest and the character itself.
+        (let ((covered (buffer-substring (point) (1+ (point)))))
+          (when strike
+            (add-face-text-property 0 1 'fim-replaced-face t covered))
+          (move-overlay fim--overlay (point) (1+ (point)))
+          (overlay-put fim--overlay 'display (substring shown 0 1))
+          (overlay-put fim--overlay 'after-string (concat (substring shown 1) covered))))
       (setq fim--motion-keys-active (and fim-motion-keys-accept t)
             fim--showing t))))
 

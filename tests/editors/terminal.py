@@ -66,6 +66,11 @@ class Screen:
     def last_row(self) -> str:
         return self.rows[-1] if self.rows else ""
 
+    def unwrapped(self) -> str:
+        """The text with the lines an editor continued (a trailing backslash: Emacs on a
+        terminal) joined again."""
+        return re.sub(r"\\\n", "", self.text())
+
 
 _SGR = re.compile(r"\x1b\[([0-9;:]*)m")
 _OTHER_ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\x07]*\x07|[()][0-9A-B])")
@@ -155,7 +160,7 @@ class Terminal:
     def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
         assert TMUX is not None
         result = subprocess.run(
-            [TMUX, "-S", self.socket, "-f", "/dev/null", *args],
+            [TMUX, "-S", self.socket, "-f", self.socket + ".conf", *args],
             capture_output=True,
             text=True,
             timeout=30,
@@ -170,14 +175,18 @@ class Terminal:
         environment = {**env, "TERM": "tmux-256color"}
         environment.pop("TMUX", None)
         environment.pop("COLORTERM", None)  # no true colour unless the editor finds it
+        # Set before the editor starts (it reads its size once): the whole window is the
+        # editor's (no status line), <Esc> is <Esc> at once, a crash's screen stays.
+        Path(self.socket + ".conf").write_text(
+            "set -g status off\nset -g escape-time 0\nset -g remain-on-exit on\n"
+            "set -g default-terminal tmux-256color\n",
+            encoding="utf-8",
+        )
         self._tmux(
             "new-session", "-d", "-s", "fim", "-x", str(WIDTH), "-y", str(HEIGHT),
             "-c", str(cwd), *command, env=environment,
         )  # fmt: skip
         self.started = True
-        self._tmux("set-option", "-g", "default-terminal", "tmux-256color")
-        self._tmux("set-option", "-g", "escape-time", "0")  # <Esc> is <Esc>, at once
-        self._tmux("set-option", "-g", "remain-on-exit", "on")  # keep a crash's screen
 
     def type(self, text: str, interval: float = KEY_INTERVAL_S) -> None:
         """Type `text` one character at a time, as a person does."""
@@ -190,6 +199,11 @@ class Terminal:
         for name in names:
             self._tmux("send-keys", "-t", "fim", name)
             time.sleep(interval)
+
+    def cursor(self) -> tuple[int, int]:
+        """Where the terminal's cursor is: column and row, 0-based."""
+        x, y = self._tmux("display-message", "-p", "-t", "fim", "#{cursor_x} #{cursor_y}").split()
+        return int(x), int(y)
 
     def screen(self) -> Screen:
         return parse(self._tmux("capture-pane", "-t", "fim", "-e", "-p"))
@@ -216,6 +230,7 @@ class Terminal:
                 check=False,
             )
             self.started = False
+        Path(self.socket + ".conf").unlink(missing_ok=True)
 
 
 def tmux_missing() -> list[str]:

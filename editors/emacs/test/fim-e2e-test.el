@@ -51,8 +51,16 @@
                                     (overlays-in (point-min) (point-max)))))
     (when overlays
       (should (= (length overlays) 1))
-      (should (= (overlay-start (car overlays)) (point)))
-      (substring-no-properties (overlay-get (car overlays) 'after-string)))))
+      (let* ((overlay (car overlays))
+             ;; Before text, the overlay covers the character after point and shows the
+             ;; ghost text's first character in its place, then the rest and it.
+             (covered (buffer-substring-no-properties (overlay-start overlay)
+                                                      (overlay-end overlay)))
+             (shown (concat (or (overlay-get overlay 'display) "")
+                            (overlay-get overlay 'after-string))))
+        (should (= (overlay-start overlay) (point)))
+        (should (string-suffix-p covered shown))
+        (substring-no-properties shown 0 (- (length shown) (length covered)))))))
 
 (defun fim-test--line-before-point ()
   (buffer-substring-no-properties (line-beginning-position) (point)))
