@@ -82,3 +82,17 @@ def test_complete_lists_the_other_candidates() -> None:
     assert "candidate " not in alone.stderr
     bad = run("complete", f"{example}:17:16", "--candidates", "0")
     assert bad.returncode == 2 and "--candidates" in bad.stderr
+
+
+def test_each_candidate_says_which_brackets_it_replaces(tmp_path: Path) -> None:
+    # Between brackets every candidate replaces the `)`: the list says so for each, or
+    # `path.join(path))` would read as one `)` too many.
+    source = tmp_path / "join.py"
+    source.write_text("import os\n\npath = os.path.join()\n", encoding="utf-8")
+    result = run("complete", f"{source}:3:21", "--min-confidence", "0", "--candidates", "4")
+    assert result.returncode == 0, result.stderr
+    assert "replace_chars=1 " in result.stderr.splitlines()[-1]
+    others = [line for line in result.stderr.splitlines() if line.startswith("candidate ")]
+    assert others, result.stderr
+    for line in others:
+        assert line.endswith(" replace_chars=1") and line.split("'")[-2].endswith(")"), line
