@@ -436,6 +436,17 @@ def test_toggle_stops_requests_and_tab_is_an_ordinary_tab(
     assert nvim.lua(f"vim.api.nvim_buf_get_lines(0, {LINE - 1}, {LINE}, false)[1]").startswith(line)
 
 
+def test_cycle_keys_with_no_suggestion_insert_nothing(start_nvim: Callable[..., Nvim]) -> None:
+    # Nothing is shown (completions off, so none comes either): <M-]> and <M-[> ask, and
+    # never type a bracket into the line.
+    nvim = start_nvim()
+    nvim.keys(":FimToggle<CR>")
+    line = AFTER.split("\n")[LINE - 1]
+    nvim.keys("A" + TYPED + "<M-]><M-[>x")
+    nvim.wait(f"vim.api.nvim_get_current_line() == {json.dumps(line + 'x')}", 5, "the typed x")
+    assert nvim.lua("vim.api.nvim_get_mode().mode") == "i"
+
+
 def test_ghost_text_highlight_and_checkhealth(start_nvim: Callable[..., Nvim]) -> None:
     nvim = start_nvim()
     hl = nvim.lua("vim.api.nvim_get_hl(0, {name = 'FimGhostText'})")
