@@ -57,7 +57,7 @@ M.defaults = {
   },
   -- Highlight of the ghost text (FimGhostText: grey italic; define it to override).
   hl_group = 'FimGhostText',
-  -- vim.notify once when the model is ready or fails to load.
+  -- Say once when the model is ready or fails to load (M.echo: no "Press ENTER").
   notify = true,
 }
 
