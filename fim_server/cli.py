@@ -331,8 +331,11 @@ def run_complete(args: argparse.Namespace) -> int:
         )
     if completion.text:
         sys.stdout.write(completion.text + "\n")
+    # Each candidate with the closing brackets after the cursor it replaces: without them
+    # `f(x))` in `g(|)` reads as one `)` too many.
     for rank, other in enumerate(completion.others, start=2):
-        print(f"candidate {rank}: {other.text!r}", file=sys.stderr)
+        replaced = f"replace_chars={other.replace_chars}"
+        print(f"candidate {rank}: {other.text!r} {replaced}", file=sys.stderr)
     # A completion may replace the closing brackets after the cursor (replace_chars of
     # them): what is printed is the text that takes their place.
     print(

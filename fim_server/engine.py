@@ -546,7 +546,7 @@ class Engine:
                 replace_chars=0,
                 others=(),
                 reason=f"{result.reason}; hidden by the confidence gate "
-                f"({result.confidence:.2f} < minConfidence {minimum:.2f})",
+                f"({gate.below(result.confidence or 0.0, minimum)})",
             )
         elif len(shown) < len(offered) and shown:
             best, *others = shown

@@ -69,3 +69,16 @@ def score(s: GateSignals) -> float:
 def shows(confidence: float | None, min_confidence: float) -> bool:
     """Whether a completion of this confidence clears the gate; a gate at 0 shows all."""
     return min_confidence <= 0 or (confidence is not None and confidence >= min_confidence)
+
+
+def below(confidence: float, min_confidence: float) -> str:
+    """`0.4099 < minConfidence 0.41`: why a completion was hidden, with as many digits of
+    its score as it takes for the comparison to read true (rounded to two, both would
+    read 0.41)."""
+    for digits in range(2, 7):
+        shown = f"{confidence:.{digits}f}"
+        if float(shown) < min_confidence:
+            break
+    else:
+        shown = repr(confidence)
+    return f"{shown} < minConfidence {min_confidence:g}"

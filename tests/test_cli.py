@@ -158,3 +158,17 @@ def test_tcp_takes_an_ipv6_address_in_brackets() -> None:
         process.wait()
     with pytest.raises(UsageError):
         parse_tcp_address("[::1:2087")
+
+
+def test_each_candidate_says_which_brackets_it_replaces(tmp_path: Path) -> None:
+    # Between brackets every candidate replaces the `)`: the list says so for each, or
+    # `path.join(path))` would read as one `)` too many.
+    source = tmp_path / "join.py"
+    source.write_text("import os\n\npath = os.path.join()\n", encoding="utf-8")
+    result = run("complete", f"{source}:3:21", "--min-confidence", "0", "--candidates", "4")
+    assert result.returncode == 0, result.stderr
+    assert "replace_chars=1 " in result.stderr.splitlines()[-1]
+    others = [line for line in result.stderr.splitlines() if line.startswith("candidate ")]
+    assert others, result.stderr
+    for line in others:
+        assert line.endswith(" replace_chars=1") and line.split("'")[-2].endswith(")"), line

@@ -295,6 +295,31 @@ def test_the_gate_drops_unsure_candidates_and_promotes_a_sure_one() -> None:
     engine.close()
 
 
+def test_every_candidate_passes_the_syntax_check() -> None:
+    # An extra `)` is dropped from every candidate, not only the first; between brackets
+    # the same text replaces the `)` and so balances the line.
+    unmatched = "self.keys(self.get_item().keys()))"
+    answers = ("self.keys()", unmatched, "self.values()")
+    model = ScriptedCandidates("b", answers=answers, confidences=(0.9,) * 3)
+    engine = make_engine(model, candidates=3, min_confidence=0)
+    method = "class Store:\n    def values(self):\n        return {}\n"
+    alone = engine.complete_blocking(*at_cursor(method.format("|")))
+    assert [alone.text, *(c.text for c in alone.others)] == ["self.keys()", "self.values()"]
+    inside = engine.complete_blocking(*at_cursor(method.format("list(|)")))
+    assert [(c.text, c.replace_chars) for c in inside.others][0] == (unmatched, 1)
+    engine.close()
+
+
+def test_the_gate_says_why_with_the_digits_that_show_it() -> None:
+    # A score just under the gate: rounded to two digits both would read 0.41.
+    model = ScriptedCandidates("b", answers=("b", "c"), confidences=(0.4099, 0.3))
+    engine = make_engine(model, min_confidence=0.41)
+    hidden = engine.complete_blocking(*at_cursor("x = a +|\n"))
+    assert hidden.text == ""
+    assert "hidden by the confidence gate (0.4099 < minConfidence 0.41)" in hidden.reason
+    engine.close()
+
+
 def test_typing_through_goes_on_with_every_candidate_it_begins() -> None:
     model = ScriptedCandidates("b", answers=("b + c", "b * d", "e"), confidences=(0.9,) * 3)
     engine = make_engine(model, candidates=3, min_confidence=0)

@@ -15,10 +15,11 @@
 ;;   completion through the ordinary `textDocument/completion';
 ;; - provides `fim-mode', a minor mode that asks the server for
 ;;   `textDocument/inlineCompletion' while you type and shows the answer as
-;;   ghost text after point: TAB accepts it, M-f and C-e accept its next word
-;;   or line, M-] and M-[ cycle through the suggestions, C-g or moving point
-;;   dismisses it.  The mode line shows whether the model is loading, ready or
-;;   failed; `M-x fim-status' says more.
+;;   ghost text after point: TAB accepts it, M-] and M-[ cycle through the
+;;   suggestions, C-g or moving point dismisses it (`fim-motion-keys-accept'
+;;   makes M-f and C-e accept its next word or line).  The mode line shows
+;;   whether the model is loading, working on an answer, ready or failed;
+;;   `M-x fim-status' says more.
 ;;
 ;;   (add-to-list 'load-path "/path/to/fim-server/editors/emacs")
 ;;   (require 'fim)
@@ -120,6 +121,13 @@ nil: the server's default (1 on CPU, 3 on CUDA)."
   "Non-nil: `fim-mode' asks while you type; nil: only `fim-complete' asks."
   :type 'boolean)
 
+(defcustom fim-motion-keys-accept nil
+  "Non-nil: while a suggestion is shown, M-f and C-e accept its next word or line.
+Those keys then no longer move point while a suggestion is shown (and one
+is shown nearly always), so this is off by default: `fim-accept-word' and
+`fim-accept-line' are commands to bind to keys of your own."
+  :type 'boolean)
+
 (defface fim-ghost-face '((t :inherit shadow :slant italic))
   "Face of the ghost text.")
 
@@ -128,23 +136,34 @@ nil: the server's default (1 on CPU, 3 on CUDA)."
 
 ;;;; Server registration
 
+(defconst fim--settings
+  '((:contextTokens . fim-context-tokens) (:lineTokens . fim-line-tokens)
+    (:blockTokens . fim-block-tokens) (:crossFile . fim-cross-file)
+    (:minConfidence . fim-min-confidence) (:candidates . fim-candidates)
+    (:backend . fim-backend) (:endpoint . fim-endpoint)
+    (:remoteModel . fim-remote-model) (:apiKeyEnv . fim-api-key-env)
+    (:timeoutMs . fim-timeout-ms) (:headers . fim-headers)
+    (:fimTemplate . fim-fim-template) (:debounceMs . fim-debounce-ms))
+  "The server's settings sent when set, and the options that hold them.")
+
 (defun fim-server-settings ()
   "The server's settings as a plist, keys set by the user only."
   (append
-   (list :enable (if fim-enable t :json-false) :debounceMs fim-debounce-ms)
-   (and fim-context-tokens (list :contextTokens fim-context-tokens))
-   (and fim-line-tokens (list :lineTokens fim-line-tokens))
-   (and fim-block-tokens (list :blockTokens fim-block-tokens))
-   (and fim-cross-file (list :crossFile fim-cross-file))
-   (and fim-min-confidence (list :minConfidence fim-min-confidence))
-   (and fim-candidates (list :candidates fim-candidates))
-   (and fim-backend (list :backend fim-backend))
-   (and fim-endpoint (list :endpoint fim-endpoint))
-   (and fim-remote-model (list :remoteModel fim-remote-model))
-   (and fim-api-key-env (list :apiKeyEnv fim-api-key-env))
-   (and fim-timeout-ms (list :timeoutMs fim-timeout-ms))
-   (and fim-headers (list :headers fim-headers))
-   (and fim-fim-template (list :fimTemplate fim-fim-template))))
+   (list :enable (if fim-enable t :json-false))
+   (cl-loop for (key . option) in fim--settings
+            for value = (symbol-value option)
+            when value append (list key value))))
+
+(defun fim--user-words (message)
+  "MESSAGE from the server with its setting names (timeoutMs) as the options the
+user sets (`fim-timeout-ms')."
+  (let ((case-fold-search nil))
+    (replace-regexp-in-string
+     "\\_<[[:alpha:]]+\\_>"
+     (lambda (word)
+       (let ((option (alist-get (intern (concat ":" word)) fim--settings)))
+         (if option (symbol-name option) word)))
+     message t t)))
 
 (defun fim-server-contact (&optional _interactive)
   "Eglot contact for fim-server: the command and its initializationOptions."
@@ -237,6 +256,15 @@ nil: the server's default (1 on CPU, 3 on CUDA)."
      :error-fn (lambda (err) (fim--set-state server 'error (plist-get err :message)))
      :timeout-fn (lambda () (fim--set-state server 'error "fim/stats timed out")))))
 
+(cl-defmethod eglot-handle-notification :around
+  (server (method (eql window/showMessage)) &rest args &key message &allow-other-keys)
+  "fim-server's messages name the options the user sets, not the server's settings."
+  (if (and (stringp message)
+           (equal (plist-get (eglot--server-info server) :name) "fim-server"))
+      (apply #'cl-call-next-method server method
+             (plist-put (copy-sequence args) :message (fim--user-words message)))
+    (cl-call-next-method)))
+
 (cl-defmethod eglot-handle-notification :after
   (server (_method (eql $/progress)) &key _token value &allow-other-keys)
   "The end of fim-server's model-loading progress: the model is ready or failed."
@@ -244,11 +272,20 @@ nil: the server's default (1 on CPU, 3 on CUDA)."
              (equal (plist-get value :kind) "end"))
     (fim--refresh-state server)))
 
+(defvar-local fim--pending nil
+  "Non-nil while an answer has taken longer than `fim--pending-seconds'.")
+
+(defconst fim--pending-seconds 0.25
+  "How long a request may be outstanding before the mode line says the model is
+working (a fast answer should not make it flicker on every key).")
+
 (defun fim--lighter ()
   "Mode-line text of `fim-mode': the model's state.
-With several suggestions, which one is shown: \" fim:ready 2/3\"."
+\" fim:working\" while an answer takes long.  With several suggestions, which one
+is shown: \" fim:ready 2/3\"."
   (let ((state (car (fim--state))))
     (cond ((not fim-enable) " fim:off")
+          ((and (eq state 'ready) fim--pending) " fim:working")
           ((eq state 'ready)
            (if (and fim--showing (> (length fim--items) 1))
                (format " fim:ready %d/%d" (1+ fim--index) (length fim--items))
@@ -303,15 +340,24 @@ REPLACE is the number of characters after point the suggestion replaces.")
   (let ((map (make-sparse-keymap)))
     (define-key map (kbd "TAB") #'fim-accept)
     (define-key map (kbd "<tab>") #'fim-accept)
-    (define-key map (kbd "M-f") #'fim-accept-word)
-    (define-key map (kbd "C-e") #'fim-accept-line)
     (define-key map (kbd "M-]") #'fim-next)
     (define-key map (kbd "M-[") #'fim-previous)
     (define-key map (kbd "C-g") #'fim-dismiss)
     map)
   "Keys active while a suggestion is shown.")
 
+(defvar fim-motion-accept-map
+  (let ((map (make-sparse-keymap)))
+    (define-key map (kbd "M-f") #'fim-accept-word)
+    (define-key map (kbd "C-e") #'fim-accept-line)
+    map)
+  "Motion keys accepting part of a suggestion, with `fim-motion-keys-accept'.")
+
+(defvar-local fim--motion-keys-active nil
+  "Non-nil while a suggestion is shown and `fim-motion-keys-accept' is on.")
+
 (add-to-list 'minor-mode-map-alist (cons 'fim--showing fim-active-map))
+(add-to-list 'minor-mode-map-alist (cons 'fim--motion-keys-active fim-motion-accept-map))
 
 (defvar fim-mode-map
   (let ((map (make-sparse-keymap)))
@@ -331,7 +377,14 @@ REPLACE is the number of characters after point the suggestion replaces.")
   (when fim--timer
     (cancel-timer fim--timer)
     (setq fim--timer nil))
-  (setq fim--request-id nil))
+  (fim--end-request))
+
+(defun fim--end-request ()
+  "Forget the request in flight; the mode line drops its pending state."
+  (setq fim--request-id nil)
+  (when fim--pending
+    (setq fim--pending nil)
+    (force-mode-line-update)))
 
 (defun fim-dismiss ()
   "Hide the ghost text."
@@ -341,7 +394,7 @@ REPLACE is the number of characters after point the suggestion replaces.")
     (when overlay (delete-overlay overlay)))
   (setq fim--overlay nil fim--replaced-overlay nil)
   (when fim--showing (force-mode-line-update))
-  (setq fim--showing nil fim--items nil fim--index 0))
+  (setq fim--showing nil fim--motion-keys-active nil fim--items nil fim--index 0))
 
 (defun fim--show ()
   "Show the suggestion at `fim--index' after point.
@@ -364,17 +417,31 @@ Nil when nothing is left to show."
         nil
       (setq shown (copy-sequence shown))
       (add-text-properties 0 (length shown) '(face fim-ghost-face) shown)
-      ;; The cursor stays in front of the ghost text.
-      (put-text-property 0 1 'cursor t shown)
       (unless fim--overlay
         (setq fim--overlay (make-overlay (point) (point) nil nil t)))
-      (move-overlay fim--overlay (point) (point))
-      (overlay-put fim--overlay 'after-string shown)
       (overlay-put fim--overlay 'fim t)
       (when strike
         (setq fim--replaced-overlay (make-overlay (point) end))
         (overlay-put fim--replaced-overlay 'face 'fim-replaced-face))
-      (setq fim--showing t))))
+      (if (eolp)
+          (progn
+            ;; The cursor stays in front of the ghost text.
+            (put-text-property 0 1 'cursor t shown)
+            (move-overlay fim--overlay (point) (point))
+            (overlay-put fim--overlay 'display nil)
+            (overlay-put fim--overlay 'after-string shown))
+        ;; Before text (the `)' of `foo(|)'), the cursor would be drawn on that text,
+        ;; after the ghost text: the overlay covers the character after point and shows
+        ;; the ghost text's first character in its place (the cursor is drawn there),
+        ;; then the rest and the character itself.
+        (let ((covered (buffer-substring (point) (1+ (point)))))
+          (when strike
+            (add-face-text-property 0 1 'fim-replaced-face t covered))
+          (move-overlay fim--overlay (point) (1+ (point)))
+          (overlay-put fim--overlay 'display (substring shown 0 1))
+          (overlay-put fim--overlay 'after-string (concat (substring shown 1) covered))))
+      (setq fim--motion-keys-active (and fim-motion-keys-accept t)
+            fim--showing t))))
 
 (defun fim--item (item point)
   "What ITEM does at POINT: (TEXT . REPLACE), TEXT added at POINT in place of the
@@ -401,7 +468,7 @@ REPLACE characters after it; nil when it does not fit the buffer."
       (when (and (eql id fim--request-id)
                  (= point (point))
                  (= tick (buffer-chars-modified-tick)))
-        (setq fim--request-id nil)
+        (fim--end-request)
         (when (eq (car (fim--state)) 'loading)
           (setq fim--asked-while-loading t))
         (let* ((items (if (vectorp result) result (plist-get result :items)))
@@ -436,13 +503,21 @@ AUTOMATIC non-nil: asked while typing rather than by the user."
              (params (append (eglot--TextDocumentPositionParams)
                              (list :context (list :triggerKind (if automatic 2 1))))))
         (setq fim--request-id id)
+        ;; A slow model (a CPU model, a remote server): the mode line says it works.
+        (run-with-timer fim--pending-seconds nil
+                        (lambda ()
+                          (when (buffer-live-p buffer)
+                            (with-current-buffer buffer
+                              (when (eql id fim--request-id)
+                                (setq fim--pending t)
+                                (force-mode-line-update))))))
         (jsonrpc-async-request
          server :textDocument/inlineCompletion params
          :success-fn (lambda (result) (fim--handle buffer point tick id result))
          :error-fn (lambda (err)
                      (when (buffer-live-p buffer)
                        (with-current-buffer buffer
-                         (when (eql id fim--request-id) (setq fim--request-id nil))))
+                         (when (eql id fim--request-id) (fim--end-request))))
                      (unless (eq (plist-get err :code) -32800) ; cancelled
                        (message "fim: %s" (plist-get err :message))))
          :timeout-fn #'ignore))))))
@@ -528,37 +603,49 @@ Skips those with nothing to show here."
   (interactive)
   (fim--cycle -1))
 
+(defvar-local fim--point nil "Point after the last command.")
+(defvar-local fim--interrupted nil
+  "Non-nil when the last command cancelled a request not yet sent.")
+
 (defun fim--pre-command ()
   ;; Debounce: a new command cancels the pending request; post-command-hook schedules
-  ;; another after typing.  (The timer would otherwise fire while a command waits, such
-  ;; as eglot's completion-at-point, and the server answers only the newest request.)
+  ;; another.  (The timer would otherwise fire while a command waits, such as eglot's
+  ;; completion-at-point, and the server answers only the newest request.)
+  (setq fim--interrupted (and fim--timer t))
   (when fim--timer
     (cancel-timer fim--timer)
     (setq fim--timer nil)))
 
+(defun fim--schedule ()
+  "Ask for a suggestion at point once the user has paused for `fim-debounce-ms'."
+  (fim--cancel-request)
+  (let ((buffer (current-buffer)))
+    (setq fim--timer
+          (run-with-timer (/ fim-debounce-ms 1000.0) nil
+                          (lambda ()
+                            (when (and (buffer-live-p buffer)
+                                       (eq buffer (window-buffer (selected-window))))
+                              (with-current-buffer buffer
+                                (setq fim--timer nil)
+                                (fim-complete t))))))))
+
 (defun fim--post-command ()
-  (let ((tick (buffer-chars-modified-tick)))
+  (let ((tick (buffer-chars-modified-tick))
+        (moved (not (eql (point) fim--point))))
     (unless (memq this-command '(fim-accept fim-accept-word fim-accept-line fim-next
                                  fim-previous fim-complete fim-dismiss))
       (when (and fim--showing
                  (or (not (eql tick fim--tick))
                      (not (eql (point) (overlay-start fim--overlay)))))
         (fim-dismiss))
-      (when (and fim-enable fim-auto-trigger (not (eql tick fim--tick))
-                 (memq this-command '(self-insert-command org-self-insert-command
-                                      newline python-indent-dedent-line-backspace
-                                      delete-backward-char backward-delete-char-untabify)))
-        (fim--cancel-request)
-        (let ((buffer (current-buffer)))
-          (setq fim--timer
-                (run-with-timer (/ fim-debounce-ms 1000.0) nil
-                                (lambda ()
-                                  (when (and (buffer-live-p buffer)
-                                             (eq buffer (window-buffer (selected-window))))
-                                    (with-current-buffer buffer
-                                      (setq fim--timer nil)
-                                      (fim-complete t)))))))))
-    (setq fim--tick tick)))
+      ;; Typing, or moving point (C-b into the brackets just closed): ask where point
+      ;; is now.  A command that did neither (a scroll, a key of another mode) asks
+      ;; again for a request it interrupted, so the answer for where point still is
+      ;; comes anyway.
+      (when (and fim-enable fim-auto-trigger (not fim--showing)
+                 (or (not (eql tick fim--tick)) moved fim--interrupted))
+        (fim--schedule)))
+    (setq fim--tick tick fim--point (point) fim--interrupted nil)))
 
 ;;;###autoload
 (define-minor-mode fim-mode
@@ -572,12 +659,17 @@ The lighter shows the model's state: loading, ready, error."
   :keymap fim-mode-map
   (if fim-mode
       (let ((server (fim--server)))
-        (setq fim--tick (buffer-chars-modified-tick))
+        (setq fim--tick (buffer-chars-modified-tick) fim--point (point))
         (add-hook 'pre-command-hook #'fim--pre-command nil t)
         (add-hook 'post-command-hook #'fim--post-command nil t)
         (when (and server (not (fim--state server)))
           (puthash server (cons 'loading nil) fim--states)
-          (fim--refresh-state server)))
+          (fim--refresh-state server))
+        ;; Text typed before eglot connected (the server takes a moment to start):
+        ;; nothing asked for it, so ask now.
+        (when (and fim-enable fim-auto-trigger (buffer-modified-p)
+                   (eq (current-buffer) (window-buffer (selected-window))))
+          (fim--schedule)))
     (remove-hook 'pre-command-hook #'fim--pre-command t)
     (remove-hook 'post-command-hook #'fim--post-command t)
     (fim-dismiss)))

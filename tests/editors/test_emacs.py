@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from .conftest import (
 
 EMACS = os.environ.get("FIM_TEST_EMACS") or find_program("emacs")
 EXAMPLES = REPO / "examples" / "editors"
-ERT_TESTS = 8
+ERT_TESTS = 9
 
 
 def _emacs_has(library: str) -> bool:
@@ -52,12 +53,19 @@ pytestmark = editor_available(
 )
 
 
-def user_config(example: Path, home: Path) -> Path:
-    """An example configuration with its paths filled in, as ~/.emacs.d/init.el."""
+def user_config(example: Path, home: Path, options: dict[str, str | int] | None = None) -> Path:
+    """An example configuration with its paths filled in, as ~/.emacs.d/init.el (and
+    `options` set, as a user would uncomment their lines: each is one of the example's
+    commented `;; (setq fim-NAME VALUE)`)."""
     text = example.read_text(encoding="utf-8")
     server = "/path/to/fim-server/.venv/bin/fim-server"
     assert server in text and "/path/to/fim-server/editors/emacs" in text
     text = text.replace(server, server_command()[0]).replace("/path/to/fim-server", str(REPO))
+    for name, value in (options or {}).items():
+        commented = re.compile(rf"^;; \(setq {name} [^)]*\)", re.M)
+        assert commented.search(text), f"the example has no commented {name} setting"
+        setting = f"(setq {name} {json.dumps(value)})"  # a JSON string or number is Elisp's
+        text = commented.sub(lambda _, setting=setting: setting, text, count=1)
     path = home / ".emacs.d" / "init.el"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -161,3 +161,60 @@ def test_init_el_names_fim_options() -> None:
             "fim-server-command",
         ]
     )
+
+
+REMOTE_DOC = REPO / "docs" / "remote.md"
+SERVER_PLACEHOLDER = "/path/to/fim-server/.venv/bin/fim-server"
+
+
+@pytest.mark.skipif(NVIM is None, reason="Neovim is not installed")
+def test_remote_doc_neovim_snippet_starts_the_server_pasted_alone(tmp_path: Path) -> None:
+    """docs/remote.md's Neovim snippet, pasted alone into init.lua (its path filled in):
+    the plugin's command is that fim-server (fim-server is seldom on PATH), with its
+    backend."""
+    (block,) = _code_blocks(REMOTE_DOC, "lua")
+    assert SERVER_PLACEHOLDER in block, "the snippet does not say which fim-server to run"
+    init = tmp_path / "init.lua"
+    init.write_text(block.replace(SERVER_PLACEHOLDER, "/opt/fim/bin/fim-server"), "utf-8")
+    program = f"""
+vim.opt.runtimepath:append({json.dumps(str(EDITORS / "neovim"))})
+dofile({json.dumps(str(init))})
+local fim = require('fim')
+io.write(vim.json.encode({{ fim.command(), fim.config.backend }}))
+"""
+    result = subprocess.run(
+        [NVIM, "--clean", "--headless", "-l", "-"],
+        input=program,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [["/opt/fim/bin/fim-server", "--stdio"], "mercury"]
+
+
+@pytest.mark.skipif(find_program("emacs") is None, reason="Emacs is not installed")
+def test_remote_doc_emacs_snippet_names_the_server_pasted_alone() -> None:
+    (block,) = _code_blocks(REMOTE_DOC, "elisp")
+    assert SERVER_PLACEHOLDER in block, "the snippet does not say which fim-server to run"
+    program = f"""
+(progn
+  (load {json.dumps(str(EDITORS / "emacs" / "fim.el"))} nil t)
+  (with-temp-buffer
+    (insert {json.dumps(block)})
+    (goto-char (point-min))
+    (let (form)
+      (while (setq form (ignore-errors (read (current-buffer))))
+        (eval form t))))
+  (princ (format "%s %s" (car fim-server-command) fim-backend)))
+"""
+    result = subprocess.run(
+        [find_program("emacs"), "--batch", "--eval", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == SERVER_PLACEHOLDER + " mercury"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -58,21 +59,30 @@ ACCEPTED = (
 )
 
 
-def user_config(tmp_path: Path, model: str | None = None, candidates: int | None = None) -> Path:
+def user_config(
+    tmp_path: Path,
+    model: str | None = None,
+    candidates: int | None = None,
+    options: dict[str, object] | None = None,
+) -> Path:
     """examples/editors/init.lua with its paths filled in, as a user does after copying it
-    (and `model`, `candidates` set where given, as a user would uncomment them)."""
+    (and `model`, `candidates` and `options` set where given, as a user would uncomment
+    their lines: each is one of the example's commented settings)."""
     text = EXAMPLE.read_text(encoding="utf-8")
     server = "/path/to/fim-server/.venv/bin/fim-server"
     assert server in text and "/path/to/fim-server/editors/neovim" in text
     text = text.replace(server, server_command()[0]).replace("/path/to/fim-server", str(REPO))
+    chosen = dict(options or {})
     if model is not None:
-        commented = "-- model = '~/models/fim-checkpoint',"
-        assert commented in text
-        text = text.replace(commented, f"model = {json.dumps(model)},")
+        chosen["model"] = model
     if candidates is not None:
-        commented = "-- candidates = 3,"
-        assert commented in text
-        text = text.replace(commented, f"candidates = {candidates},")
+        chosen["candidates"] = candidates
+    for name, value in chosen.items():
+        # `-- name = value, -- what it does`: the user's value, uncommented.
+        commented = re.compile(rf"^(\s*)-- {name} = [^,]*,", re.M)
+        assert commented.search(text), f"the example has no commented {name} setting"
+        setting = f"{name} = {json.dumps(value)},"
+        text = commented.sub(lambda m, setting=setting: m.group(1) + setting, text, count=1)
     path = tmp_path / "init.lua"
     path.write_text(text, encoding="utf-8")
     return path
@@ -229,9 +239,14 @@ def test_ghost_text_appears_as_you_type_and_tab_accepts_it(
     (mark,) = nvim.wait(GHOST, SHOW_TIMEOUT_S, "the ghost text after the trigger key")
     assert mark["text"] == expected_completion
 
-    # Moving the cursor dismisses it; the trigger key brings it back.
+    # Moving the cursor dismisses it (and asks where the cursor is now: a suggestion may
+    # come there, but not this one); the trigger key brings it back.
     nvim.keys("<Left>")
-    nvim.wait("#" + GHOST + " == 0", 5, "the ghost text to go on a cursor move")
+    nvim.wait(
+        f"#vim.tbl_filter(function(m) return m.col == {len(line)} end, {GHOST}) == 0",
+        5,
+        "the ghost text to go on a cursor move",
+    )
     nvim.keys("<End><M-\\>")
     nvim.wait(GHOST, SHOW_TIMEOUT_S, "the ghost text after the trigger key")
 
@@ -424,6 +439,17 @@ def test_toggle_stops_requests_and_tab_is_an_ordinary_tab(
         "Tab to insert a tab",
     )
     assert nvim.lua(f"vim.api.nvim_buf_get_lines(0, {LINE - 1}, {LINE}, false)[1]").startswith(line)
+
+
+def test_cycle_keys_with_no_suggestion_insert_nothing(start_nvim: Callable[..., Nvim]) -> None:
+    # Nothing is shown (completions off, so none comes either): <M-]> and <M-[> ask, and
+    # never type a bracket into the line.
+    nvim = start_nvim()
+    nvim.keys(":FimToggle<CR>")
+    line = AFTER.split("\n")[LINE - 1]
+    nvim.keys("A" + TYPED + "<M-]><M-[>x")
+    nvim.wait(f"vim.api.nvim_get_current_line() == {json.dumps(line + 'x')}", 5, "the typed x")
+    assert nvim.lua("vim.api.nvim_get_mode().mode") == "i"
 
 
 def test_ghost_text_highlight_and_checkhealth(start_nvim: Callable[..., Nvim]) -> None:

@@ -51,8 +51,16 @@
                                     (overlays-in (point-min) (point-max)))))
     (when overlays
       (should (= (length overlays) 1))
-      (should (= (overlay-start (car overlays)) (point)))
-      (substring-no-properties (overlay-get (car overlays) 'after-string)))))
+      (let* ((overlay (car overlays))
+             ;; Before text, the overlay covers the character after point and shows the
+             ;; ghost text's first character in its place, then the rest and it.
+             (covered (buffer-substring-no-properties (overlay-start overlay)
+                                                      (overlay-end overlay)))
+             (shown (concat (or (overlay-get overlay 'display) "")
+                            (overlay-get overlay 'after-string))))
+        (should (= (overlay-start overlay) (point)))
+        (should (string-suffix-p covered shown))
+        (substring-no-properties shown 0 (- (length shown) (length covered)))))))
 
 (defun fim-test--line-before-point ()
   (buffer-substring-no-properties (line-beginning-position) (point)))
@@ -205,6 +213,8 @@ FIM_TEST_GATE; `no-wait': do not wait for the model."
                        (list (length (nth 1 candidates)))))))))
 
 (ert-deftest fim-partial-accept-word-then-line ()
+  ;; M-f and C-e accept parts only where the user asked for it (`fim-motion-keys-accept').
+  (let ((fim-motion-keys-accept t))
   (fim-test--visit "mean.py" fim-test--line nil
     (let* ((typed (fim-test--env "FIM_TEST_TYPED"))
            (expected (fim-test--env "FIM_TEST_EXPECTED"))
@@ -227,7 +237,25 @@ FIM_TEST_GATE; `no-wait': do not wait for the model."
                      (list (list (length word) t) (list (length word-line) t))))
       (let ((stats (jsonrpc-request (fim--server) :fim/stats nil)))
         (should (equal (list (plist-get stats :accepted) (plist-get stats :acceptedChars))
-                       (list 2 (+ (length word) (length word-line)))))))))
+                       (list 2 (+ (length word) (length word-line))))))))))
+
+(ert-deftest fim-motion-keys-move-while-a-suggestion-is-shown ()
+  ;; By default C-e and M-f move point as always, suggestion or not: nothing is inserted.
+  (fim-test--visit "join.py" (string-to-number (fim-test--env "FIM_TEST_BRACKET_LINE")) nil
+    (let ((line-before (fim-test--line-before-point)))
+      (electric-pair-local-mode 1)
+      (fim-test--type "(")
+      (fim-test--wait #'fim-test--ghost 60 "the ghost text between the brackets")
+      (fim-test--type "C-e")
+      (should (equal (fim-test--line) (concat line-before "()")))
+      (should (= (point) (line-end-position)))
+      (fim-test--type "C-b")
+      (fim-test--wait #'fim-test--ghost 60 "the ghost text between the brackets again")
+      (let ((text (buffer-string)) (from (point)))
+        (fim-test--type "M-f")
+        (should (equal (buffer-string) text))
+        (should (> (point) from)))
+      (should-not (fim-test--accepted)))))
 
 (ert-deftest fim-accept-before-an-auto-closed-bracket-replaces-it ()
   (fim-test--visit "join.py" (string-to-number (fim-test--env "FIM_TEST_BRACKET_LINE")) nil

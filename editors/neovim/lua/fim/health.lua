@@ -31,6 +31,9 @@ function M.check()
   end
   info('model: ' .. (fim.config.model or 'the one shipped with the server'))
   info('completions: ' .. (fim.config.enable and 'on' or 'off (:FimToggle)'))
+  if fim.last_message then
+    info('last message: ' .. fim.last_message) -- in full; the command line may cut it
+  end
 
   local get = vim.lsp.get_clients or vim.lsp.get_active_clients
   local clients = get({ name = 'fim' })

@@ -57,7 +57,7 @@ M.defaults = {
   },
   -- Highlight of the ghost text (FimGhostText: grey italic; define it to override).
   hl_group = 'FimGhostText',
-  -- vim.notify once when the model is ready or fails to load.
+  -- Say once when the model is ready or fails to load (M.echo: no "Press ENTER").
   notify = true,
 }
 
@@ -92,26 +92,125 @@ function M.define_highlights()
   vim.api.nvim_set_hl(0, 'FimReplaced', { strikethrough = true, default = true })
 end
 
+-- The server's setting for each option sent to it: { server name, option name }.
+local SETTINGS = {
+  { 'enable', 'enable' },
+  { 'debounceMs', 'debounce_ms' },
+  { 'contextTokens', 'context_tokens' },
+  { 'lineTokens', 'line_tokens' },
+  { 'blockTokens', 'block_tokens' },
+  { 'crossFile', 'cross_file' },
+  { 'minConfidence', 'min_confidence' },
+  { 'candidates', 'candidates' },
+  { 'backend', 'backend' },
+  { 'endpoint', 'endpoint' },
+  { 'remoteModel', 'remote_model' },
+  { 'apiKeyEnv', 'api_key_env' },
+  { 'timeoutMs', 'timeout_ms' },
+  { 'headers', 'headers' },
+  { 'fimTemplate', 'fim_template' },
+}
+
+-- How long a request may be outstanding before the statusline says the model is working
+-- (a fast answer should not make it flicker on every key).
+local PENDING_MS = 250
+
 --- The server's settings (`settings.fim` / initializationOptions), user-set keys only.
 function M.server_settings()
-  local c = M.config
-  return {
-    enable = c.enable,
-    debounceMs = c.debounce_ms,
-    contextTokens = c.context_tokens,
-    lineTokens = c.line_tokens,
-    blockTokens = c.block_tokens,
-    crossFile = c.cross_file,
-    minConfidence = c.min_confidence,
-    candidates = c.candidates,
-    backend = c.backend,
-    endpoint = c.endpoint,
-    remoteModel = c.remote_model,
-    apiKeyEnv = c.api_key_env,
-    timeoutMs = c.timeout_ms,
-    headers = c.headers,
-    fimTemplate = c.fim_template,
-  }
+  local settings = {}
+  for _, names in ipairs(SETTINGS) do
+    settings[names[1]] = M.config[names[2]]
+  end
+  return settings
+end
+
+--- A server message in the user's words: the server's setting names (`timeoutMs`) become
+--- the options set in setup() (`timeout_ms`).
+function M.user_words(message)
+  return (message:gsub('%f[%w]([%a]+)%f[^%w]', function(word)
+    for _, names in ipairs(SETTINGS) do
+      if names[1] == word then
+        return names[2]
+      end
+    end
+  end))
+end
+
+-- How long a warning floats over the editor while the user types (insert mode).
+local FLOAT_MS = 8000
+local float = nil -- { win, buf, timer } of the warning shown
+
+local function close_float()
+  if float then
+    pcall(vim.api.nvim_win_close, float.win, true)
+    pcall(vim.api.nvim_buf_delete, float.buf, { force = true })
+    float = nil
+  end
+end
+
+-- A warning in a small window at the top right, over the text, that takes no keys: in
+-- insert mode the command line is no place for it (Neovim redraws `-- INSERT --` over an
+-- echo at once, and a long one asks for Enter).
+local function show_float(message, hl)
+  close_float()
+  local width = math.min(vim.fn.strdisplaywidth(message), math.max(math.floor(vim.o.columns * 0.6), 20))
+  local lines = {}
+  local rest = message
+  while rest ~= '' do
+    local piece = vim.fn.strcharpart(rest, 0, width)
+    if #piece < #rest then
+      -- Break at the last space of the piece when there is one.
+      local space = piece:match('^.*() ')
+      if space and space > width / 2 then
+        piece = piece:sub(1, space)
+      end
+    end
+    table.insert(lines, (piece:gsub('%s+$', '')))
+    rest = rest:sub(#piece + 1)
+  end
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  local win = vim.api.nvim_open_win(buf, false, {
+    relative = 'editor',
+    anchor = 'NE',
+    row = 0,
+    col = vim.o.columns,
+    width = width,
+    height = #lines,
+    style = 'minimal',
+    focusable = false,
+    zindex = 250,
+    noautocmd = true,
+  })
+  vim.wo[win].winhighlight = 'Normal:' .. (hl or 'NormalFloat')
+  vim.wo[win].wrap = false
+  float = { win = win, buf = buf }
+  local shown = float
+  vim.defer_fn(function()
+    if float == shown then
+      close_float()
+    end
+  end, FLOAT_MS)
+end
+
+--- Tell the user something without a "Press ENTER" prompt and without taking them out of
+--- what they type: on the command line cut to the room left there, or while in insert
+--- mode (warnings and errors) in a small window at the top right that closes by itself.
+--- The whole text stays in M.last_message and :checkhealth fim.
+function M.echo(message, level)
+  M.last_message = message
+  local hl = ({ [vim.log.levels.ERROR] = 'ErrorMsg', [vim.log.levels.WARN] = 'WarningMsg' })[level]
+  if vim.fn.mode():match('^[iR]') then
+    if hl then
+      show_float(message, hl)
+    end
+    return
+  end
+  local room = math.max(vim.v.echospace - 1, 10)
+  if vim.fn.strdisplaywidth(message) > room then
+    message = vim.fn.strcharpart(message, 0, room - 1) .. '…'
+  end
+  vim.api.nvim_echo({ { message, hl } }, true, {})
 end
 
 function M.command()
@@ -173,6 +272,22 @@ local function stop_timer(st)
   end
 end
 
+-- Forget the request in flight (cancelled on the server unless `answered`); the
+-- statusline drops its pending state.
+local function end_request(st, answered)
+  local request = st.request
+  if not request then
+    return
+  end
+  st.request = nil
+  if not answered then
+    pcall(cancel, request.client, request.id)
+  end
+  if request.pending then
+    pcall(vim.cmd, 'redrawstatus')
+  end
+end
+
 --- Hide the ghost text and forget pending requests.
 function M.dismiss(bufnr)
   bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
@@ -181,10 +296,7 @@ function M.dismiss(bufnr)
     return
   end
   stop_timer(st)
-  if st.request then
-    pcall(cancel, st.request.client, st.request.id)
-    st.request = nil
-  end
+  end_request(st)
   st.suggestion = nil
   st.items, st.index = nil, nil
   if vim.api.nvim_buf_is_valid(bufnr) then
@@ -212,7 +324,10 @@ local function show(bufnr, row, col, text, replace)
   end
   local lines = vim.split(shown, '\n', { plain = true })
   local hl = M.config.hl_group
-  local opts = { hl_mode = 'combine' }
+  -- hl_mode 'replace' (the default, spelt out): the ghost text has its own colour only.
+  -- 'combine' would mix in the highlight of the text it is drawn at, such as MatchParen's
+  -- on the `)` after the cursor, and draw it like real code.
+  local opts = { hl_mode = 'replace' }
   if has('0.10') then
     opts.virt_text = { { lines[1], hl } }
     opts.virt_text_pos = 'inline'
@@ -297,10 +412,8 @@ function M.trigger(bufnr, invoked)
     return
   end
   local st = buf_state(bufnr)
-  if st.request then
-    pcall(cancel, st.request.client, st.request.id)
-    st.request = nil
-  end
+  stop_timer(st) -- asked now: a debounced request would only supersede this one
+  end_request(st)
   local win = vim.api.nvim_get_current_win()
   local cursor = vim.api.nvim_win_get_cursor(win)
   local row, col = cursor[1] - 1, cursor[2]
@@ -311,7 +424,7 @@ function M.trigger(bufnr, invoked)
   local ok, id
   ok, id = request(client, 'textDocument/inlineCompletion', params, function(err, result)
     if st.request and st.request.id == id then
-      st.request = nil
+      end_request(st, true)
     end
     if err or not result or not vim.api.nvim_buf_is_valid(bufnr) then
       return
@@ -344,7 +457,15 @@ function M.trigger(bufnr, invoked)
     end
   end, bufnr)
   if ok and id then
-    st.request = { client = client, id = id }
+    local sent = { client = client, id = id }
+    st.request = sent
+    -- A slow model (a CPU model, a remote server): the statusline says it is working.
+    vim.defer_fn(function()
+      if st.request == sent then
+        sent.pending = true
+        pcall(vim.cmd, 'redrawstatus')
+      end
+    end, PENDING_MS)
   end
 end
 
@@ -486,8 +607,10 @@ local function map_keys(bufnr)
   for key, step in pairs({ next = 1, prev = -1 }) do
     if keys[key] then
       vim.keymap.set('i', keys[key], function()
+        -- Nothing shown: ask for suggestions here. (Fed back, an unmapped <M-]> would
+        -- insert a `]`.)
         if not M.cycle(bufnr, step) then
-          feed(keys[key])
+          M.trigger(bufnr, true)
         end
       end, { buffer = bufnr, desc = 'fim: ' .. (step > 0 and 'next' or 'previous') .. ' suggestion' })
     end
@@ -543,12 +666,28 @@ local function attach_fallback(bufnr)
     group = group,
     buffer = bufnr,
     callback = function()
+      local cur = vim.api.nvim_win_get_cursor(0)
       local s = st.suggestion
+      if s and cur[1] - 1 == s.row and cur[2] == s.col then
+        return -- still where the suggestion is (the rest of a partial accept)
+      end
       if s then
-        local cur = vim.api.nvim_win_get_cursor(0)
-        if cur[1] - 1 ~= s.row or cur[2] ~= s.col then
-          M.dismiss(bufnr)
-        end
+        M.dismiss(bufnr)
+      end
+      -- Moved without typing (<Left> into the brackets an auto-pairing plugin closed):
+      -- ask where the cursor is now. Not after an accept: that moved it, not the user.
+      local tick = vim.api.nvim_buf_get_changedtick(bufnr)
+      if M.config.enable and M.config.auto_trigger and st.accepted_tick ~= tick then
+        schedule_trigger(bufnr)
+      end
+    end,
+  })
+  vim.api.nvim_create_autocmd('InsertEnter', {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      if M.config.enable and M.config.auto_trigger then
+        schedule_trigger(bufnr)
       end
     end,
   })
@@ -586,7 +725,7 @@ local function set_server_state(client, new, message)
   pcall(vim.cmd, 'redrawstatus')
   if new == 'ready' then
     if M.config.notify then
-      vim.notify('fim: model ready', vim.log.levels.INFO)
+      M.echo('fim: model ready', vim.log.levels.INFO)
     end
     -- A request made while the model loaded was answered empty and nothing else asks
     -- again: ask now where the user is typing.
@@ -596,7 +735,7 @@ local function set_server_state(client, new, message)
       M.trigger(bufnr, false)
     end
   elseif new == 'error' and M.config.notify then
-    vim.notify('fim: ' .. tostring(message), vim.log.levels.ERROR)
+    M.echo('fim: ' .. tostring(message), vim.log.levels.ERROR)
   end
 end
 
@@ -625,8 +764,8 @@ local function refresh_server_state(client)
 end
 
 --- Statusline component: 'fim: loading', 'fim: ready', 'fim: error', 'fim: off', or ''
---- where no fim-server serves the buffer; while one of several suggestions is shown,
---- which one: 'fim: ready 2/3'.
+--- where no fim-server serves the buffer; 'fim: working' while an answer takes longer
+--- than a moment; while one of several suggestions is shown, which one: 'fim: ready 2/3'.
 function M.status(bufnr)
   bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
   local client = client_for(bufnr)
@@ -636,7 +775,12 @@ function M.status(bufnr)
   if not M.config.enable then
     return 'fim: off'
   end
-  local shown = 'fim: ' .. M.server_state(client.id)
+  local server = M.server_state(client.id)
+  local st = state[bufnr]
+  if server == 'ready' and st and st.request and st.request.pending then
+    return 'fim: working'
+  end
+  local shown = 'fim: ' .. server
   local index, count = M.position(bufnr)
   if index and count > 1 then
     shown = ('%s %d/%d'):format(shown, index, count)
@@ -648,6 +792,8 @@ local function on_attach(client, bufnr)
   if not servers[client.id] then
     servers[client.id] = { state = 'loading' }
     refresh_server_state(client)
+    -- The statusline was drawn before the server was there: show 'fim: loading' now.
+    pcall(vim.cmd, 'redrawstatus!')
   end
   if use_native() then
     vim.lsp.inline_completion.enable(M.config.enable, { bufnr = bufnr })
@@ -674,6 +820,16 @@ function M.start(bufnr)
     init_options = settings,
     settings = { fim = settings },
     on_attach = on_attach,
+    handlers = {
+      -- The server's messages (a backend that fails) without Neovim's default
+      -- "Press ENTER" for a long one, and naming this plugin's options.
+      ['window/showMessage'] = function(_, result)
+        local levels = { vim.log.levels.ERROR, vim.log.levels.WARN, vim.log.levels.INFO, vim.log.levels.INFO }
+        local message = 'fim: ' .. M.user_words(result.message):gsub('^fim%-server: ', '')
+        M.echo(message, levels[result.type] or vim.log.levels.INFO)
+        return vim.NIL
+      end,
+    },
     on_exit = function(code, signal, client_id)
       if code ~= 0 or signal ~= 0 then
         servers[client_id] = { state = 'error', error = ('the server exited (code %d, signal %d)'):format(code, signal) }
