@@ -273,8 +273,17 @@ class TcpClient:
         self.seen: list[dict] = []
 
     @classmethod
-    async def connect(cls, port: int) -> TcpClient:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
+    async def connect(cls, port: int, receive_buffer: int | None = None) -> TcpClient:
+        if receive_buffer is None:
+            return cls(*await asyncio.open_connection("127.0.0.1", port))
+        # A small kernel buffer, set before connecting (which turns its autotuning off):
+        # otherwise a machine whose tcp_rmem allows tens of MB takes in everything a
+        # client never reads, and the server never sees it stop.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        return cls(*await asyncio.open_connection(sock=sock, limit=receive_buffer))
 
     def send(self, *messages: dict) -> None:
         for message in messages:
@@ -384,7 +393,7 @@ async def test_a_client_that_stops_reading_is_disconnected_not_buffered() -> Non
     engine = scripted_engine()
     ended: list[Any] = []
     task, port = await tcp_server(engine, ended=ended, max_unsent_bytes=64 * 1024)
-    deaf = await TcpClient.connect(port)
+    deaf = await TcpClient.connect(port, receive_buffer=8192)
     deaf.send(*initialize("init"))
     stats = frame(request(0, "fim/stats"))
     for _ in range(30):  # never reads: its answers pile up until the server hangs up
