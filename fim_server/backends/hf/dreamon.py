@@ -14,8 +14,8 @@ Decoding: the fast path (decoding.decode_variable_length) commits every position
 the threshold, greedy in maskgit_plus order, with no step cap; at threshold 1.0 it is the
 official loop with maskgit_plus and the cap lifted (issue 30's outside check; the
 fast path also bans the mask token from predictions, which the official loop does not).
-`dreamon-official`
-(official.decode_dreamon_expand) is the official loop as eval_humaneval_infilling.sh runs it.
+`dreamon-official` (official.decode_dreamon_expand) is the official loop as
+eval_humaneval_infilling.sh runs it.
 """
 
 from __future__ import annotations
