@@ -87,8 +87,8 @@ def main() -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
-        args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
-        args.out.with_suffix(".md").write_text(
+        args.out.with_name(args.out.name + ".json").write_text(json.dumps(summary, indent=1))
+        args.out.with_name(args.out.name + ".md").write_text(
             f"`benchmarks/bench_budget.py --model {args.model} --budgets {args.budgets} "
             f"--limit {args.limit} {' '.join('--server-arg=' + a for a in args.server_arg)}`"
             "\n\nThe latency column is not comparable between budgets: they alternate on one "

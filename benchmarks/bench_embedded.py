@@ -433,8 +433,8 @@ def print_report(r: dict) -> None:
     m = r["machine"]
     print(
         f"commit {m['commit']}; {m['cpus']} CPUs; load average (1 min) {m['load_start']} at "
-        f"the start, {m['load_end']} at the end; torch threads: server {m['server_threads']}, "
-        f"pass timing {r['pass']['torch_threads']}"
+        f"the start, {m['load_end']} at the end; torch threads: server {m['server_threads']}"
+        + (f", pass timing {r['pass']['torch_threads']}" if r["pass"] else "")
     )
     print(f"server: {r['server_cmd']}\nbackend: {r['backend']} (loaded in {r['load_ms']} ms)")
     for kind, target in (("single", TARGET_SINGLE_P50_MS), ("multi", TARGET_MULTI_P50_MS)):
@@ -584,10 +584,10 @@ def main() -> None:
         "command": " ".join(shlex.quote(a) for a in sys.argv),
     }
     report["targets"] = {} if args.lsp_only else targets(report["cold"])
-    print_report(report)
-    if args.out:
+    if args.out:  # first: a figure measured is kept even if printing it fails
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print_report(report)
 
 
 if __name__ == "__main__":

@@ -223,8 +223,8 @@ def main() -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         meta = {"limit": args.limit, "configs": [c.name for c in configs], "results": rows}
-        args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-        args.out.with_suffix(".md").write_text(
+        args.out.with_name(args.out.name + ".json").write_text(json.dumps(meta, indent=1))
+        args.out.with_name(args.out.name + ".md").write_text(
             f"`benchmarks/bench_real.py --limit {args.limit}`, "
             f"{time.strftime('%Y-%m-%d')}, 2-core machine.\n\n" + markdown
         )

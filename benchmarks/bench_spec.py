@@ -98,8 +98,8 @@ def main() -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
-        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-        args.out.with_suffix(".md").write_text(table)
+        args.out.with_name(args.out.name + ".json").write_text(json.dumps(rows, indent=1))
+        args.out.with_name(args.out.name + ".md").write_text(table)
     return 0
 
 
