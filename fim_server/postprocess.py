@@ -542,49 +542,103 @@ class SyntaxCheck:
         return self._document.damages(replaced, inserted, empty_blocks)[0]
 
 
-def clean_edit(raw: str, ctx: CompletionContext) -> Edit:
+@dataclass(frozen=True)
+class RuleStep:
+    """One rule's effect on one completion: the text it was given and what it left
+    (`after` replaces `after_replace` characters after the cursor; "" when it dropped)."""
+
+    rule: str
+    before: str
+    after: str
+    after_replace: int = 0
+
+
+@dataclass
+class CleanupTrace:
+    """What each rule of one `clean_edit` call changed, in order; rules that left the text
+    as it was are not recorded. The clean-up's scoreboard (benchmarks/bench_cleanup.py)
+    judges each step against the reference."""
+
+    steps: list[RuleStep] = field(default_factory=list)
+
+    def record(self, rule: str, before: str, after: str, after_replace: int = 0) -> str:
+        if before != after or after_replace:
+            self.steps.append(RuleStep(rule, before, after, after_replace))
+        return after
+
+
+def _rule(trace: CleanupTrace | None, rule: str, before: str, after: str) -> str:
+    return trace.record(rule, before, after) if trace is not None else after
+
+
+def clean_edit(raw: str, ctx: CompletionContext, trace: CleanupTrace | None = None) -> Edit:
     """Apply the rules for `ctx.mode` to the model's raw text; an empty edit when nothing
-    useful remains."""
+    useful remains. `trace` records each rule's effect."""
     if ctx.mode is Mode.NONE:
+        _rule(trace, "mode none", raw, "")
         return Edit("")
     spec = LANGUAGES.get(ctx.language) if ctx.language else None
-    text = strip_special_tokens(raw)
+    text = _rule(trace, "special tokens", raw, strip_special_tokens(raw))
     if ctx.mode.is_line:
-        text = cut_at_newline(text)
+        text = _rule(trace, "cut at newline", text, cut_at_newline(text))
         if not ctx.line_suffix.strip():
-            text = text.rstrip()
+            text = _rule(trace, "trailing blank", text, text.rstrip())
         candidates = [text]
     else:
-        text = match_indentation(text, ctx.indent_unit)
+        text = _rule(trace, "indentation", text, match_indentation(text, ctx.indent_unit))
         mid_line = bool(ctx.line_prefix.strip())
         line_indent = _indent_of(ctx.line_prefix) if mid_line else None
-        text = cut_at_dedent(text, ctx.block_indent, line_indent, spec)
+        text = _rule(
+            trace, "cut at dedent", text, cut_at_dedent(text, ctx.block_indent, line_indent, spec)
+        )
         if spec is not None:
-            text = cut_at_block_exit(text, spec)
+            text = _rule(trace, "cut at block exit", text, cut_at_block_exit(text, spec))
         closer_words = spec.block_closers if spec is not None else ()
-        text = drop_repeated_suffix_lines(text, ctx.suffix, ctx.line_prefix, closer_words)
-        text = strip_trailing_blank(text)
+        text = _rule(
+            trace,
+            "repeated suffix lines",
+            text,
+            drop_repeated_suffix_lines(text, ctx.suffix, ctx.line_prefix, closer_words),
+        )
+        text = _rule(trace, "trailing blank", text, strip_trailing_blank(text))
         first = text.split("\n", 1)[0]
         if first.strip() and _first_line_indent(ctx.line_prefix, first) < ctx.block_indent:
             if not mid_line:
-                return Edit("")  # a first line left of the block would not belong to it
+                # A first line left of the block would not belong to it.
+                _rule(trace, "first line left of the block", text, "")
+                return Edit("")
         # The longest leading run of lines that passes every check below.
         lines = text.split("\n")
         candidates = ["\n".join(lines[:n]).rstrip() for n in range(len(lines), 0, -1)]
-    if not text.strip() or is_degenerate(text):
+    if not text.strip():
+        return Edit("")
+    if is_degenerate(text):
+        _rule(trace, "degenerate", text, "")
         return Edit("")
     check = SyntaxCheck(ctx) if ctx.language is not None else None
+    # The rule that turned down the longest candidate is the one that cut (or dropped) it.
+    rejected_by = ""
     for candidate in candidates:
         if not candidate.strip():
             continue
         edit = fit_to_line(candidate, ctx)
         if not edit.text.strip() or edit.text == ctx.line_suffix[: edit.replace_chars]:
+            rejected_by = rejected_by or "nothing new"
             continue  # nothing but what is already there
         if repeats_next_lines(edit, ctx):
+            rejected_by = rejected_by or "repeats next lines"
             continue
         # A block opener is fine at the end of a single line continuing typed code (`for x
         # in xs:`: the body comes next), not at the end of a block meant to be written.
         single = "\n" not in edit.text and bool(ctx.line_prefix.strip())
         if check is None or not check.damages(edit, empty_blocks=not single):
+            if trace is not None:
+                if rejected_by:
+                    trace.record(rejected_by, text, edit.text, edit.replace_chars)
+                elif (edit.text, edit.replace_chars) != (candidate, 0):
+                    trace.record("fit to line", candidate, edit.text, edit.replace_chars)
             return edit
+        rejected_by = rejected_by or "syntax check"
+    if trace is not None and rejected_by:
+        trace.record(rejected_by, text, "")
     return Edit("")
