@@ -30,18 +30,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fim_server.backends import Backend, BackendSpec, gguf, load_backend
+from fim_server.backends.remote import CHARS_PER_TOKEN
 from fim_server.context import CompletionContext, ContextSettings, Literal, Mode, build_context
 from fim_server.eval.tasks import BENCHMARKS, SUITES, Task, load_suite, normalise, spread
 from fim_server.postprocess import CleanupTrace, RuleStep, clean_edit, strip_special_tokens
-from fim_server.window import build_window
+from fim_server.window import CountTokens, build_window
 
 
 @dataclass
@@ -59,13 +62,22 @@ class TaskRecord:
     suite: str
     language: str
     mode: str
+    max_tokens: int
     reason: str
-    raw: str
+    raw: str  # the backend's answer (a line request where fim-server asks less)
+    answer: str | None  # the answer to fim-server's request, where it differs from `raw`
     cleaned: str
     cleaned_replace: int
     raw_right: bool
     right: bool
     steps: list[dict[str, Any]] = field(default_factory=list)
+    asked: bool = True  # False: replayed from an earlier run's answers
+    prompt: int = 0  # crc32 of the window the backend was shown
+
+
+def remote_count_tokens(text: str) -> int:
+    """How remote backends (the llama.cpp server) measure a context: in characters."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def completed(task: Task, text: str, replace_chars: int = 0) -> str:
@@ -119,37 +131,65 @@ def line_context(
 
 
 def score_task(
-    backend: Backend, settings: ContextSettings, task: Task, language: str
+    backend: Backend | None,
+    settings: ContextSettings,
+    task: Task,
+    language: str,
+    count: CountTokens,
+    recorded: TaskRecord | None = None,
 ) -> TaskRecord:
-    count = backend.count_tokens
+    """Ask the backend at `task` and trace the clean-up of its answer. `recorded`: an
+    earlier run's record of the task, whose answers are scored again without asking when
+    the context asks the same as then (the clean-up changed, the request did not)."""
     ctx = build_context(task.document, task.offset, count, settings, language=language)
     trace = CleanupTrace()
     asked_less = ctx.mode is Mode.NONE or (
         ctx.literal is not Literal.NONE and ctx.max_tokens < settings.single_line_tokens
     )
-    raw = ask(backend, line_context(task, ctx, settings, count)) if asked_less else ""
-    answer = ask(backend, ctx) if ctx.mode is not Mode.NONE else ""
-    if not asked_less:
-        raw = answer
-    elif ctx.mode is not Mode.NONE:
+    prompt = zlib.crc32((ctx.model_prefix + "\0" + ctx.suffix).encode())
+    same_request = (
+        recorded is not None
+        and recorded.prompt in (prompt, 0)  # 0: a run before the field (the same window)
+        and recorded.mode == str(ctx.mode)
+        and recorded.max_tokens == ctx.max_tokens
+        and (recorded.answer is not None or not asked_less)
+    )
+    if same_request:
+        assert recorded is not None
+        raw = recorded.raw
+        answer = recorded.answer if recorded.answer is not None else raw
+    else:
+        if backend is None:
+            raise SystemExit(f"{task.task_id}: the request changed, a backend must answer")
+        raw = ask(backend, line_context(task, ctx, settings, count)) if asked_less else ""
+        answer = ask(backend, ctx) if ctx.mode is not Mode.NONE else ""
+        if not asked_less:
+            raw = answer
+    if asked_less and ctx.mode is not Mode.NONE:
         # What the shorter budget cut: judged like a rule, on the first line.
         trace.record("literal budget", raw.split("\n", 1)[0], answer.split("\n", 1)[0])
     edit = clean_edit(answer if ctx.mode is not Mode.NONE else raw, ctx, trace)
     raw_text = strip_special_tokens(raw)
-    if ctx.mode.is_line or ctx.mode is Mode.NONE:
-        raw_text = raw_text.split("\n", 1)[0]  # the line request stops there
+    if ctx.mode.is_line or ctx.mode is Mode.NONE or task.suite == "humaneval-single":
+        # A line request stops there; on the single-line suite a block's first line is
+        # what a line request would have written (greedy, the same prompt).
+        raw_text = raw_text.split("\n", 1)[0]
     return TaskRecord(
         task.task_id,
         task.suite,
         language,
         str(ctx.mode),
+        ctx.max_tokens,
         ctx.reason,
         raw,
+        answer if asked_less else None,
         edit.text,
         edit.replace_chars,
         is_right(task, raw_text),
         is_right(task, edit.text, edit.replace_chars),
         [asdict(step) for step in trace.steps],
+        asked=not same_request,
+        prompt=prompt,
     )
 
 
@@ -237,24 +277,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=8, help="tasks per suite")
     parser.add_argument("--limit-single", type=int, help="tasks of humaneval-single")
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        help="an earlier run's JSON: its answers are scored again where the request is the same",
+    )
+    parser.add_argument(
+        "--replay-only", action="store_true", help="with --replay: never start the backend"
+    )
+    parser.add_argument(
+        "--context-tokens", type=int, help="the backend's context, when it is not started"
+    )
     args = parser.parse_args(argv)
 
-    backend = load_backend(BackendSpec(model_path=args.model, timeout_ms=120_000))
-    trained = getattr(backend, "context_tokens", None)
+    recorded: dict[str, TaskRecord] = {}
+    if args.replay is not None:
+        for row in json.loads(args.replay.read_text())["tasks"]:
+            row.setdefault("max_tokens", 0)  # runs before the field: asked again
+            row.setdefault("answer", None)
+            recorded[row["task_id"]] = TaskRecord(**row)
+    backend: Backend | None = None
+    if not args.replay_only:
+        backend = load_backend(BackendSpec(model_path=args.model, timeout_ms=120_000))
+    trained = getattr(backend, "context_tokens", None) if backend is not None else None
+    trained = trained or args.context_tokens
     settings = ContextSettings.sized_for(trained) if trained else ContextSettings()
+    count = backend.count_tokens if backend is not None else remote_count_tokens
     records: list[TaskRecord] = []
     tasks: dict[str, Task] = {}
     started = time.perf_counter()
     try:
         for suite in args.suites:
-            limit = (
-                args.limit_single
-                if suite == "humaneval-single" and args.limit_single
-                else args.limit
-            )
+            single = suite == "humaneval-single" and args.limit_single
+            limit = args.limit_single if single else args.limit
             for task in spread(load_suite(BENCHMARKS, suite), limit):
                 tasks[task.task_id] = task
-                record = score_task(backend, settings, task, "python")
+                record = score_task(
+                    backend, settings, task, "python", count, recorded.get(task.task_id)
+                )
                 records.append(record)
                 mark = "=" if record.right else ("!" if record.raw_right else ".")
                 print(mark, end="", flush=True, file=sys.stderr)
@@ -264,8 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         if close is not None:
             close()
     table, summary = report(records, tasks)
+    replayed = sum(not r.asked for r in records)
     heading = (
-        f"Clean-up scoreboard: {args.model}, {len(records)} tasks "
+        f"Clean-up scoreboard: {args.model}, {len(records)} tasks, {replayed} replayed "
         f"({time.perf_counter() - started:.0f} s)\n"
     )
     print(heading + "\n" + table)
