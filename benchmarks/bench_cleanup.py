@@ -62,7 +62,7 @@ class TaskRecord:
     suite: str
     language: str
     mode: str
-    max_tokens: int
+    max_tokens: int | None
     reason: str
     raw: str  # the backend's answer (a line request where fim-server asks less)
     answer: str | None  # the answer to fim-server's request, where it differs from `raw`
@@ -151,7 +151,7 @@ def score_task(
         recorded is not None
         and recorded.prompt in (prompt, 0)  # 0: a run before the field (the same window)
         and recorded.mode == str(ctx.mode)
-        and recorded.max_tokens == ctx.max_tokens
+        and recorded.max_tokens in (ctx.max_tokens, None)
         and (recorded.answer is not None or not asked_less)
     )
     if same_request:
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     recorded: dict[str, TaskRecord] = {}
     if args.replay is not None:
         for row in json.loads(args.replay.read_text())["tasks"]:
-            row.setdefault("max_tokens", 0)  # runs before the field: asked again
+            row.setdefault("max_tokens", None)  # runs before the field: the same budgets
             row.setdefault("answer", None)
             recorded[row["task_id"]] = TaskRecord(**row)
     backend: Backend | None = None
@@ -334,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         summary["model"] = args.model
         summary["tasks"] = [asdict(r) for r in records]
-        args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(f"# {heading}\n{table}\n")
+        args.out.parent.joinpath(args.out.name + ".json").write_text(
+            json.dumps(summary, indent=1) + "\n"
+        )
+        args.out.parent.joinpath(args.out.name + ".md").write_text(f"# {heading}\n{table}\n")
     return 0
 
 
