@@ -482,4 +482,7 @@ def _may_open_block(
     if _BLOCK_MAY_FOLLOW.search(line_prefix) is None:
         return False
     # Before the editor's closers the brackets are the ones they close (`map((x) =>|)`).
-    return bool(line_suffix.strip()) or _enclosing(spec, root, cursor).kind != "brackets"
+    if line_suffix.strip():
+        return True
+    open_on_line = sum(line_prefix.count(o) - line_prefix.count(c) for o, c in ("()", "[]"))
+    return open_on_line <= 0 and _enclosing(spec, root, cursor).kind != "brackets"

@@ -191,9 +191,11 @@ def unfinished_line_may_stay(line: str, ctx: CompletionContext) -> bool:
     mid-line (`});`), or the start of a Python clause (`el` of `elif`)."""
     spec = LANGUAGES.get(ctx.language) if ctx.language else None
     indent = _indent_of(line)
-    if ctx.line_prefix.strip() and indent >= _indent_of(ctx.line_prefix):
-        return True
     word = line.strip()
+    if ctx.line_prefix.strip() and indent >= _indent_of(ctx.line_prefix):
+        closer_words = spec.block_closers if spec is not None else ()
+        if word[:1] in _CLOSERS or any(w.startswith(word) for w in closer_words):
+            return True
     return indent == _statement_indent(ctx, spec) and any(
         clause.startswith(word) or word.startswith(clause) for clause in _CONTINUATIONS
     )
