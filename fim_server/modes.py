@@ -11,6 +11,8 @@
     `public int |`, `def |`);
   - inside brackets that end the line (`(|)`, `[|]`, `foo(a, |)`): a callback or a
     multi-line argument list may follow;
+  - at the end of a line a body may follow (`def area(r)|`, `get name()|`, `(a) =>|`):
+    a block only when the model's first line opens one, else that line (BLOCK_MAY_OPEN);
 - rest of line: other code after the cursor on its line (`foo(a|) + 1`);
 - single line: the cursor ends its line anywhere else (`total = a +|`, the top level).
 
