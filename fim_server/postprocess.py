@@ -67,6 +67,16 @@ def block_not_opened(text: str, ctx: CompletionContext) -> bool:
     return not opens_block(text.split("\n", 1)[0], spec)
 
 
+def drop_doubled_space(text: str, ctx: CompletionContext) -> str:
+    """Drop the spaces a completion starts with when the code before the cursor already
+    ends with one (`[1, 2, |]` + ` 3]`): code is not written with two there. Not inside
+    comments and strings, whose spacing is the writer's."""
+    prefix = ctx.line_prefix
+    if ctx.literal is not Literal.NONE or not prefix.strip() or not prefix.endswith((" ", "\t")):
+        return text
+    return text.lstrip(" \t") if not text.startswith("\n") else text
+
+
 def cut_at_newline(text: str) -> str:
     """A single-line completion ends at its first line break."""
     return text.split("\n", 1)[0]
@@ -682,6 +692,7 @@ def clean_edit(raw: str, ctx: CompletionContext, trace: CleanupTrace | None = No
     spec = LANGUAGES.get(ctx.language) if ctx.language else None
     text = _rule(trace, "special tokens", raw, strip_special_tokens(raw))
     written = text  # as the model wrote it: the statement end the cuts may drop
+    text = _rule(trace, "doubled space", text, drop_doubled_space(text, ctx))
     if ctx.mode.is_line:
         text = _rule(trace, "cut at newline", text, cut_at_newline(text))
         if not ctx.line_suffix.strip():
