@@ -11,6 +11,8 @@
     `public int |`, `def |`);
   - inside brackets that end the line (`(|)`, `[|]`, `foo(a, |)`): a callback or a
     multi-line argument list may follow;
+  - at the end of a line a body may follow (`def area(r)|`, `get name()|`, `(a) =>|`):
+    a block only when the model's first line opens one, else that line (BLOCK_MAY_OPEN);
 - rest of line: other code after the cursor on its line (`foo(a|) + 1`);
 - single line: the cursor ends its line anywhere else (`total = a +|`, the top level).
 
@@ -73,6 +75,17 @@ _ONLY_CLOSERS = re.compile(r"\s*[)\]}\"'`]+[;,:]?\s*")
 # A member being started: words only (`get `, `public static int `, `async def `).
 _WORDS_ONLY = re.compile(r"\s*[A-Za-z_]\w*(?:\s+[A-Za-z_]\w*)*\s*")
 _BRACKETS = {"(": ")", "[": "]", "{": "}"}
+# The reason of a block asked for where the cursor's line may open one (a signature, `get
+# x()`, an arrow, `if ...`): postprocess keeps the lines after the first only when the
+# model's first line does open a block, else the answer is the line.
+BLOCK_MAY_OPEN = "the line may open a block"
+# Python statements whose header ends with the colon that opens their body.
+_PY_COMPOUND = re.compile(
+    r"\s*(?:async\s+)?(?:def|class|if|elif|else|for|while|with|try|except|finally|match|case)\b"
+)
+# The end of a line that a body may follow in the brace languages: the `)` of a signature
+# or a condition, an arrow, a word that takes a block.
+_BLOCK_MAY_FOLLOW = re.compile(r"(?:\)|=>|\belse|\btry|\bdo|\bfinally)\s*$")
 # Bodies whose members are mostly blocks (methods, nested types): a word typed at the start
 # of a member's line begins a block.
 _MEMBER_BODIES = frozenset(
@@ -450,4 +463,28 @@ def decide_mode(
         decision = _general_block(spec, root, source, cursor, token, line_prefix, line_suffix)
     if decision is not None:
         return decision
+    if _may_open_block(spec, root, cursor, line_prefix, line_suffix):
+        return ModeDecision(Mode.MULTI_LINE, _indent_width(line_prefix) + 1, BLOCK_MAY_OPEN)
     return ModeDecision(line_mode, 0, "inside a statement")
+
+
+def _may_open_block(
+    spec: LanguageSpec, root: tree_sitter.Node, cursor: int, line_prefix: str, line_suffix: str
+) -> bool:
+    """Whether the cursor ends a line whose statement a real model often finishes by opening
+    a block: a Python compound statement's header (`def f(x)`, `if x > 0`), or in the brace
+    languages a signature, a condition, an arrow (`get name()`, `(a, b) =>`). Only at the
+    end of the line or before closers the editor inserted, and not inside an argument list
+    (`foo(a, b)` there is an argument, not a header) unless the editor closed them."""
+    if line_suffix.strip() and not only_closers(line_suffix):
+        return False
+    if spec.indented_blocks:
+        header = _PY_COMPOUND.match(line_prefix) is not None
+        return header and not line_prefix.rstrip().endswith(":")
+    if _BLOCK_MAY_FOLLOW.search(line_prefix) is None:
+        return False
+    # Before the editor's closers the brackets are the ones they close (`map((x) =>|)`).
+    if line_suffix.strip():
+        return True
+    open_on_line = sum(line_prefix.count(o) - line_prefix.count(c) for o, c in ("()", "[]"))
+    return open_on_line <= 0 and _enclosing(spec, root, cursor).kind != "brackets"

@@ -19,7 +19,7 @@ import tree_sitter
 
 from .context import CompletionContext, Literal, Mode
 from .languages import LANGUAGES, LanguageSpec, parse
-from .modes import only_closers
+from .modes import BLOCK_MAY_OPEN, only_closers
 
 # Stop markers end the useful text; anything after them is the model wandering on.
 _END_MARKERS = re.compile(r"<eom>|<eos>|<\|endoftext\|>|<\|im_end\|>|<\|eot_id\|>")
@@ -44,6 +44,37 @@ def strip_special_tokens(text: str) -> str:
     return "".join(
         ch for ch in text if ch in "\n\t" or (unicodedata.category(ch) != "Cc" and ch != "\ufffd")
     )
+
+
+def opens_block(line: str, spec: LanguageSpec | None) -> bool:
+    """Whether `line` ends by opening a block: Python's `:`, a `{`, or the language's block
+    word (`then`, `do`)."""
+    end = line.rstrip()
+    if spec is None or not end:
+        return False
+    if spec.indented_blocks:
+        return end.endswith(":")
+    words = _CLOSER_TOKEN.findall(end)
+    return end.endswith("{") or (bool(words) and words[-1] in spec.nesting_words[0])
+
+
+def block_not_opened(text: str, ctx: CompletionContext) -> bool:
+    """Whether `text` (a completion so far) asked for where a block may open has finished a
+    first line that opens none: the answer is that line."""
+    if ctx.reason != BLOCK_MAY_OPEN or "\n" not in text:
+        return False
+    spec = LANGUAGES.get(ctx.language) if ctx.language else None
+    return not opens_block(text.split("\n", 1)[0], spec)
+
+
+def drop_doubled_space(text: str, ctx: CompletionContext) -> str:
+    """Drop the spaces a completion starts with when the code before the cursor already
+    ends with one (`[1, 2, |]` + ` 3]`): code is not written with two there. Not inside
+    comments and strings, whose spacing is the writer's."""
+    prefix = ctx.line_prefix
+    if ctx.literal is not Literal.NONE or not prefix.strip() or not prefix.endswith((" ", "\t")):
+        return text
+    return text.lstrip(" \t") if not text.startswith("\n") else text
 
 
 def cut_at_newline(text: str) -> str:
@@ -98,11 +129,16 @@ def _indent_of(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
+# Clauses that continue a Python compound statement at its own indentation.
+_CONTINUATIONS = frozenset({"elif", "else", "except", "finally"})
+
+
 def cut_at_dedent(
     text: str,
     block_indent: int,
     line_indent: int | None = None,
     spec: LanguageSpec | None = None,
+    statement_indent: int | None = None,
 ) -> str:
     """Stop a multi-line completion at the first line (after the first) indented less than
     `block_indent`: from there the model is writing code outside the block it was asked for.
@@ -110,13 +146,18 @@ def cut_at_dedent(
     `line_indent`: the completion continues a statement on a line indented this much (a
     block started mid-line: `items.forEach(|)`). A line back at that indentation that closes
     a bracket or (`spec`) a block the completion opened (`});`, `end)`) still belongs to
-    it, as its last line.
+    it, as its last line. `statement_indent`: the indentation of the compound statement
+    whose body is being written (Python): its `elif`/`else`/`except`/`finally` clauses at
+    that indentation still belong to it, and so do their bodies.
     """
     lines = text.split("\n")
     for i in range(1, len(lines)):
         line = lines[i]
         indent = _indent_of(line)
         if not line.strip() or indent >= block_indent:
+            continue
+        word = _CLOSER_TOKEN.match(line.lstrip())
+        if indent == statement_indent and word is not None and word.group() in _CONTINUATIONS:
             continue
         if line_indent is not None and indent >= line_indent:
             first = _CLOSER_TOKEN.match(line.lstrip())
@@ -129,6 +170,45 @@ def cut_at_dedent(
                 return "\n".join(lines[: i + 1])
         return "\n".join(lines[:i])
     return text
+
+
+def _statement_indent(ctx: CompletionContext, spec: LanguageSpec | None) -> int | None:
+    """The indentation of the Python compound statement whose body the block fills: the
+    cursor's line when it holds the header, else the nearest line above indented less
+    than the block."""
+    if spec is None or not spec.indented_blocks:
+        return None
+    if ctx.line_prefix.strip():
+        return _indent_of(ctx.line_prefix)
+    for line in reversed(ctx.prefix.split("\n")[:-1]):
+        if line.strip() and _indent_of(line) < ctx.block_indent:
+            return _indent_of(line)
+    return None
+
+
+def block_cut_at_dedent(text: str, ctx: CompletionContext) -> str:
+    """`cut_at_dedent` as `clean_edit` applies it to a block asked for at `ctx` (the
+    streaming early stop makes the same cut)."""
+    spec = LANGUAGES.get(ctx.language) if ctx.language else None
+    mid_line = bool(ctx.line_prefix.strip())
+    line_indent = _indent_of(ctx.line_prefix) if mid_line else None
+    return cut_at_dedent(text, ctx.block_indent, line_indent, spec, _statement_indent(ctx, spec))
+
+
+def unfinished_line_may_stay(line: str, ctx: CompletionContext) -> bool:
+    """Whether `line`, the start of a dedented line of a block being streamed, may still
+    turn out to belong to the block once it is whole: a closer line of a block begun
+    mid-line (`});`), or the start of a Python clause (`el` of `elif`)."""
+    spec = LANGUAGES.get(ctx.language) if ctx.language else None
+    indent = _indent_of(line)
+    word = line.strip()
+    if ctx.line_prefix.strip() and indent >= _indent_of(ctx.line_prefix):
+        closer_words = spec.block_closers if spec is not None else ()
+        if word[:1] in _CLOSERS or any(w.startswith(word) for w in closer_words):
+            return True
+    return indent == _statement_indent(ctx, spec) and any(
+        clause.startswith(word) or word.startswith(clause) for clause in _CONTINUATIONS
+    )
 
 
 def _squeeze(line: str) -> str:
@@ -542,49 +622,139 @@ class SyntaxCheck:
         return self._document.damages(replaced, inserted, empty_blocks)[0]
 
 
-def clean_edit(raw: str, ctx: CompletionContext) -> Edit:
+def _statement_end(text: str, line_prefix: str, line_suffix: str) -> str:
+    """The `;` or `,` the model wrote right after its copy of the line's closers (`});` for
+    the suffix `})`) at the cursor line's indentation, which ends the statement the closers
+    belong to; "" when none."""
+    if not only_closers(line_suffix):
+        return ""
+    closers = _squeeze(line_suffix)
+    for line in text.split("\n")[1:]:
+        if _indent_of(line) != _indent_of(line_prefix):
+            continue
+        squeezed = _squeeze(line)
+        if squeezed[:-1] == closers and squeezed[-1:] in (";", ","):
+            return squeezed[-1]
+    return ""
+
+
+def keep_statement_end(edit: Edit, text: str, ctx: CompletionContext) -> Edit:
+    """A block edit that replaced the line's closers with its own line of them, given back
+    the `;` or `,` the model wrote after them (the suffix had none)."""
+    end = _statement_end(text, ctx.line_prefix, ctx.line_suffix)
+    suffix = ctx.line_suffix.rstrip()
+    if (
+        end
+        and "\n" in edit.text
+        and edit.replace_chars == len(ctx.line_suffix)
+        and edit.text.endswith(suffix.strip())
+        and not suffix.endswith(end)
+    ):
+        return Edit(edit.text + end, edit.replace_chars)
+    return edit
+
+
+@dataclass(frozen=True)
+class RuleStep:
+    """One rule's effect on one completion: the text it was given and what it left
+    (`after` replaces `after_replace` characters after the cursor; "" when it dropped)."""
+
+    rule: str
+    before: str
+    after: str
+    after_replace: int = 0
+
+
+@dataclass
+class CleanupTrace:
+    """What each rule of one `clean_edit` call changed, in order; rules that left the text
+    as it was are not recorded. The clean-up's scoreboard (benchmarks/bench_cleanup.py)
+    judges each step against the reference."""
+
+    steps: list[RuleStep] = field(default_factory=list)
+
+    def record(self, rule: str, before: str, after: str, after_replace: int = 0) -> str:
+        if before != after or after_replace:
+            self.steps.append(RuleStep(rule, before, after, after_replace))
+        return after
+
+
+def _rule(trace: CleanupTrace | None, rule: str, before: str, after: str) -> str:
+    return trace.record(rule, before, after) if trace is not None else after
+
+
+def clean_edit(raw: str, ctx: CompletionContext, trace: CleanupTrace | None = None) -> Edit:
     """Apply the rules for `ctx.mode` to the model's raw text; an empty edit when nothing
-    useful remains."""
+    useful remains. `trace` records each rule's effect."""
     if ctx.mode is Mode.NONE:
+        _rule(trace, "mode none", raw, "")
         return Edit("")
     spec = LANGUAGES.get(ctx.language) if ctx.language else None
-    text = strip_special_tokens(raw)
+    text = _rule(trace, "special tokens", raw, strip_special_tokens(raw))
+    written = text  # as the model wrote it: the statement end the cuts may drop
+    text = _rule(trace, "doubled space", text, drop_doubled_space(text, ctx))
     if ctx.mode.is_line:
-        text = cut_at_newline(text)
+        text = _rule(trace, "cut at newline", text, cut_at_newline(text))
         if not ctx.line_suffix.strip():
-            text = text.rstrip()
+            text = _rule(trace, "trailing blank", text, text.rstrip())
         candidates = [text]
     else:
-        text = match_indentation(text, ctx.indent_unit)
+        if block_not_opened(text, ctx):
+            text = _rule(trace, "no block opened", text, cut_at_newline(text))
+        text = _rule(trace, "indentation", text, match_indentation(text, ctx.indent_unit))
         mid_line = bool(ctx.line_prefix.strip())
-        line_indent = _indent_of(ctx.line_prefix) if mid_line else None
-        text = cut_at_dedent(text, ctx.block_indent, line_indent, spec)
+        text = _rule(trace, "cut at dedent", text, block_cut_at_dedent(text, ctx))
         if spec is not None:
-            text = cut_at_block_exit(text, spec)
+            text = _rule(trace, "cut at block exit", text, cut_at_block_exit(text, spec))
         closer_words = spec.block_closers if spec is not None else ()
-        text = drop_repeated_suffix_lines(text, ctx.suffix, ctx.line_prefix, closer_words)
-        text = strip_trailing_blank(text)
+        text = _rule(
+            trace,
+            "repeated suffix lines",
+            text,
+            drop_repeated_suffix_lines(text, ctx.suffix, ctx.line_prefix, closer_words),
+        )
+        text = _rule(trace, "trailing blank", text, strip_trailing_blank(text))
         first = text.split("\n", 1)[0]
         if first.strip() and _first_line_indent(ctx.line_prefix, first) < ctx.block_indent:
             if not mid_line:
-                return Edit("")  # a first line left of the block would not belong to it
+                # A first line left of the block would not belong to it.
+                _rule(trace, "first line left of the block", text, "")
+                return Edit("")
         # The longest leading run of lines that passes every check below.
         lines = text.split("\n")
         candidates = ["\n".join(lines[:n]).rstrip() for n in range(len(lines), 0, -1)]
-    if not text.strip() or is_degenerate(text):
+    if not text.strip():
+        return Edit("")
+    if is_degenerate(text):
+        _rule(trace, "degenerate", text, "")
         return Edit("")
     check = SyntaxCheck(ctx) if ctx.language is not None else None
+    # The rule that turned down the longest candidate is the one that cut (or dropped) it.
+    rejected_by = ""
     for candidate in candidates:
         if not candidate.strip():
             continue
         edit = fit_to_line(candidate, ctx)
         if not edit.text.strip() or edit.text == ctx.line_suffix[: edit.replace_chars]:
+            rejected_by = rejected_by or "nothing new"
             continue  # nothing but what is already there
         if repeats_next_lines(edit, ctx):
+            rejected_by = rejected_by or "repeats next lines"
             continue
         # A block opener is fine at the end of a single line continuing typed code (`for x
         # in xs:`: the body comes next), not at the end of a block meant to be written.
         single = "\n" not in edit.text and bool(ctx.line_prefix.strip())
         if check is None or not check.damages(edit, empty_blocks=not single):
+            ended = keep_statement_end(edit, written, ctx)
+            if ended != edit and (check is None or not check.damages(ended, empty_blocks=True)):
+                edit = ended
+            if trace is not None:
+                if rejected_by:
+                    trace.record(rejected_by, text, edit.text, edit.replace_chars)
+                elif (edit.text, edit.replace_chars) != (candidate, 0):
+                    trace.record("fit to line", candidate, edit.text, edit.replace_chars)
             return edit
+        rejected_by = rejected_by or "syntax check"
+    if trace is not None and rejected_by:
+        trace.record(rejected_by, text, "")
     return Edit("")

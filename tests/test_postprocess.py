@@ -7,9 +7,11 @@ from dataclasses import replace
 
 import pytest
 
+from fim_server.backends.remote import completion_done
 from fim_server.context import ContextSettings, Mode, build_context
 from fim_server.languages import LANGUAGES, parse
 from fim_server.postprocess import (
+    CleanupTrace,
     Edit,
     SyntaxCheck,
     clean_edit,
@@ -284,3 +286,40 @@ def test_damage_that_only_shows_beyond_the_window_counts() -> None:
     assert ctx.suffix == "\n    y = 1\n    '''\n"  # the window stops at the quotes
     assert clean_edit("'''abc", replace(ctx, document=None)) == Edit("'''abc")
     assert clean_edit("'''abc", ctx) == Edit("")
+
+
+# -- the trace, and the streaming stop making the same cuts ---------------------------
+
+
+def test_the_trace_records_each_rule_that_changed_the_answer() -> None:
+    trace = CleanupTrace()
+    marked = "def f(x):\n    |\n\nprint(f(2))\n"
+    edit = clean_edit("y = x * 2\n    return y\nprint(y)\n", context_at(marked), trace)
+    assert edit == Edit("y = x * 2\n    return y")
+    assert [(s.rule, s.before, s.after) for s in trace.steps] == [
+        ("cut at dedent", "y = x * 2\n    return y\nprint(y)\n", "y = x * 2\n    return y")
+    ]
+    dropped = CleanupTrace()
+    assert clean_edit("anything", context_at("x = a|b\n"), dropped) == Edit("")
+    assert [s.rule for s in dropped.steps] == ["mode none"]
+
+
+def test_the_stream_stops_at_the_same_line_as_the_clean_up() -> None:
+    ctx = context_at("def sign(x):\n    if x > 0:|\n")
+    assert not completion_done("\n        return 1\n    el", ctx)  # `elif` or `else` ahead
+    assert not completion_done("\n        return 1\n    elif x < 0:\n        return -1\n", ctx)
+    assert completion_done("\n        return 1\n    print(x)\n", ctx)
+    assert completion_done("\n        return 1\n    pr", ctx)  # no clause starts so
+    closer = build_context(
+        "items.forEach((x) => {})\n", 22, count_words, language="javascript"
+    )
+    assert not completion_done("\n  use(x);\n}", closer)  # `});` may follow: wait for it
+    assert completion_done("\n  use(x);\n});\nnext();\n", closer)
+
+
+def test_a_header_asks_for_a_block_but_an_argument_stays_a_line() -> None:
+    assert context_at("def area(r)|\n").mode is Mode.MULTI_LINE
+    call = build_context("run(load(a, b)\n", 14, count_words, language="javascript")
+    assert call.mode is Mode.SINGLE_LINE, call.reason
+    line = context_at("def f(xs):\n    for x in xs|\n")
+    assert clean_edit(" if x\n        pass", line) == Edit(" if x")  # no block opened

@@ -60,7 +60,13 @@ import httpx
 
 from ..context import CompletionContext
 from ..languages import LANGUAGES
-from ..postprocess import cut_at_block_exit, cut_at_dedent, match_indentation
+from ..postprocess import (
+    block_cut_at_dedent,
+    block_not_opened,
+    cut_at_block_exit,
+    match_indentation,
+    unfinished_line_may_stay,
+)
 from .base import BackendError, BackendSpec, Infill, InfillCancelled
 
 logger = logging.getLogger(__name__)
@@ -204,17 +210,23 @@ def _connect_reason(exc: BaseException) -> str:
 def completion_done(text: str, ctx: CompletionContext) -> bool:
     """Whether post-processing will cut `text` (a streamed answer so far) whatever comes
     next, so the stream can be closed: the same cuts as postprocess.clean_edit."""
-    if ctx.mode.is_line:
+    if ctx.mode.is_line or block_not_opened(text, ctx):
         return "\n" in text  # cut_at_newline
-    text = match_indentation(text, ctx.indent_unit)
-    if cut_at_dedent(text, ctx.block_indent) != text:
-        return True  # a line that left the block has begun (its indent is known)
+    # Whole lines only: a dedented line may still belong to the block (`});` closing it,
+    # Python's `else:`), and `en` may be the start of `end` or of `enumerate`.
+    whole = match_indentation(text, ctx.indent_unit)
+    lines = whole[: whole.rfind("\n") + 1]
+    if not lines:
+        return False
+    if block_cut_at_dedent(lines, ctx).rstrip("\n") != lines.rstrip("\n"):
+        return True  # a line that left the block has been written
+    last = whole[len(lines) :]
+    if last.strip() and block_cut_at_dedent(whole, ctx) != whole:
+        # A dedented line has begun (its indent is known): done unless it may still be one
+        # that stays.
+        return not unfinished_line_may_stay(last, ctx)
     spec = LANGUAGES.get(ctx.language) if ctx.language else None
-    if spec is not None:
-        # Whole lines only: `en` may be the start of `end` or of `enumerate`.
-        lines = text[: text.rfind("\n") + 1]
-        return bool(lines) and cut_at_block_exit(lines, spec) != lines
-    return False
+    return spec is not None and cut_at_block_exit(lines, spec) != lines
 
 
 def _line_done(text: str) -> bool:
