@@ -175,7 +175,8 @@ def _kind_of(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     kind = {str: "a string", list: "a list", dict: "an object"}.get(type(value), "a value")
-    return f"{kind} of {len(value)}" + (" characters" if isinstance(value, str) else " items")
+    unit = "character" if isinstance(value, str) else "item"
+    return f"{kind} of {len(value)} {unit}{'' if len(value) == 1 else 's'}"
 
 
 def _check(key: str, value: Any) -> str | None:

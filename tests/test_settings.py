@@ -79,3 +79,19 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for key in SETTING_KEYS:
         assert f"`{key}`" in readme, f"README does not document {key}"
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("headers", [["Authorization", "Bearer sk-secret-9"]]),
+        ("headers", "Bearer sk-secret-9"),
+        ("headers", {"Authorization": ["Bearer sk-secret-9"]}),
+        ("endpoint", ["https://api.example.com/?key=sk-secret-9"]),
+        ("fimTemplate", {"prefix": "sk-secret-9"}),
+    ],
+)
+def test_a_wrong_value_is_reported_without_echoing_it(key: str, value: object) -> None:
+    update = apply_settings(UserSettings(), {key: value})
+    assert len(update.errors) == 1 and key in update.errors[0]
+    assert "sk-secret-9" not in update.errors[0], update.errors[0]
