@@ -24,7 +24,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 from remote_servers import LlamaServer, llama_server_binary, require_llama_server, smollm2_model
 
-from fim_server.backends import BackendError, BackendSpec, InfillCancelled, load_backend
+from fim_server.backends import BackendError, BackendSpec, InfillCancelled, load_backend, remote
 from fim_server.backends.remote import Prompt, RemoteBackend
 
 BINARY, MODEL = llama_server_binary(), smollm2_model()
@@ -156,7 +156,7 @@ def test_the_server_killed_mid_request() -> None:
             reason in str(caught.value)
             for reason in ("the connection broke mid-answer", "cannot connect")
         ), caught.value
-        time.sleep(0.6)  # past the backoff
+        time.sleep(remote.RETRY_S + 0.1)  # past the wait after a refusal
         with pytest.raises(BackendError, match="cannot connect"):
             fill(b, COUNTING)
     finally:
