@@ -327,9 +327,7 @@ def test_the_stream_waits_for_the_else_of_an_if_but_not_after_a_function() -> No
     assert completion_done("return 1;\n  } else {\n    return 2;\n  }\n", ctx)
     assert completion_done("return 1;\n  }\n", ctx)
     assert completion_done("return 1;\n  } x", ctx)
-    body = build_context(
-        "function f(x) {\n  \n}\n", 18, count_words, language="javascript"
-    )
+    body = build_context("function f(x) {\n  \n}\n", 18, count_words, language="javascript")
     assert completion_done("return x;\n}", body)  # a function's `}` has no `else`
 
 
