@@ -67,6 +67,21 @@ def block_not_opened(text: str, ctx: CompletionContext) -> bool:
     return not opens_block(text.split("\n", 1)[0], spec)
 
 
+def body_exists_below(text: str, ctx: CompletionContext) -> bool:
+    """Whether `text` (a block asked for on a blank line) opens a block on its first line
+    while the code right below the cursor's line is indented deeper than that line: the
+    body is already there (`for j in ...:` / `|` / `        largest = ...`), so the answer
+    is the header."""
+    spec = LANGUAGES.get(ctx.language) if ctx.language else None
+    first = text.split("\n", 1)[0]
+    if ctx.line_prefix.strip() or "\n" not in text or "\n" not in ctx.suffix:
+        return False  # (mid-line the first line goes on with code, not a header of its own)
+    if not opens_block(first, spec):
+        return False
+    below = next((line for line in ctx.suffix.split("\n")[1:] if line.strip()), None)
+    return below is not None and _indent_of(below) > _first_line_indent(ctx.line_prefix, first)
+
+
 def drop_doubled_space(text: str, ctx: CompletionContext) -> str:
     """Drop the spaces a completion starts with when the code before the cursor already
     ends with one (`[1, 2, |]` + ` 3]`): code is not written with two there. Not inside
@@ -816,6 +831,8 @@ def clean_edit(raw: str, ctx: CompletionContext, trace: CleanupTrace | None = No
     else:
         if block_not_opened(text, ctx):
             text = _rule(trace, "no block opened", text, cut_at_newline(text))
+        elif body_exists_below(text, ctx):
+            text = _rule(trace, "body below", text, cut_at_newline(text))
         text = _rule(trace, "indentation", text, match_indentation(text, ctx.indent_unit))
         mid_line = bool(ctx.line_prefix.strip())
         text = _rule(trace, "cut at dedent", text, block_cut_at_dedent(text, ctx))
