@@ -131,3 +131,17 @@ def test_whole_and_word_accepts_are_counted_apart() -> None:
     assert (s["chars_by_full"], s["chars_by_partial"], s["chars_by_completion"]) == (5, 3, 8)
     assert s["acceptance_rate"] == pytest.approx(2 / 3)
     assert s["full_acceptance_rate"] == pytest.approx(1 / 3)
+
+
+def test_without_a_gate_meeting_both_targets_the_best_acceptance_keeping_characters() -> None:
+    run = replay.Replay(gate=0.0, server="test")
+    run.typed_chars = {"python": 1000}
+    # Acceptance rises with the gate, characters fall: 30% is only met below 4% of them.
+    run.keystrokes = [_keystroke(0.9, 30), _keystroke(0.8, 0), _keystroke(0.5, 20)]
+    run.keystrokes += [_keystroke(0.5, 0) for _ in range(4)]
+    run.keystrokes += [_keystroke(0.2, 0), _keystroke(0.2, 0)]
+    curve = replay.gate_curve(run)
+    assert curve[60]["acceptance_rate"] == 0.5 and curve[60]["chars_saved"] == 0.03
+    gate, why = replay.choose_gate(curve)
+    # From 0.21 to 0.5: 2 of 7 accepted (28.6%) and 5% of the characters; below, 2 of 9.
+    assert gate == 0.21 and "best acceptance rate" in why
