@@ -266,8 +266,9 @@ async def run_typing(
 ) -> dict:
     if not files:
         return {"keystrokes": 0}
-    replay = typing_replay.Replay(gate=defaults.MIN_CONFIDENCE, server=command)
     before = await stats(client)
+    # The server's own gate: this benchmark sends no settings.
+    replay = typing_replay.Replay(gate=before["minConfidence"], server=command)
     cpu_before = server.cpu_ms()
     typed = 0
     for file in files:

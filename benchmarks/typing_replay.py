@@ -1,8 +1,12 @@
 """Typing replay: the ghost text a user sees, measured through the real server over LSP.
 
-Held-out files of the corpus split (fim_model.corpus.is_held_out: folders the model never
-trained on) are picked from this machine's code (fim_model.sources.default_roots), a few
-per language, seeded. In each, a fixed number of lines are typed again character by
+The files typed are code from projects outside every corpus here (benchmarks/data/outside,
+their licences and sources in its SOURCES.md): `--set check` (the default) or `tune`, the
+two disjoint sets of each language; the gate thresholds are chosen on `tune` and checked
+on `check`. `--set corpus` picks held-out files of the embedded model's corpus split
+instead (fim_model.corpus.is_held_out: folders it never trained on) from this machine's
+code (fim_model.sources.default_roots), a few per language, seeded. In each file, a fixed
+number of lines (seeded) are typed again character by
 character, with the rest of the file present: each line is emptied after its indentation
 (as an editor's auto-indent leaves it), then every keystroke is a didChange and an inline
 completion request. When the suggestion is exactly what comes next the replay accepts it
@@ -10,10 +14,12 @@ completion request. When the suggestion is exactly what comes next the replay ac
 accept, word by word); an acceptance is one keystroke too. Otherwise it types the next
 character itself.
 
-Prints, per language and over all: characters typed by completions, suggestions shown
-per keystroke, acceptance rate (suggestions accepted, in full or by word, per suggestion
-shown), keystroke latency p50/p95 (client side), model runs per keystroke and the cache
-hit rate (from the server's fim/stats). Every shown suggestion is recorded with its
+Prints, per language (Python, JavaScript/TypeScript, Go, Rust, Java, C/C++) and over
+all: characters typed by completions, suggestions shown per keystroke, acceptance rate
+(suggestions accepted per suggestion shown), whole accepts and partial (word) accepts
+apart with the characters each typed, keystroke latency p50/p95 (client side), model
+runs per keystroke and the cache hit rate (from the server's fim/stats). Every shown
+suggestion is recorded with its
 confidence, so the acceptance rate and characters saved of every confidence gate can be
 computed from one run at gate 0 (an approximation: a hidden suggestion cannot be typed
 through, so the real run at a gate differs a little; the replay at the chosen gate
@@ -21,6 +27,7 @@ checks it). Writes the events and summaries as JSON, the tables as markdown and 
 curve as a PNG.
 
     .venv/bin/python benchmarks/typing_replay.py            # gate 0 + curve, then the default gate
+    .venv/bin/python benchmarks/typing_replay.py --set tune --gates 0 --out /tmp/tune
     .venv/bin/python benchmarks/typing_replay.py --gates 0.3 --out /tmp/replay
     .venv/bin/python benchmarks/typing_replay.py --server-cmd "fim-server --stdio --model DIR"
 
@@ -50,15 +57,19 @@ from pygls.lsp.client import LanguageClient
 from fim_model.corpus import is_held_out
 from fim_model.sources import SourceRoot, decode_source, default_roots, language_of
 from fim_server import defaults
+from fim_server import gate as gate_module
 from fim_server.languages import LANGUAGES, parse
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "results" / "typing-replay"
 DEFAULT_SERVER = f"{shlex.quote(sys.executable)} -m fim_server --stdio"
-# Languages with held-out files on the development machine (its JavaScript has none with
-# enough code lines, and Go and Rust sources are not installed there; pass
-# --languages go,rust where they are).
-DEFAULT_LANGUAGES = ("python", "java", "c", "cpp")
+# Code from outside projects, in two disjoint sets (SOURCES.md says where each file is from).
+OUTSIDE = REPO / "benchmarks" / "data" / "outside"
+OUTSIDE_SETS = ("tune", "check")
+DEFAULT_LANGUAGES = ("python", "javascript", "typescript", "go", "rust", "java", "c", "cpp")
+# How the figures group languages: one row for JavaScript and TypeScript, one for C and C++.
+REPORT_GROUP = {"typescript": "javascript", "tsx": "javascript", "cpp": "c"}
+GROUP_NAMES = {"javascript": "javascript/typescript", "c": "c/cpp"}
 # LSP language ids, where they differ from the corpus's names.
 LANGUAGE_IDS = {"bash": "shellscript", "tsx": "typescriptreact"}
 # Lines worth typing: long enough for a completion to save something, short enough that a
@@ -68,8 +79,9 @@ MAX_LINE_CHARS = 80
 # A "word" for partial accept: a run of word characters or of punctuation, with the
 # blanks before it (how editors step through ghost text with Ctrl+Right).
 _WORD = re.compile(r"\s*(?:\w+|[^\w\s]+)|\s+")
-# The targets of issue 20 for the default gate.
-TARGET_ACCEPTANCE = 0.25
+# The targets a default gate is chosen for: 30% of the suggestions shown accepted (issue
+# 26), and at least 4% of the characters typed by completions (issue 20).
+TARGET_ACCEPTANCE = 0.30
 TARGET_SAVED = 0.04
 
 
@@ -172,6 +184,29 @@ def held_out_files(
         if len(picked) == count:
             break
     return picked
+
+
+def outside_files(which: str, languages: list[str], lines: int) -> list[HeldOutFile]:
+    """Every file of the outside set `which` ("tune" or "check") in one of `languages`
+    with at least `lines` typable lines, in path order."""
+    picked: list[HeldOutFile] = []
+    for path in sorted((OUTSIDE / which).rglob("*")):
+        rel = PurePosixPath(path.relative_to(OUTSIDE).as_posix())
+        language = language_of(rel)
+        if language not in languages or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "\r" in text or len(typable_lines(text, language)) < lines:
+            continue
+        picked.append(HeldOutFile(f"outside/{rel}", language, text))
+    return picked
+
+
+def report_group(language: str) -> str:
+    """The row of the figures `language` counts in: "javascript/typescript", "c/cpp", or
+    the language itself."""
+    group = REPORT_GROUP.get(language, language)
+    return GROUP_NAMES.get(group, group)
 
 
 def chosen_rows(file: HeldOutFile, lines: int, seed: int) -> list[int]:
@@ -344,10 +379,18 @@ async def replay_file(
 
 
 async def run_replay(
-    files: list[HeldOutFile], rows: dict[str, list[int]], args: argparse.Namespace, gate: float
+    files: list[HeldOutFile],
+    rows: dict[str, list[int]],
+    args: argparse.Namespace,
+    gate: float | None,
 ) -> Replay:
+    """Type `files` through the server at minConfidence `gate` (None: the backend's own
+    default, which the replay records from fim/stats)."""
     command = shlex.split(args.server_cmd)
-    replay = Replay(gate=gate, server=args.server_cmd)
+    replay = Replay(gate=gate or 0.0, server=args.server_cmd)
+    options: dict[str, Any] = {"debounceMs": args.debounce_ms}
+    if gate is not None:
+        options["minConfidence"] = gate
     client = LanguageClient("fim-typing-replay", "0.1")
     await client.start_io(command[0], *command[1:])
     await client.initialize_async(
@@ -357,18 +400,20 @@ async def run_replay(
                     inline_completion=types.InlineCompletionClientCapabilities()
                 )
             ),
-            initialization_options={"fim": {"minConfidence": gate, "debounceMs": args.debounce_ms}},
+            initialization_options={"fim": options},
         )
     )
     client.initialized(types.InitializedParams())
     try:
         ready = await _wait_for_model(client, args.timeout)
         replay.backend = ready["backendDescription"]
+        replay.gate = ready["minConfidence"]  # the gate in force, the backend's or ours
         for file in files:
             file_rows = rows[file.path]
-            replay.files.setdefault(file.language, []).append(file.path)
+            group = report_group(file.language)
+            replay.files.setdefault(group, []).append(file.path)
             lines = file.text.split("\n")
-            replay.typed_chars[file.language] = replay.typed_chars.get(file.language, 0) + sum(
+            replay.typed_chars[group] = replay.typed_chars.get(group, 0) + sum(
                 len(lines[r].strip()) for r in file_rows
             )
             await replay_file(client, file, file_rows, replay)
@@ -394,6 +439,8 @@ def percentile(values: list[float], q: float) -> float:
 def summarise(keystrokes: list[Keystroke], typed_chars: int) -> dict[str, Any]:
     shown = [k for k in keystrokes if k.suggestion]
     accepted = [k for k in shown if k.accepted]
+    whole = [k for k in accepted if k.full]
+    partial = [k for k in accepted if not k.full]
     n = max(len(keystrokes), 1)
     return {
         "keystrokes": len(keystrokes),
@@ -403,8 +450,12 @@ def summarise(keystrokes: list[Keystroke], typed_chars: int) -> dict[str, Any]:
         "shown": len(shown),
         "shown_per_keystroke": len(shown) / n,
         "accepted": len(accepted),
-        "accepted_full": sum(k.full for k in accepted),
+        "accepted_full": len(whole),
+        "accepted_partial": len(partial),
+        "chars_by_full": sum(k.accepted for k in whole),
+        "chars_by_partial": sum(k.accepted for k in partial),
         "acceptance_rate": len(accepted) / max(len(shown), 1),
+        "full_acceptance_rate": len(whole) / max(len(shown), 1),
         "gated": sum(k.gated for k in keystrokes),
         "latency_p50_ms": percentile([k.latency_ms for k in keystrokes], 0.5),
         "latency_p95_ms": percentile([k.latency_ms for k in keystrokes], 0.95),
@@ -415,10 +466,11 @@ def summarise(keystrokes: list[Keystroke], typed_chars: int) -> dict[str, Any]:
 
 def summaries(replay: Replay) -> dict[str, dict[str, Any]]:
     table = {
-        language: summarise(
-            [k for k in replay.keystrokes if k.language == language], replay.typed_chars[language]
+        group: summarise(
+            [k for k in replay.keystrokes if report_group(k.language) == group],
+            replay.typed_chars[group],
         )
-        for language in replay.typed_chars
+        for group in replay.typed_chars
     }
     table["all"] = summarise(replay.keystrokes, sum(replay.typed_chars.values()))
     return table
@@ -448,10 +500,11 @@ def gate_curve(replay: Replay, score: str = "confidence") -> list[dict[str, floa
 
 
 def choose_gate(curve: list[dict[str, float]]) -> tuple[float, str]:
-    """The gate users would want, and why: the lowest gate that meets both targets (the
-    most characters saved among those that do); where none does, the gate with the best
-    product of acceptance rate and characters saved (the most useful ghost text per
-    suggestion shown), among gates that keep at least half the ungated characters saved."""
+    """The gate users would want, and why: among the gates that meet both targets, the one
+    that keeps the most characters typed by completions (the lowest); where none does,
+    the one with the best acceptance rate among those keeping at least TARGET_SAVED of
+    the characters (wrong ghost text costs more than a missing one); where none keeps
+    that much, the best product of acceptance rate and characters saved."""
     meeting = [
         p
         for p in curve
@@ -460,12 +513,17 @@ def choose_gate(curve: list[dict[str, float]]) -> tuple[float, str]:
     if meeting:
         best = max(meeting, key=lambda p: (p["chars_saved"], -p["gate"]))
         return best["gate"], "the gate that meets both targets with the most characters saved"
-    floor = curve[0]["chars_saved"] / 2
-    useful = [p for p in curve if p["chars_saved"] >= floor and p["shown"]]
+    useful = [p for p in curve if p["chars_saved"] >= TARGET_SAVED and p["shown"]]
+    if useful:
+        best = max(useful, key=lambda p: (p["acceptance_rate"], -p["gate"]))
+        return best["gate"], (
+            f"no gate meets both targets; the best acceptance rate among the gates keeping "
+            f"{100 * TARGET_SAVED:.0f}% of the characters typed by completions"
+        )
+    useful = [p for p in curve if p["shown"]]
     best = max(useful, key=lambda p: (p["acceptance_rate"] * p["chars_saved"], -p["gate"]))
     return best["gate"], (
-        "no gate meets both targets; the one with the best acceptance rate x characters "
-        "saved, keeping at least half the ungated characters saved"
+        "no gate keeps enough characters; the best acceptance rate x characters saved"
     )
 
 
@@ -495,7 +553,7 @@ def plot_curve(replay: Replay, chosen: float, out: Path) -> None:
                 [100 * point["acceptance_rate"]],
                 "o",
                 color="crimson",
-                label=f"default minConfidence {chosen:.2f}",
+                label=f"gate chosen on this curve: {chosen:.2f}",
             )
     ax.axhline(100 * TARGET_ACCEPTANCE, color="grey", lw=0.8, ls=":")
     ax.axvline(100 * TARGET_SAVED, color="grey", lw=0.8, ls=":")
@@ -514,9 +572,10 @@ def markdown(replay: Replay) -> str:
         f"Gate (minConfidence) {replay.gate:.2f}; backend: {replay.backend}",
         "",
         "| language | keystrokes | chars typed by completions | shown / keystroke "
-        "| acceptance rate (full) | hidden by the gate | latency p50 / p95 (ms) "
+        "| acceptance rate | whole accepts (chars) | word accepts (chars) "
+        "| hidden by the gate | latency p50 / p95 (ms) "
         "| model runs / keystroke | cache hits |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for language, s in summaries(replay).items():
         name = f"**{language}**" if language == "all" else language
@@ -524,8 +583,9 @@ def markdown(replay: Replay) -> str:
             f"| {name} | {s['keystrokes']} "
             f"| {100 * s['chars_saved']:.1f}% ({s['chars_by_completion']}/{s['line_chars']}) "
             f"| {s['shown_per_keystroke']:.2f} "
-            f"| {100 * s['acceptance_rate']:.1f}% ({s['accepted']}/{s['shown']}; "
-            f"{s['accepted_full']} full) "
+            f"| {100 * s['acceptance_rate']:.1f}% ({s['accepted']}/{s['shown']}) "
+            f"| {s['accepted_full']} ({s['chars_by_full']}) "
+            f"| {s['accepted_partial']} ({s['chars_by_partial']}) "
             f"| {s['gated']} "
             f"| {s['latency_p50_ms']:.0f} / {s['latency_p95_ms']:.0f} "
             f"| {s['model_runs_per_keystroke']:.2f} | {100 * s['cache_hit_rate']:.0f}% |"
@@ -577,35 +637,39 @@ def _gates(text: str) -> list[float | None]:
 
 async def main_async(args: argparse.Namespace) -> None:
     languages = args.languages.split(",")
-    roots = default_roots()
     files: list[HeldOutFile] = []
-    for language in languages:
-        found = held_out_files(language, args.files, args.lines, args.seed, roots)
-        if not found:
-            print(f"no held-out {language} files on this machine; skipped", file=sys.stderr)
-        files += found
+    if args.set in OUTSIDE_SETS:
+        files = outside_files(args.set, languages, args.lines)
+    else:
+        roots = default_roots()
+        for language in languages:
+            found = held_out_files(language, args.files, args.lines, args.seed, roots)
+            if not found:
+                print(f"no held-out {language} files on this machine; skipped", file=sys.stderr)
+            files += found
     if not files:
         raise SystemExit("no held-out files found for any language")
     rows = {f.path: chosen_rows(f, args.lines, args.seed) for f in files}
     args.out.mkdir(parents=True, exist_ok=True)
-    chosen: float | None = None
     for gate in args.gates:
-        if gate is None:
-            gate = chosen if chosen is not None else defaults.MIN_CONFIDENCE
-        print(f"replay at gate {gate:.2f}:", file=sys.stderr)
+        print(
+            f"replay of {args.set} at gate {'(the backend default)' if gate is None else gate}:",
+            file=sys.stderr,
+        )
         replay = await run_replay(files, rows, args, gate)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"set": args.set}
         if gate == 0:
             curve = gate_curve(replay)
             chosen, why = choose_gate(curve)
-            extra = {
+            extra |= {
                 "chosen_gate": chosen,
                 "why": why,
                 "curve": curve,
                 "curve_model_confidence": gate_curve(replay, "model_confidence"),
             }
+        print(write(replay, args.out, extra))  # before the plot: a missing matplotlib loses nothing
+        if gate == 0:
             plot_curve(replay, chosen, args.out / "gate-curve.png")
-        print(write(replay, args.out, extra))
         server = replay.server_stats
         rate = server.get("acceptanceRate")
         print(
@@ -616,26 +680,36 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         if gate == 0:
             point = curve[round(chosen * 100)]
+            backend = replay.server_stats.get("backend")
             print(
                 f"gate from the curve: {chosen:.2f} ({why}): offline acceptance "
                 f"{100 * point['acceptance_rate']:.1f}%, characters saved "
-                f"{100 * point['chars_saved']:.1f}% (the shipped default is "
-                f"{defaults.MIN_CONFIDENCE:.2f})\n"
+                f"{100 * point['chars_saved']:.1f}% (the {backend} backend's default is "
+                f"{gate_module.default_min_confidence(backend):.2f})\n"
             )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--set",
+        choices=[*OUTSIDE_SETS, "corpus"],
+        default="check",
+        help="the files typed: an outside set (benchmarks/data/outside), or 'corpus': "
+        "held-out files of the embedded model's corpus split on this machine",
+    )
     parser.add_argument("--languages", default=",".join(DEFAULT_LANGUAGES))
-    parser.add_argument("--files", type=int, default=3, help="held-out files per language")
+    parser.add_argument(
+        "--files", type=int, default=3, help="with --set corpus: held-out files per language"
+    )
     parser.add_argument("--lines", type=int, default=4, help="lines typed per file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--gates",
         type=_gates,
         default=[0.0, None],
-        help="comma-separated minConfidence values to replay at; 'default': the gate the "
-        "curve of a gate-0 replay chose (else the shipped default). Default: 0,default",
+        help="comma-separated minConfidence values to replay at; 'default': the backend's "
+        "own default gate (fim_server/gate.py). Default: 0,default",
     )
     parser.add_argument("--debounce-ms", type=int, default=defaults.DEBOUNCE_MS)
     parser.add_argument(

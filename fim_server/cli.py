@@ -154,9 +154,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     complete.add_argument(
         "--min-confidence",
         type=float,
-        default=defaults.MIN_CONFIDENCE,
         help="hide completions the confidence gate scores below this, like the server's "
-        f"minConfidence setting (default {defaults.MIN_CONFIDENCE}; 0 shows every one)",
+        "minConfidence setting (default: the backend's own, gate.py; 0 shows every one)",
     )
     complete.add_argument(
         "--candidates",
@@ -303,7 +302,7 @@ def run_complete(args: argparse.Namespace) -> int:
     path, line, col = parse_location(args.location)
     text = read_source(path)
     offset = offset_of(text, line, col)
-    if not 0 <= args.min_confidence <= 1:
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
         raise UsageError("--min-confidence must be between 0 and 1")
     if args.candidates is not None and not 1 <= args.candidates <= 8:
         raise UsageError("--candidates must be between 1 and 8")
@@ -327,7 +326,7 @@ def run_complete(args: argparse.Namespace) -> int:
         confidence = (
             f" confidence={completion.confidence:.2f}"
             f" model_confidence={'none' if model is None else f'{model:.2f}'}"
-            f" gate={gate} (minConfidence {args.min_confidence:.2f})"
+            f" gate={gate} (minConfidence {stats.min_confidence:.2f})"
         )
     if completion.text:
         sys.stdout.write(completion.text + "\n")

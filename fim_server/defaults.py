@@ -42,11 +42,6 @@ MAX_SESSIONS = 8
 # cannot hold every slot forever, and an editor a user is typing in never loses its own.
 IDLE_SESSION_S = 60.0
 
-# The confidence gate (gate.py) hides completions scoring below this: chosen on the typing
-# replay's curve of acceptance rate against characters saved (results/typing-replay/), the
-# lowest gate where the embedded model's suggestions are accepted at least 25% of the time.
-MIN_CONFIDENCE = 0.41
-
 # A remote backend gives up on a request after this long (milliseconds). Generous: a CPU
 # model takes seconds for a cold prompt, a timeout throws that work away, and a request
 # the user has moved on from is cancelled anyway (a newer keystroke supersedes it).

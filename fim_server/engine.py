@@ -534,7 +534,7 @@ class Engine:
     ) -> Completion:
         """Apply the confidence gate and record the answer about to be handed out (or,
         `speculative`, kept for later: then it counts as neither shown nor hidden)."""
-        minimum = self.user_settings.min_confidence
+        minimum = self.min_confidence()
         offered = [Candidate(result.text, result.replace_chars, result.confidence)]
         offered += result.others
         shown = [c for c in offered if c.text and gate.shows(c.confidence, minimum)]
@@ -578,6 +578,12 @@ class Engine:
         )
         return result
 
+    def min_confidence(self) -> float:
+        """The gate in force: the user's minConfidence, else the backend's own default."""
+        chosen = self.user_settings.min_confidence
+        backend = self._loaded.name if self._loaded is not None else None
+        return chosen if chosen is not None else gate.default_min_confidence(backend)
+
     def stats(self) -> EngineStats:
         with self._stats_lock:
             stats = replace(self._stats)
@@ -588,6 +594,7 @@ class Engine:
             stats.load_ms = loaded.load_ms
             stats.backend = loaded.name
             stats.backend_description = loaded.description
+        stats.min_confidence = self.min_confidence()
         if stats.accepted:
             stats.acceptance_rate = stats.accepted / max(stats.completions, 1)
         return stats

@@ -67,6 +67,21 @@ def block_not_opened(text: str, ctx: CompletionContext) -> bool:
     return not opens_block(text.split("\n", 1)[0], spec)
 
 
+def body_exists_below(text: str, ctx: CompletionContext) -> bool:
+    """Whether `text` (a block asked for on a blank line) opens a block on its first line
+    while the code right below the cursor's line is indented deeper than that line: the
+    body is already there (`for j in ...:` / `|` / `        largest = ...`), so the answer
+    is the header."""
+    spec = LANGUAGES.get(ctx.language) if ctx.language else None
+    first = text.split("\n", 1)[0]
+    if ctx.line_prefix.strip() or "\n" not in text or "\n" not in ctx.suffix:
+        return False  # (mid-line the first line goes on with code, not a header of its own)
+    if not opens_block(first, spec):
+        return False
+    below = next((line for line in ctx.suffix.split("\n")[1:] if line.strip()), None)
+    return below is not None and _indent_of(below) > _first_line_indent(ctx.line_prefix, first)
+
+
 def drop_doubled_space(text: str, ctx: CompletionContext) -> str:
     """Drop the spaces a completion starts with when the code before the cursor already
     ends with one (`[1, 2, |]` + ` 3]`): code is not written with two there. Not inside
@@ -118,6 +133,41 @@ def drop_suffix_overlap(text: str, line_suffix: str) -> str:
     return text
 
 
+def _copies_suffix_start(text: str, rest: str) -> int:
+    """How many characters of `text` copy the start of `rest`, ending at a token boundary
+    of both; 0 when it does not start with such a copy."""
+    k = 0
+    while k < min(len(text), len(rest)) and text[k] == rest[k]:
+        k += 1
+    while k and not (
+        (k == len(rest) or not (rest[k - 1].isalnum() and rest[k].isalnum()))
+        and (k == len(text) or not (text[k - 1].isalnum() and text[k].isalnum()))
+    ):
+        k -= 1  # back to the end of the last whole token both share
+    # A copy of code, not only of punctuation: closers after the cursor are the closer
+    # rules' business.
+    return k if any(ch.isalnum() for ch in rest[:k]) else 0
+
+
+def trim_suffix_start(text: str, line_suffix: str) -> Edit | None:
+    """A single-line completion that starts by copying the code after the cursor
+    (`public |boolean isEmpty()` + `boolean`; `f(| a, b)` + `a, b, c)`): the copy is
+    trimmed and what the model wrote after it goes where the copy ends in the line, as an
+    edit that rewrites that part of the line unchanged. None when it copies nothing."""
+    lead = len(line_suffix) - len(line_suffix.lstrip(" \t"))
+    rest = line_suffix[lead:]
+    k = _copies_suffix_start(text.lstrip(" \t"), rest)
+    if not k:
+        return None
+    after = text.lstrip(" \t")[k:]
+    if k < len(rest) and rest[k] in " \t" and after.startswith((" ", "\t")):
+        after = after.lstrip(" \t")  # the line has the blank already
+        k += len(rest[k:]) - len(rest[k:].lstrip(" \t"))
+    # What the model wrote after its copy may end with the closers that follow it too.
+    after = drop_suffix_overlap(after, line_suffix[lead + k :])
+    return Edit(line_suffix[: lead + k] + after, lead + k)
+
+
 def _first_line_indent(line_prefix: str, first: str) -> int:
     # The first line continues the cursor line, so its indentation includes what was typed
     # before the cursor when that was only whitespace.
@@ -131,6 +181,36 @@ def _indent_of(line: str) -> int:
 
 # Clauses that continue a Python compound statement at its own indentation.
 _CONTINUATIONS = frozenset({"elif", "else", "except", "finally"})
+# What continues a brace statement on the line of the `}` that closes its first part:
+# `} else {`, `} else if (x) {`, `} catch (e) {`, `} finally {`.
+_BRACE_CONTINUATION = re.compile(r"\}\s*(?:else|catch|finally)\b")
+
+
+def continues_statement(line: str, spec: LanguageSpec | None) -> bool:
+    """Whether `line`, at the indentation of the statement whose body is being written,
+    goes on with that statement rather than leaving it: Python's `elif`/`else`/`except`/
+    `finally`, a brace language's `} else {` / `} catch (...) {` / `} finally {`."""
+    body = line.lstrip()
+    if spec is not None and spec.indented_blocks:
+        word = _CLOSER_TOKEN.match(body)
+        return word is not None and word.group() in _CONTINUATIONS
+    return bool(_BRACE_CONTINUATION.match(body)) and opens_block(body, spec)
+
+
+def _inside_own_brackets(above: str, spec: LanguageSpec | None) -> bool:
+    """Whether the completion so far (`above`) leaves a bracket or string of its own open:
+    a line after it is inside that expression (a call's arguments, a literal, a string),
+    whatever its indentation."""
+    scan = scan_brackets(
+        above,
+        line_comment=spec.line_comment if spec is not None else "",
+        char_quotes=spec is None or spec.name != "rust",
+    )
+    if scan.mismatched:
+        return False
+    # A brace language's `{` opens a block, which indentation ends like any other.
+    braces_nest = spec is None or spec.indented_blocks
+    return bool(scan.open_quote) or any(b != "{" or braces_nest for b in scan.open_brackets)
 
 
 def cut_at_dedent(
@@ -147,8 +227,10 @@ def cut_at_dedent(
     block started mid-line: `items.forEach(|)`). A line back at that indentation that closes
     a bracket or (`spec`) a block the completion opened (`});`, `end)`) still belongs to
     it, as its last line. `statement_indent`: the indentation of the compound statement
-    whose body is being written (Python): its `elif`/`else`/`except`/`finally` clauses at
-    that indentation still belong to it, and so do their bodies.
+    whose body is being written: its clauses at that indentation (`elif`/`else`/`except`/
+    `finally`, `} else {`, `} catch (e) {`) still belong to it, and so do their bodies. A
+    line inside a bracket or string the completion opened is inside its expression, not
+    out of the block.
     """
     lines = text.split("\n")
     for i in range(1, len(lines)):
@@ -156,8 +238,9 @@ def cut_at_dedent(
         indent = _indent_of(line)
         if not line.strip() or indent >= block_indent:
             continue
-        word = _CLOSER_TOKEN.match(line.lstrip())
-        if indent == statement_indent and word is not None and word.group() in _CONTINUATIONS:
+        if indent == statement_indent and continues_statement(line, spec):
+            continue
+        if _inside_own_brackets("\n".join(lines[:i]), spec):
             continue
         if line_indent is not None and indent >= line_indent:
             first = _CLOSER_TOKEN.match(line.lstrip())
@@ -173,10 +256,10 @@ def cut_at_dedent(
 
 
 def _statement_indent(ctx: CompletionContext, spec: LanguageSpec | None) -> int | None:
-    """The indentation of the Python compound statement whose body the block fills: the
+    """The indentation of the compound statement whose body the block fills: the
     cursor's line when it holds the header, else the nearest line above indented less
     than the block."""
-    if spec is None or not spec.indented_blocks:
+    if spec is None:
         return None
     if ctx.line_prefix.strip():
         return _indent_of(ctx.line_prefix)
@@ -184,6 +267,26 @@ def _statement_indent(ctx: CompletionContext, spec: LanguageSpec | None) -> int 
         if line.strip() and _indent_of(line) < ctx.block_indent:
             return _indent_of(line)
     return None
+
+
+# First words of a brace statement's header that a `} else` / `} catch` may continue.
+_CONTINUED_HEADERS = frozenset({"if", "else", "try", "catch", "}"})
+
+
+def _header_may_continue(ctx: CompletionContext) -> bool:
+    """Whether the line that opened the block being written starts an `if`, a `try` or
+    one of their clauses (so its `}` may be followed by `else`, `catch`, `finally`)."""
+    if ctx.line_prefix.strip():
+        header = ctx.line_prefix
+    else:
+        above = [
+            line
+            for line in ctx.prefix.split("\n")[:-1]
+            if line.strip() and _indent_of(line) < ctx.block_indent
+        ]
+        header = above[-1] if above else ""
+    word = _CLOSER_TOKEN.match(header.lstrip())
+    return word is not None and word.group() in _CONTINUED_HEADERS
 
 
 def block_cut_at_dedent(text: str, ctx: CompletionContext) -> str:
@@ -206,9 +309,20 @@ def unfinished_line_may_stay(line: str, ctx: CompletionContext) -> bool:
         closer_words = spec.block_closers if spec is not None else ()
         if word[:1] in _CLOSERS or any(w.startswith(word) for w in closer_words):
             return True
-    return indent == _statement_indent(ctx, spec) and any(
-        clause.startswith(word) or word.startswith(clause) for clause in _CONTINUATIONS
-    )
+    if indent != _statement_indent(ctx, spec):
+        return False
+    if spec is not None and not spec.indented_blocks:
+        # `}` may become `} else {` when the statement is an `if` or a `try`.
+        head = word[1:].lstrip() if word.startswith("}") else None
+        return (
+            head is not None
+            and _header_may_continue(ctx)
+            and (
+                _BRACE_CONTINUATION.match(word) is not None
+                or any(clause.startswith(head) for clause in ("else", "catch", "finally"))
+            )
+        )
+    return any(clause.startswith(word) or word.startswith(clause) for clause in _CONTINUATIONS)
 
 
 def _squeeze(line: str) -> str:
@@ -323,9 +437,18 @@ def cut_at_block_exit(text: str, spec: LanguageSpec) -> str:
     if spec.indented_blocks:
         return text
     depth = 0
+    skip_to = -1  # the `{` that opens a continuation (`} else {`) nests nothing new
     for at, step in _nesting_tokens(text, spec):
+        if at <= skip_to:
+            continue
         depth += step
         if depth < 0:
+            line_end = text.find("\n", at)
+            line = text[at : len(text) if line_end < 0 else line_end]
+            if continues_statement(line, spec):
+                # The block's `}` and the same statement going on: `} else {`.
+                depth, skip_to = 0, at + line.rindex("{")
+                continue
             cut = text[:at]
             # Keep whole lines: cut before the closer's line if only blanks precede it.
             line_start = cut.rfind("\n") + 1
@@ -461,7 +584,8 @@ def replace_closers(text: str, ctx: CompletionContext) -> Edit | None:
     rest = line_suffix[outer_at[len(closed) - 1][1] :] if closed else line_suffix
     if closed and rest.strip() and not own and core.rstrip().endswith(rest.strip()):
         rest = ""  # the completion ended the statement itself: `x);` for `);`
-    if "\n" in core and not closed:
+    if "\n" in core and (not closed or own):
+        # Also a block that closed the line's opener and opened its own (`} else {`).
         indent = ctx.line_prefix[: _indent_of(ctx.line_prefix)]
         tail = own + rest.strip()
         result = core + ("\n" + indent + tail if tail else "")
@@ -477,7 +601,13 @@ def fit_to_line(text: str, ctx: CompletionContext) -> Edit:
         return replaced
     if "\n" in text or not ctx.line_suffix.strip():
         return Edit(text)
-    return Edit(drop_suffix_overlap(text, ctx.line_suffix))
+    trimmed = drop_suffix_overlap(text, ctx.line_suffix)
+    if trimmed == text:
+        # No copy of the suffix at its end; one at its start is trimmed the same way.
+        copied = trim_suffix_start(text, ctx.line_suffix)
+        if copied is not None:
+            return copied
+    return Edit(trimmed)
 
 
 def repeats_next_lines(edit: Edit, ctx: CompletionContext) -> bool:
@@ -701,6 +831,8 @@ def clean_edit(raw: str, ctx: CompletionContext, trace: CleanupTrace | None = No
     else:
         if block_not_opened(text, ctx):
             text = _rule(trace, "no block opened", text, cut_at_newline(text))
+        elif body_exists_below(text, ctx):
+            text = _rule(trace, "body below", text, cut_at_newline(text))
         text = _rule(trace, "indentation", text, match_indentation(text, ctx.indent_unit))
         mid_line = bool(ctx.line_prefix.strip())
         text = _rule(trace, "cut at dedent", text, block_cut_at_dedent(text, ctx))

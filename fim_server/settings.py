@@ -23,7 +23,7 @@ _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
     "lineTokens": ("line_tokens", int, False, 1),
     "blockTokens": ("block_tokens", int, False, 1),
     "crossFile": ("cross_file", bool, False, None),
-    "minConfidence": ("min_confidence", float, False, 0),
+    "minConfidence": ("min_confidence", float, True, 0),
     "candidates": ("candidates", int, True, 1),
     # What fills the middle; null: what the command line chose.
     "backend": ("backend", str, True, None),
@@ -69,8 +69,8 @@ class UserSettings:
     block_tokens: int = defaults.BLOCK_TOKENS  # budget of block (multi-line) completions
     cross_file: bool = True  # chunks of other open documents in front of the prefix
     # Completions the confidence gate (gate.py) scores below this are not shown; 0 shows
-    # every completion.
-    min_confidence: float = defaults.MIN_CONFIDENCE
+    # every completion. None: the loaded backend's own default (gate.default_min_confidence).
+    min_confidence: float | None = None
     # Completions offered at once, for the editor to cycle through (backends that decode
     # several together; others offer one). None: the backend's default for its device.
     candidates: int | None = None

@@ -31,6 +31,7 @@ class EngineStats:
     # backend's own part of it; None when the last request had no completion to judge.
     last_confidence: float | None = None
     last_model_confidence: float | None = None
+    min_confidence: float = 0.0  # the gate in force (the user's, or the backend's default)
     last_mode: str | None = None  # the completion mode of the last request, for clients
     last_language: str | None = None  # and the language it was read as (None: plain text)
     busy: bool = False  # the backend is running a request of this session right now

@@ -16,7 +16,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from fim_server import cli, defaults, gate
+from fim_server import cli, gate
 from fim_server.backends import Infill
 from fim_server.context import ContextSettings
 from fim_server.engine import Engine, EngineSettings
@@ -222,9 +222,41 @@ async def test_a_completion_computed_ahead_counts_as_shown_only_when_it_is() -> 
 # -- the setting -----------------------------------------------------------------------
 
 
-def test_the_default_gate_is_the_documented_one() -> None:
-    assert UserSettings().min_confidence == defaults.MIN_CONFIDENCE
-    assert 0 <= defaults.MIN_CONFIDENCE <= 1
+def test_without_a_setting_each_backend_has_its_own_gate() -> None:
+    assert UserSettings().min_confidence is None
+    for backend, value in gate.DEFAULT_MIN_CONFIDENCE.items():
+        assert gate.default_min_confidence(backend) == value and 0 < value < 1
+    # The diffusion families score as the embedded model does, uncalibrated on their own.
+    assert gate.default_min_confidence("dream") == gate.DEFAULT_MIN_CONFIDENCE["embedded"]
+    # No confidence (mercury, openai): the score is 1, or half that for a loop.
+    no_confidence = gate.default_min_confidence("mercury")
+    assert gate.shows(gate.score(gate.signals("total + 1", None)), no_confidence)
+    looping = gate.signals("self: str, t: str, t: str, t: str,", None)
+    assert not gate.shows(gate.score(looping), no_confidence)
+
+
+def test_the_engine_gates_with_the_backends_default_until_the_user_sets_one() -> None:
+    answers = [("x + 1", None), ("t, t, t, t, t", None), ("x + 2", 0.3), ("x + 3", 0.3)]
+    engine = Engine(EngineSettings(context=ContextSettings(), cache_size=0))
+    engine.use_backend(ConfidentModel(answers, name="mercury"))
+    engine.configure(UserSettings(debounce_ms=0))
+    text = "def f(x):\n    return "
+    assert engine.stats().min_confidence == gate.LOOPS_ONLY
+    # A backend that cannot tell its confidence: shown, unless the answer loops.
+    assert engine.complete_blocking(text, len(text)).text == "x + 1"
+    assert engine.complete_blocking(text, len(text)).text == ""
+    assert engine.stats().gated == 1
+    engine.configure(UserSettings(debounce_ms=0, min_confidence=0.5))  # the user's wins
+    assert engine.stats().min_confidence == 0.5
+    assert engine.complete_blocking(text, len(text)).text == ""
+    engine.configure(UserSettings(debounce_ms=0, min_confidence=0.2))
+    assert engine.complete_blocking(text, len(text)).text == "x + 3"
+    engine.close()
+
+
+def test_null_min_confidence_goes_back_to_the_backends_default() -> None:
+    update = apply_settings(UserSettings(min_confidence=0.2), {"fim": {"minConfidence": None}})
+    assert update.errors == [] and update.settings.min_confidence is None
 
 
 @pytest.mark.parametrize("value", [0, 1, 0.35])
@@ -242,7 +274,6 @@ def test_min_confidence_takes_numbers_from_0_to_1(value: float) -> None:
         (1.5, "minConfidence must be at most 1"),
         ("high", "minConfidence must be a number"),
         (True, "minConfidence must be a number"),
-        (None, "minConfidence must be a number"),
         (math.nan, "minConfidence must be a number"),
     ],
 )

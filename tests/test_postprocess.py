@@ -23,6 +23,7 @@ from fim_server.postprocess import (
     scan_brackets,
     strip_special_tokens,
     strip_trailing_blank,
+    trim_suffix_start,
 )
 
 
@@ -315,6 +316,36 @@ def test_the_stream_stops_at_the_same_line_as_the_clean_up() -> None:
     )
     assert not completion_done("\n  use(x);\n}", closer)  # `});` may follow: wait for it
     assert completion_done("\n  use(x);\n});\nnext();\n", closer)
+
+
+def test_the_stream_waits_for_the_else_of_an_if_but_not_after_a_function() -> None:
+    js = "function f(x) {\n  if (x) {\n    \n  }\n}\n"
+    ctx = build_context(js, js.index("    ") + 4, count_words, language="javascript")
+    assert not completion_done("return 1;\n  }", ctx)  # `} else {` may follow
+    assert not completion_done("return 1;\n  } el", ctx)
+    assert not completion_done("return 1;\n  } else {\n    return 2;\n", ctx)
+    assert completion_done("return 1;\n  } else {\n    return 2;\n  }\n", ctx)
+    assert completion_done("return 1;\n  }\n", ctx)
+    assert completion_done("return 1;\n  } x", ctx)
+    body = build_context("function f(x) {\n  \n}\n", 18, count_words, language="javascript")
+    assert completion_done("return x;\n}", body)  # a function's `}` has no `else`
+
+
+@pytest.mark.parametrize(
+    ("text", "rest", "expected"),
+    [
+        (" * qty * 2;", " * qty;", Edit(" * qty * 2", 6)),  # its `;` is the line's
+        ("a, b, c)", " a, b)", Edit(" a, b, c", 5)),
+        ("boolean", " boolean isEmpty() {", Edit(" boolean", 8)),  # nothing new
+        ("bool", " boolean", None),  # not a whole token of the line
+        (")) + 1", ")", None),  # closers alone: the closer rules decide
+        ("x + 1", " y", None),  # no copy
+    ],
+)
+def test_a_line_copying_the_rest_of_the_line_is_trimmed(
+    text: str, rest: str, expected: Edit | None
+) -> None:
+    assert trim_suffix_start(text, rest) == expected
 
 
 def test_a_header_asks_for_a_block_but_an_argument_stays_a_line() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,46 @@ def test_the_curve_and_the_chosen_gate() -> None:
     # gate keeps the most characters.
     gate, why = replay.choose_gate(curve)
     assert gate == 0.0 and "meets both targets" in why
+
+
+def test_the_outside_sets_are_disjoint_projects_covering_every_language() -> None:
+    languages = list(replay.DEFAULT_LANGUAGES)
+    projects = {}
+    for which in replay.OUTSIDE_SETS:
+        files = replay.outside_files(which, languages, 4)
+        groups = {replay.report_group(f.language) for f in files}
+        assert groups == {"python", "javascript/typescript", "go", "rust", "java", "c/cpp"}
+        projects[which] = {f.path.split("/")[2] for f in files}
+        for project in projects[which]:
+            folder = replay.OUTSIDE / which / project
+            assert any(p.name.lower().startswith("licen") for p in folder.iterdir()), project
+    assert not projects["tune"] & projects["check"]
+    sources = (replay.OUTSIDE / "SOURCES.md").read_text()
+    for which in replay.OUTSIDE_SETS:
+        for f in replay.outside_files(which, languages, 0):
+            assert f.path.split("/", 3)[3] in sources, f.path  # its repository and commit
+
+
+def test_whole_and_word_accepts_are_counted_apart() -> None:
+    whole = _keystroke(0.9, 5)
+    word = replace(_keystroke(0.9, 3), full=False)
+    shown = _keystroke(0.9, 0)
+    s = replay.summarise([whole, word, shown], 20)
+    assert (s["accepted"], s["accepted_full"], s["accepted_partial"]) == (2, 1, 1)
+    assert (s["chars_by_full"], s["chars_by_partial"], s["chars_by_completion"]) == (5, 3, 8)
+    assert s["acceptance_rate"] == pytest.approx(2 / 3)
+    assert s["full_acceptance_rate"] == pytest.approx(1 / 3)
+
+
+def test_without_a_gate_meeting_both_targets_the_best_acceptance_keeping_characters() -> None:
+    run = replay.Replay(gate=0.0, server="test")
+    run.typed_chars = {"python": 1000}
+    # Acceptance rises with the gate, characters fall: 30% is only met below 4% of them.
+    run.keystrokes = [_keystroke(0.9, 30), _keystroke(0.8, 0), _keystroke(0.5, 20)]
+    run.keystrokes += [_keystroke(0.5, 0) for _ in range(4)]
+    run.keystrokes += [_keystroke(0.2, 0), _keystroke(0.2, 0)]
+    curve = replay.gate_curve(run)
+    assert curve[60]["acceptance_rate"] == 0.5 and curve[60]["chars_saved"] == 0.03
+    gate, why = replay.choose_gate(curve)
+    # From 0.21 to 0.5: 2 of 7 accepted (28.6%) and 5% of the characters; below, 2 of 9.
+    assert gate == 0.21 and "best acceptance rate" in why
