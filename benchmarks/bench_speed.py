@@ -13,7 +13,7 @@ runs them on the shipped checkpoint. Prints:
   pass (tokens that end up in the answer; a pass that commits only <eom>, padding or
   positions after the end counts as 0).
 
-With --baseline REF, the `model/` package of that git commit is loaded next to the
+With --baseline REF, the model package of that git commit is loaded next to the
 working tree's and every measurement alternates between the two in the same process, so
 that the load of a shared machine hits both alike.
 
@@ -119,15 +119,20 @@ def collect_requests(model: fim_model.InfillModel, per_suite: int) -> list[Reque
 
 
 def load_baseline(ref: str, into: Path) -> ModuleType:
-    """The `model/` package of git commit `ref`, imported as `fim_model_baseline`."""
+    """The model package of git commit `ref`, imported as `fim_model_baseline`: its folder
+    is `fim_model/`, or `model/` in commits before the folder took the import name."""
+    folder = "fim_model"
+    probe = ["git", "-C", str(ROOT), "cat-file", "-e", f"{ref}:{folder}"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        folder = "model"
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref, "model"], check=True, capture_output=True
+        ["git", "-C", str(ROOT), "archive", ref, folder], check=True, capture_output=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     name = "fim_model_baseline"
     spec = importlib.util.spec_from_file_location(
-        name, into / "model" / "__init__.py", submodule_search_locations=[str(into / "model")]
+        name, into / folder / "__init__.py", submodule_search_locations=[str(into / folder)]
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -514,7 +519,7 @@ def print_summary(s: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", help="git commit whose model/ to compare against")
+    parser.add_argument("--baseline", help="git commit whose model package to compare against")
     parser.add_argument("--per-suite", type=int, default=30, help="tasks per eval suite (30)")
     parser.add_argument("--reps", type=int, default=200, help="timed passes per variant (200)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")

@@ -1,6 +1,9 @@
 """Train the block-diffusion FIM model.
 
-    python -m fim_model.train --corpus data/corpus --run runs/default --out model/checkpoint
+    python -m fim_server.train --corpus data/corpus --run runs/default --out fim_model/checkpoint
+
+(fim_server.train is this `main` handed the server's grammars, which the syntax-node FIM
+spans are parsed with: this library imports nothing of the server.)
 
 Reads train.jsonl / heldout.jsonl / tokenizer.json from the corpus folder (see
 fim_model.corpus), trains with AdamW (warm-up, cosine decay, clipping), keeps a resumable
@@ -22,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .corpus import load_corpus
-from .data import ExampleShape, ExampleStream, heldout_batches
+from .data import ExampleShape, ExampleStream, SyntaxTrees, heldout_batches
 from .diffusion import diffusion_loss, make_batch
 from .tokenizer import CodeTokenizer
 from .transformer import ModelConfig, Transformer
@@ -75,7 +78,7 @@ def plot_losses(log: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, syntax: SyntaxTrees) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     ap.add_argument(
@@ -179,11 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     heldout_files = load_corpus(args.corpus / "heldout.jsonl")
     # A resumed run continues with fresh data rather than replaying the batches it has seen.
     stream = iter(
-        ExampleStream(train_files, tok, shape, args.seed * 1000 + start_step, args.language_weights)
+        ExampleStream(
+            train_files,
+            tok,
+            shape,
+            args.seed * 1000 + start_step,
+            args.language_weights,
+            syntax=syntax,
+        )
     )
     gen = torch.Generator().manual_seed(args.seed * 1000 + start_step)
     evaluation_batches = heldout_batches(
-        heldout_files, tok, shape, args.eval_batches, args.batch_size
+        heldout_files, tok, shape, args.eval_batches, args.batch_size, syntax=syntax
     )
     use_bf16 = args.device.startswith("cuda")
     print(
@@ -287,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             "final_heldout_loss": next(
                 (r["heldout_loss"] for r in reversed(log) if "heldout_loss" in r), None
             ),
-            "command": "python -m fim_model.train "
+            "command": "python -m fim_server.train "
             + " ".join(sys.argv[1:] if argv is None else argv),
         }
         (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -296,4 +306,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # The syntax-node spans need grammars, which the server's registry holds.
+    raise SystemExit(
+        "train with `python -m fim_server.train` (the same options): it hands this "
+        "training loop the server's grammars"
+    )

@@ -46,8 +46,6 @@ from typing import Literal, Protocol
 
 import torch
 
-from fim_server import defaults
-
 from .masks import group_mask, token_groups
 from .tokenizer import SpecialIds
 from .transformer import KVCache, ModelConfig
@@ -59,7 +57,9 @@ class InfillCancelled(Exception):
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    threshold: float = defaults.THRESHOLD
+    # Commit every masked position whose confidence clears this (the server hands in its
+    # user setting, fim_server.defaults.THRESHOLD, the same 0.9 by default).
+    threshold: float = 0.9
     temperature: float = 0.0  # 0 = greedy; otherwise sampled with the seeded generator
     # When no position clears the threshold: "confidence" commits the most confident one,
     # "left_to_right" the leftmost open one (steadier for weak models).

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import torch
 
-from fim_server import defaults
-
 from .sampler import (
     Generation,
     InfillCancelled,
@@ -24,6 +22,10 @@ from .transformer import Decoder, KVCache, Transformer
 from .weights import load_transformer
 
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "checkpoint"
+# Of several candidates the first is the greedy answer; the others are sampled at this
+# temperature (unless the settings sample already), so that they differ from it where the
+# model is unsure.
+CANDIDATE_TEMPERATURE = 0.8
 
 __all__ = ["EMBEDDED_CHECKPOINT", "Infill", "InfillCancelled", "InfillModel"]
 
@@ -131,7 +133,7 @@ class InfillModel:
         seed: int = 0,
     ) -> list[Infill]:
         """`count` middles decoded together in one batch: the first is `infill`'s answer,
-        the others are sampled at defaults.CANDIDATE_TEMPERATURE. They may coincide."""
+        the others are sampled at CANDIDATE_TEMPERATURE. They may coincide."""
         return [
             self.to_infill(gen)
             for gen in self.generate_candidates(
@@ -189,7 +191,7 @@ class InfillModel:
         context = self.context_ids(prefix, suffix, cfg.max_seq_len - max_tokens - cfg.block_size)
         sampled = self.settings
         if sampled.temperature == 0:
-            sampled = replace(sampled, temperature=defaults.CANDIDATE_TEMPERATURE)
+            sampled = replace(sampled, temperature=CANDIDATE_TEMPERATURE)
         with self._lock:
             if use_cache and self._cache.rows < count:
                 # One row per candidate; the context cached so far is encoded again once.
