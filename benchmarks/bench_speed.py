@@ -43,7 +43,7 @@ import bench_lsp  # next to this file: on sys.path when a script here runs
 import torch
 
 import fim_model
-from fim_server.backends.base import Infill
+from fim_server.backends.base import Backend, Infill, InfillRequest
 from fim_server.engine import Engine, EngineSettings
 from fim_server.eval.tasks import BENCHMARKS, SUITES, load_suite, spread
 
@@ -62,7 +62,7 @@ class Request:
     single_line: bool
 
 
-class RecordingBackend:
+class RecordingBackend(Backend):
     """Stands in for the model inside the engine: records what the engine asks for."""
 
     name = "recording"
@@ -77,9 +77,17 @@ class RecordingBackend:
     def count_tokens(self, text: str) -> int:
         return self.model.count_tokens(text)
 
-    def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed) -> Infill:
-        self.requests.append(Request(self.suite, prefix, suffix, max_tokens, single_line))
-        return Infill("", 0, 0, None)
+    def infill(self, request: InfillRequest) -> list[Infill]:
+        self.requests.append(
+            Request(
+                self.suite,
+                request.model_prefix,
+                request.suffix,
+                request.max_tokens,
+                request.single_line,
+            )
+        )
+        return [Infill("", 0, 0, None)]
 
     def close(self) -> None:
         pass
@@ -190,7 +198,7 @@ def current_variant(
 
     def answer(r: Request) -> tuple[str, int, int, list[int] | None, bool | None]:
         gen = model.generate(r.prefix, r.suffix, max_tokens=r.max_tokens, single_line=r.single_line)
-        infill = model.to_infill(gen)
+        infill = model.to_middle(gen)
         return infill.text, infill.tokens, infill.forward_passes, gen.tokens_per_pass, gen.finished
 
     decoder, cfg = model.decoder, model.model.cfg

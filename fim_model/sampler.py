@@ -51,7 +51,7 @@ from .tokenizer import SpecialIds
 from .transformer import KVCache, ModelConfig
 
 
-class InfillCancelled(Exception):
+class DecodingCancelled(Exception):
     """The caller's should_cancel() returned True between two denoising steps."""
 
 
@@ -323,7 +323,7 @@ def generate_candidates(
         open_rows = set(live)
         while open_rows:
             if should_cancel is not None and should_cancel():
-                raise InfillCancelled()
+                raise DecodingCancelled()
             if reference:  # recompute every committed key from nothing
                 cache.truncate(0)
                 pending = context + middles[0]

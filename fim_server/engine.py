@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 from . import defaults, gate
-from .backends import Backend, BackendError, BackendSpec, InfillCancelled
+from .backends import Backend, BackendError, BackendSpec, InfillCancelled, InfillRequest
 from .cache import CompletionCache
 from .completion import Candidate, Completion
 from .context import CompletionContext, ContextSettings, Mode, build_context
@@ -392,10 +392,10 @@ class Engine:
         """How many completions to ask for: the user's `candidates` setting, else the
         backend's default; one from a backend that cannot decode several at once."""
         backend = self.backend
-        if getattr(backend, "infill_candidates", None) is None:
+        if backend is None or not getattr(backend, "batches", False):  # remote: see _run
             return 1
         chosen = self.user_settings.candidates
-        return chosen if chosen is not None else getattr(backend, "candidates", 1)
+        return chosen if chosen is not None else backend.candidates
 
     def _submit(
         self, request: _ModelRequest, cancel: threading.Event, submitted: float
@@ -425,34 +425,28 @@ class Engine:
             self._stats.busy = True
         try:
             started = time.perf_counter()
+            request_for_backend = InfillRequest(
+                ctx.prefix,
+                ctx.suffix,
+                ctx.max_tokens,
+                ctx.mode.is_line,
+                cancel.is_set,
+                self.settings.seed,
+                request.candidates,
+                ctx.extra,
+                ctx.extra_chunks,
+                ctx.block_indent,
+            )
             infill_context = getattr(backend, "infill_context", None)
             if infill_context is not None:
-                # Backends that place other files' chunks themselves and stop a streamed
-                # answer once post-processing would cut it (remote servers).
+                # The remote backends until remote.py takes the request: they place other
+                # files' chunks themselves and stop a streamed answer once
+                # post-processing would cut it.
                 infills = [
                     infill_context(ctx, should_cancel=cancel.is_set, seed=self.settings.seed)
                 ]
-            elif request.candidates > 1:
-                infills = backend.infill_candidates(  # type: ignore[attr-defined]
-                    ctx.model_prefix,
-                    ctx.suffix,
-                    count=request.candidates,
-                    max_tokens=ctx.max_tokens,
-                    single_line=ctx.mode.is_line,
-                    should_cancel=cancel.is_set,
-                    seed=self.settings.seed,
-                )
             else:
-                infills = [
-                    backend.infill(
-                        ctx.model_prefix,
-                        ctx.suffix,
-                        max_tokens=ctx.max_tokens,
-                        single_line=ctx.mode.is_line,
-                        should_cancel=cancel.is_set,
-                        seed=self.settings.seed,
-                    )
-                ]
+                infills = backend.infill(request_for_backend)
             model_ms = (time.perf_counter() - started) * 1000
             edits = [clean_edit(infill.text, ctx) for infill in infills]
         except InfillCancelled:

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from fim_model import EMBEDDED_CHECKPOINT, InfillCancelled
+from fim_model import EMBEDDED_CHECKPOINT, DecodingCancelled
 from fim_model.data import (
     SPAN_KINDS,
     ExampleShape,
@@ -354,7 +354,7 @@ def test_positions_past_the_budget_are_never_predicted() -> None:
 def test_sampler_stops_when_cancelled() -> None:
     model = tiny_model(sharpness=40.0)
     calls = itertools.count()
-    with pytest.raises(InfillCancelled):
+    with pytest.raises(DecodingCancelled):
         _generate(model, [2, 9, 3, 10, 4], None, should_cancel=lambda: next(calls) >= 2)
 
 

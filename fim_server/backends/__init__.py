@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled
+from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled, InfillRequest
 from .gguf import EMBEDDED, is_gguf_name
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "BackendSpec",
     "Infill",
     "InfillCancelled",
+    "InfillRequest",
     "load_backend",
     "resolve_kind",
 ]
