@@ -12,6 +12,7 @@ import tree_sitter
 
 from . import defaults
 from .crossfile import CrossFileIndex, Source, format_snippets, query_text
+from .documents import line_start_at
 from .languages import parse
 from .modes import LanguageArg, Literal, Mode, ModeDecision, decide_mode, spec_of
 from .window import (
@@ -169,7 +170,7 @@ def build_context(
     if spec is not None and tree is None:
         tree = parse(spec, source or b"")
     decision = decide_mode(text, offset, language=spec, tree=tree, source=source)
-    line_start = text.rfind("\n", 0, offset) + 1
+    line_start = line_start_at(text, offset)
     line_end = text.find("\n", offset)
     line_suffix = text[offset : len(text) if line_end < 0 else line_end].rstrip("\r")
     prefix = suffix = extra = ""

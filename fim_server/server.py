@@ -31,7 +31,7 @@ from pygls.protocol.json_rpc import (
 
 from . import __version__
 from .completion import Completion
-from .documents import Document, Position, PositionError, TextChange, units_of
+from .documents import Document, Position, PositionError, TextChange, line_start_at, units_of
 from .engine import Engine
 from .settings import SETTING_KEYS, apply_settings, backend_spec
 from .stats import EngineStats
@@ -277,7 +277,7 @@ class FimLanguageServer(LanguageServer):
         # that character: the range starts there, never inside it. (A position past the
         # line's end is the end, as LSP says; the client's own position is kept.)
         encoding = self.position_encoding
-        line_start = text.rfind("\n", 0, offset) + 1
+        line_start = line_start_at(text, offset)
         start = max(position.character, units_of(text[line_start:offset], encoding))
         offers = []
         for candidate in (completion, *completion.others):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +18,12 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from fim_server import cli, defaults, gate
+from fim_server import cli, gate
 from fim_server.backends import Backend, Infill, InfillRequest
 from fim_server.context import ContextSettings
 from fim_server.engine import Engine, EngineSettings
 from fim_server.server import stats_payload
-from fim_server.settings import UserSettings, apply_settings
+from fim_server.settings import UserSettings, apply_settings, bounds
 
 
 @dataclass
@@ -223,8 +225,18 @@ async def test_a_completion_computed_ahead_counts_as_shown_only_when_it_is() -> 
 
 
 def test_the_default_gate_is_the_documented_one() -> None:
-    assert UserSettings().min_confidence == defaults.MIN_CONFIDENCE
-    assert 0 <= defaults.MIN_CONFIDENCE <= 1
+    # The README's settings table says what a client gets without the setting and which
+    # values it takes; the server's answer to a client that sends none must be that.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    row = re.search(r"^\| `minConfidence` \| number (\d+)-(\d+) \| `([\d.]+)` \|", readme, re.M)
+    assert row is not None, "README has no minConfidence row in its settings table"
+    low, high, documented = float(row[1]), float(row[2]), float(row[3])
+    served = apply_settings(UserSettings(), {"fim": {}}).settings.min_confidence
+    assert served == documented
+    assert bounds("minConfidence") == (low, high)
+    # The typing replay the README names as its source measured that very gate.
+    replay = Path(__file__).resolve().parents[1] / "results/typing-replay"
+    assert (replay / f"gate-{documented:.2f}.md").is_file()
 
 
 @pytest.mark.parametrize("value", [0, 1, 0.35])
