@@ -202,6 +202,50 @@ LOOP_UNIT = 8
 LOOP_SPAN = 12
 
 
+def _commit_pass(
+    block: _Block,
+    row_ids: torch.Tensor,
+    opened: list[int],
+    predicted: torch.Tensor,
+    confidence: torch.Tensor,
+    stopping: torch.Tensor,
+    *,
+    ends: set[int],
+    newlines: frozenset[int],
+    settings: SamplerSettings,
+    pass_index: int,
+    pad: int,
+    limit: int,
+) -> bool:
+    """Commit what one pass chose (`_commits`) of its predictions at the `opened`
+    positions into `block` and its row of ids; True when every position before the
+    block's stop (or `limit`) is committed."""
+    predicted_ids, confidences = predicted.tolist(), confidence.tolist()
+    chosen = _commits(
+        predicted_ids,
+        confidences,
+        stopping.tolist(),
+        ends=ends,
+        newlines=newlines,
+        settings=settings,
+    )
+    for j in chosen:
+        i = opened[j]
+        block.tokens[i] = predicted_ids[j]
+        block.probabilities[i] = confidences[j]
+        block.committed[i] = True
+        block.committed_at[i] = pass_index
+        if predicted_ids[j] in ends or predicted_ids[j] in newlines:
+            block.stop = i if block.stop is None else min(block.stop, i)
+    row_ids[[opened[j] for j in chosen]] = predicted[chosen]
+    if block.stop is not None and block.tokens[block.stop] in ends:
+        # After the end, training puts padding: the text before it is guessed knowing
+        # that the middle ends there, not with masks after it.
+        row_ids[block.stop + 1 :] = pad
+    bound = limit if block.stop is None else min(limit, block.stop)
+    return all(block.committed[:bound])
+
+
 def _loops(tokens: list[int]) -> bool:
     for unit in range(1, LOOP_UNIT + 1):
         span = unit * max(3, -(-LOOP_SPAN // unit))
@@ -373,31 +417,22 @@ def generate_candidates(
                         for pair in zip((confidence, predicted, probs_now), more, strict=True)
                     )
                     opened = open_at[r]
-                predicted_ids, confidences = predicted.tolist(), confidence.tolist()
-                stopping = probs_now[:, stop_ids].sum(dim=-1).tolist()
-                chosen = _commits(
-                    predicted_ids,
-                    confidences,
+                stopping = probs_now[:, stop_ids].sum(dim=-1)
+                done = _commit_pass(
+                    block,
+                    block_ids[r],
+                    opened,
+                    predicted,
+                    confidence,
                     stopping,
                     ends=ends,
                     newlines=newlines,
                     settings=settings[r],
+                    pass_index=passes - 1,
+                    pad=special.pad,
+                    limit=limit,
                 )
-                for j in chosen:
-                    i = opened[j]
-                    block.tokens[i] = predicted_ids[j]
-                    block.probabilities[i] = confidences[j]
-                    block.committed[i] = True
-                    block.committed_at[i] = passes - 1
-                    if predicted_ids[j] in ends or predicted_ids[j] in newlines:
-                        block.stop = i if block.stop is None else min(block.stop, i)
-                block_ids[r, [opened[j] for j in chosen]] = predicted[chosen]
-                if block.stop is not None and block.tokens[block.stop] in ends:
-                    # After the end, training puts padding: the text before it is guessed
-                    # knowing that the middle ends there, not with masks after it.
-                    block_ids[r, block.stop + 1 :] = special.pad
-                bound = limit if block.stop is None else min(limit, block.stop)
-                if all(block.committed[:bound]):
+                if done:
                     open_rows.discard(r)
         for r in list(live):
             block = blocks[r]

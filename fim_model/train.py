@@ -78,7 +78,8 @@ def plot_losses(log: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None, *, syntax: SyntaxTrees) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The command line: data, run folder, the network's shape, the schedule."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     ap.add_argument(
@@ -121,18 +122,13 @@ def main(argv: list[str] | None = None, *, syntax: SyntaxTrees) -> int:
         default=None,
         help="share of examples per language, e.g. python=4,java=1 (default: by bytes)",
     )
-    args = ap.parse_args(argv)
+    return ap
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    # Weights are tied to the tokenizer they were trained with: a rebuilt corpus may carry
-    # a retrained one whose ids differ.
-    tok_path = args.corpus / "tokenizer.json"
-    if args.init_from is not None and (args.init_from / "tokenizer.json").exists():
-        tok_path = args.init_from / "tokenizer.json"
-    tok = CodeTokenizer.load(tok_path)
-    print(f"tokenizer {tok_path}")
+
+def network(
+    args: argparse.Namespace, tok: CodeTokenizer, ap: argparse.ArgumentParser
+) -> tuple[ModelConfig, Transformer]:
+    """The network the options shape, fresh or from --init-from's weights."""
     cfg = ModelConfig(
         vocab_size=tok.vocab_size,
         dim=args.dim,
@@ -154,10 +150,14 @@ def main(argv: list[str] | None = None, *, syntax: SyntaxTrees) -> int:
         if model.cfg != cfg:
             ap.error(f"--init-from {args.init_from} has another shape: {model.cfg}")
         print(f"weights from {args.init_from}")
-    model = model.to(args.device).train()
+    return cfg, model
+
+
+def optimizer(model: Transformer, args: argparse.Namespace) -> torch.optim.AdamW:
+    """AdamW, with weight decay on the matrices only."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": args.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -165,6 +165,53 @@ def main(argv: list[str] | None = None, *, syntax: SyntaxTrees) -> int:
         lr=args.lr,
         betas=(0.9, 0.95),
     )
+
+
+def write_checkpoint(
+    out: Path,
+    model: Transformer,
+    tok: CodeTokenizer,
+    cfg: ModelConfig,
+    log: list[dict],
+    final_step: int,
+    minutes: float,
+    argv: list[str] | None,
+) -> None:
+    """The folder the server loads, with its loss curve and training.json (the exact
+    command, for the model card)."""
+    save_checkpoint(out, model.cpu(), tok)
+    plot_losses(log, out / "loss.png")
+    summary = {
+        "config": asdict(cfg),
+        "parameters": model.num_parameters(),
+        "steps": final_step,
+        "train_minutes": minutes,
+        "final_heldout_loss": next(
+            (r["heldout_loss"] for r in reversed(log) if "heldout_loss" in r), None
+        ),
+        "command": "python -m fim_server.train " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None, *, syntax: SyntaxTrees) -> int:
+    ap = arguments()
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    # Weights are tied to the tokenizer they were trained with: a rebuilt corpus may carry
+    # a retrained one whose ids differ.
+    tok_path = args.corpus / "tokenizer.json"
+    if args.init_from is not None and (args.init_from / "tokenizer.json").exists():
+        tok_path = args.init_from / "tokenizer.json"
+    tok = CodeTokenizer.load(tok_path)
+    print(f"tokenizer {tok_path}")
+    cfg, model = network(args, tok, ap)
+    model = model.to(args.device).train()
+    opt = optimizer(model, args)
     args.run.mkdir(parents=True, exist_ok=True)
     state_path = args.run / "state.pt"
     log: list[dict] = []
@@ -287,21 +334,8 @@ def main(argv: list[str] | None = None, *, syntax: SyntaxTrees) -> int:
     (args.run / "log.json").write_text(json.dumps(log, indent=1) + "\n")
     plot_losses(log, args.run / "loss.png")
     if args.out is not None:
-        save_checkpoint(args.out, model.cpu(), tok)
-        plot_losses(log, args.out / "loss.png")
-        summary = {
-            "config": asdict(cfg),
-            "parameters": model.num_parameters(),
-            "steps": final_step,
-            "train_minutes": round((elapsed_before + time.time() - t_start) / 60, 1),
-            "final_heldout_loss": next(
-                (r["heldout_loss"] for r in reversed(log) if "heldout_loss" in r), None
-            ),
-            "command": "python -m fim_server.train "
-            + " ".join(sys.argv[1:] if argv is None else argv),
-        }
-        (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        minutes = round((elapsed_before + time.time() - t_start) / 60, 1)
+        write_checkpoint(args.out, model, tok, cfg, log, final_step, minutes, argv)
     return 0
 
 

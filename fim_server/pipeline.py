@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from . import gate
-from .backends import Backend, BackendError, InfillCancelled, InfillRequest
+from .backends import Backend, BackendError, Infill, InfillCancelled, InfillRequest
 from .cache import CompletionCache
 from .completion import Candidate, Completion
 from .context import (
@@ -34,7 +34,7 @@ from .context import (
 )
 from .documents import DocumentStore
 from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_language
-from .postprocess import clean_edit
+from .postprocess import Edit, clean_edit
 from .settings import UserSettings
 from .stats import EngineStats
 
@@ -83,6 +83,56 @@ def infill_request(
 def _document_newlines(text: str, document: str) -> str:
     # Postprocessing works on "\n"; hand back the document's own line breaks.
     return text.replace("\n", "\r\n") if "\r\n" in document else text
+
+
+def _scored(
+    request: ModelRequest, infills: list[Infill], edits: list[Edit], model_ms: float
+) -> Completion:
+    """The completion of the backend's middles after post-processing (`edits`), each
+    scored by the gate."""
+    ctx = request.ctx
+    # Scored here, with the backend's confidence at hand; hidden or shown in `answer`,
+    # against the setting in force then (the cache keeps the scored completion, so a
+    # changed minConfidence applies to cached answers too). Candidates that come out
+    # of post-processing empty or the same as an earlier one are dropped.
+    offered: list[tuple[Candidate, float | None]] = []
+    for infill, edit in zip(infills, edits, strict=True):
+        text = _document_newlines(edit.text, request.text)
+        candidate = Candidate(
+            text, edit.replace_chars, gate.score(gate.signals(edit.text, infill.confidence))
+        )
+        if text and all(
+            (c.text, c.replace_chars) != (text, edit.replace_chars) for c, _ in offered
+        ):
+            offered.append((candidate, infill.confidence))
+    first = infills[0]  # the passes are shared; its tokens are the answer's
+    if offered:
+        (best, model_confidence), *others = offered
+        completion = Completion(
+            best.text,
+            ctx.mode,
+            ctx.reason,
+            first.tokens,
+            first.forward_passes,
+            first.ended,
+            model_ms=model_ms,
+            replace_chars=best.replace_chars,
+            confidence=best.confidence,
+            model_confidence=model_confidence,
+            others=tuple(c for c, _ in others),
+        )
+    else:
+        completion = Completion(
+            "",
+            ctx.mode,
+            f"{ctx.reason}; nothing left after cleanup",
+            first.tokens,
+            first.forward_passes,
+            first.ended,
+            model_ms=model_ms,
+            model_confidence=first.confidence,
+        )
+    return completion
 
 
 class Pipeline:
@@ -220,53 +270,13 @@ class Pipeline:
         finally:
             with self._stats_lock:
                 self._stats.busy = False
-        # Scored here, with the backend's confidence at hand; hidden or shown in `answer`,
-        # against the setting in force then (the cache keeps the scored completion, so a
-        # changed minConfidence applies to cached answers too). Candidates that come out
-        # of post-processing empty or the same as an earlier one are dropped.
-        offered: list[tuple[Candidate, float | None]] = []
-        for infill, edit in zip(infills, edits, strict=True):
-            text = _document_newlines(edit.text, request.text)
-            candidate = Candidate(
-                text, edit.replace_chars, gate.score(gate.signals(edit.text, infill.confidence))
-            )
-            if text and all(
-                (c.text, c.replace_chars) != (text, edit.replace_chars) for c, _ in offered
-            ):
-                offered.append((candidate, infill.confidence))
-        first = infills[0]  # the passes are shared; its tokens are the answer's
-        if offered:
-            (best, model_confidence), *others = offered
-            completion = Completion(
-                best.text,
-                ctx.mode,
-                ctx.reason,
-                first.tokens,
-                first.forward_passes,
-                first.ended,
-                model_ms=model_ms,
-                replace_chars=best.replace_chars,
-                confidence=best.confidence,
-                model_confidence=model_confidence,
-                others=tuple(c for c, _ in others),
-            )
-        else:
-            completion = Completion(
-                "",
-                ctx.mode,
-                f"{ctx.reason}; nothing left after cleanup",
-                first.tokens,
-                first.forward_passes,
-                first.ended,
-                model_ms=model_ms,
-                model_confidence=first.confidence,
-            )
+        completion = _scored(request, infills, edits, model_ms)
         self.cache.put(request.key, completion)
         with self._stats_lock:
             self._stats.model_runs += 1
             self._stats.last_error = None
-            self._stats.tokens_generated += first.tokens
-            self._stats.forward_passes += first.forward_passes
+            self._stats.tokens_generated += completion.tokens
+            self._stats.forward_passes += completion.forward_passes
             self._stats.model_ms += model_ms
         return completion
 
