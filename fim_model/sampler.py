@@ -261,39 +261,6 @@ def _causal_after(past: int, n: int, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(
-    net: Network,
-    context: list[int],
-    special: SpecialIds,
-    stops: StopTokens,
-    *,
-    max_tokens: int,
-    single_line: bool = False,
-    settings: SamplerSettings = SamplerSettings(),
-    cache: KVCache | None = None,
-    should_cancel: Callable[[], bool] | None = None,
-    seed: int = 0,
-) -> Generation:
-    """Fill the middle after `context` (which ends with <fim_middle>).
-
-    With `cache`, only context tokens not already cached are encoded; without, every
-    step recomputes the whole sequence (slow, for checking the cache is exact).
-    """
-    (only,) = generate_candidates(
-        net,
-        context,
-        special,
-        stops,
-        max_tokens=max_tokens,
-        single_line=single_line,
-        settings=[settings],
-        cache=cache,
-        should_cancel=should_cancel,
-        seed=seed,
-    )
-    return only
-
-
 @torch.no_grad()
 def generate_candidates(
     net: Network,
@@ -308,12 +275,14 @@ def generate_candidates(
     should_cancel: Callable[[], bool] | None = None,
     seed: int = 0,
 ) -> list[Generation]:
-    """Fill the middle after `context` once per entry of `settings`, all middles decoded
-    together: every forward pass runs one block of each (rows of one batch) over the
-    context they share, encoded once. Middle r samples with seed `seed + r`. A candidate
-    that has finished its block waits for the others (its rows ride along, unused), so
-    each pass counts for every candidate. Several candidates need a `cache` with as many
-    rows.
+    """Fill the middle after `context` (which ends with <fim_middle>) once per entry of
+    `settings`, all middles decoded together: every forward pass runs one block of each
+    (rows of one batch) over the context they share, encoded once. Middle r samples with
+    seed `seed + r`. A candidate that has finished its block waits for the others (its
+    rows ride along, unused), so each pass counts for every candidate. Several candidates
+    need a `cache` with as many rows. With `cache`, only context tokens not already
+    cached are encoded; without, every step recomputes the whole sequence (slow, for
+    checking the cache is exact).
     """
     cfg = net.cfg
     B = cfg.block_size

@@ -229,7 +229,15 @@ class Engine:
                     return self._superseded(None)
             prepared = self._prepare(text, offset, language, uri, path)
             if isinstance(prepared, Completion):
-                return self._answered(prepared, text, offset, uri, started, speculative)
+                return self._pipeline.answer(
+                    prepared,
+                    text,
+                    offset,
+                    uri,
+                    started,
+                    speculative,
+                    min_confidence=self.user_settings.min_confidence,
+                )
             wait_ms = 0.0 if invoked else self._debounce.wait_ms(self.user_settings.debounce_ms)
             if wait_ms > 0:
                 await asyncio.sleep(wait_ms / 1000)
@@ -243,7 +251,15 @@ class Engine:
                     return self._superseded(prepared.ctx)
                 raise
             self._debounce.model_ran(result.model_ms)
-            return self._answered(result, text, offset, uri, started, speculative)
+            return self._pipeline.answer(
+                result,
+                text,
+                offset,
+                uri,
+                started,
+                speculative,
+                min_confidence=self.user_settings.min_confidence,
+            )
         except asyncio.CancelledError:
             call.cancel.set()  # the worker sees it at the model's next step
             with self._stats_lock:
@@ -269,7 +285,9 @@ class Engine:
         prepared = self._prepare(text, offset, language, uri, path)
         if not isinstance(prepared, Completion):
             prepared = self._submit(prepared, threading.Event(), started).result()
-        return self._answered(prepared, text, offset, uri, started)
+        return self._pipeline.answer(
+            prepared, text, offset, uri, started, min_confidence=self.user_settings.min_confidence
+        )
 
     def accepted(self, uri: str | None, chars: int, partial: bool) -> asyncio.Task | None:
         """The editor reports that the user accepted `chars` characters of the completion
@@ -343,18 +361,6 @@ class Engine:
         if cancel.is_set() or backend is None:
             raise InfillCancelled("cancelled while queued")
         return self._pipeline.infill(backend, request, cancel, self.settings.seed)
-
-    def _answered(
-        self,
-        result: Completion,
-        text: str,
-        offset: int,
-        uri: str | None,
-        started: float,
-        speculative: bool = False,
-    ) -> Completion:
-        minimum = self.user_settings.min_confidence
-        return self._pipeline.answer(result, text, offset, uri, started, minimum, speculative)
 
     def stats(self) -> EngineStats:
         with self._stats_lock:

@@ -289,8 +289,9 @@ class Pipeline:
         offset: int,
         uri: str | None,
         started: float,
-        min_confidence: float,
         speculative: bool = False,
+        *,
+        min_confidence: float,
     ) -> Completion:
         """Apply the confidence gate and record the answer about to be handed out (or,
         `speculative`, kept for later: then it counts as neither shown nor hidden)."""

@@ -19,7 +19,7 @@ from fim_model.data import (
 )
 from fim_model.diffusion import FimExample, diffusion_loss, make_batch
 from fim_model.masks import group_mask, token_groups, two_copy_mask
-from fim_model.sampler import SamplerSettings, StopTokens, generate
+from fim_model.sampler import SamplerSettings, StopTokens, generate_candidates
 from fim_model.tokenizer import CodeTokenizer, SpecialIds
 from fim_model.transformer import Decoder, KVCache, ModelConfig, Transformer
 from fim_server.languages import syntax_root
@@ -153,15 +153,17 @@ def test_decoder_computes_what_the_training_network_computes(dtype) -> None:
 
 
 def _generate(model, context, cache, **kw):
-    return generate(
+    (only,) = generate_candidates(
         Decoder(model) if isinstance(model, Transformer) else model,
         context,
         SPECIAL,
         StopTokens(SPECIAL.end_of_middle, frozenset({7})),
         max_tokens=kw.pop("max_tokens", 20),
+        settings=[kw.pop("settings", SamplerSettings())],
         cache=cache,
         **kw,
     )
+    return only
 
 
 @pytest.mark.parametrize("settings", [SamplerSettings(0.9, 0.0), SamplerSettings(0.3, 1.0)])
