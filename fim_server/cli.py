@@ -245,7 +245,8 @@ def _model(args: argparse.Namespace) -> str | None:
     model = args.model or os.environ.get("FIM_MODEL") or None
     if model is not None or args.backend not in ("auto", "llama.cpp") or args.endpoint:
         return model
-    from .backends.gguf import DEFAULT_PACKAGED, PACKAGED, default_model
+    from .backends import default_model
+    from .backends.gguf import DEFAULT_PACKAGED, PACKAGED
 
     model = default_model()
     if model is None:

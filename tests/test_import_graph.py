@@ -3,7 +3,7 @@ be imported at run time: every `import` counts, also one inside a function or un
 TYPE_CHECKING, because each is an arrow a reader has to follow.
 
 The layering it checks: `fim_model` is a library (the network, its decoding, its training)
-that knows nothing of the server, and the top-level packages form no loop.
+that knows nothing of the server, and neither the packages nor their modules form a loop.
 
     python tests/test_import_graph.py   prints the package and module arrows and loops
 """
@@ -126,6 +126,12 @@ def test_the_model_imports_nothing_of_the_server() -> None:
 
 def test_no_loop_between_top_level_packages() -> None:
     assert loops(package_arrows(module_arrows())) == []
+
+
+def test_no_loop_between_modules() -> None:
+    # A loop hides which module is the lower layer: a completion's text should pass
+    # through each module once.
+    assert loops(module_arrows()) == []
 
 
 def test_the_graph_reader_finds_arrows_and_loops() -> None:

@@ -108,6 +108,17 @@ def resolve_kind(spec: BackendSpec) -> str:
     return family.kind
 
 
+def default_model() -> str | None:
+    """The packaged model `fim-server` serves when no model is named, if it is installed
+    and llama.cpp's server can be found; None: the embedded model."""
+    from .gguf import DEFAULT_PACKAGED, installed
+    from .llama_server import find_binary
+
+    if installed(DEFAULT_PACKAGED) and find_binary() is not None:
+        return DEFAULT_PACKAGED
+    return None
+
+
 def load_backend(spec: BackendSpec) -> Backend:
     """Load the backend `spec` names; BackendError says what is wrong if it cannot."""
     kind = resolve_kind(spec)
