@@ -34,7 +34,15 @@ from .context import (
 )
 from .documents import DocumentStore
 from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_language
-from .postprocess import Edit, clean_edit
+from .postprocess import (
+    Edit,
+    block_cut_at_dedent,
+    block_not_opened,
+    clean_edit,
+    cut_at_block_exit,
+    match_indentation,
+    unfinished_line_may_stay,
+)
 from .settings import UserSettings
 from .stats import EngineStats
 
@@ -57,7 +65,7 @@ class ModelRequest:
 def candidates_for(backend: Backend | None, user: UserSettings) -> int:
     """How many completions to ask for: the user's `candidates` setting, else the
     backend's default; one from a backend that cannot decode several at once."""
-    if backend is None or not getattr(backend, "batches", False):  # remote: see infill
+    if backend is None or not backend.batches:
         return 1
     return user.candidates if user.candidates is not None else backend.candidates
 
@@ -65,19 +73,43 @@ def candidates_for(backend: Backend | None, user: UserSettings) -> int:
 def infill_request(
     ctx: CompletionContext, *, should_cancel: Callable[[], bool], seed: int, count: int
 ) -> InfillRequest:
-    """What the backend is asked for the context `ctx`."""
+    """What the backend is asked for the context `ctx`: the code around the cursor, other
+    files' chunks, and when post-processing would cut a streamed answer anyway."""
     return InfillRequest(
         ctx.prefix,
         ctx.suffix,
-        ctx.max_tokens,
-        ctx.mode.is_line,
-        should_cancel,
-        seed,
-        count,
-        ctx.extra,
-        ctx.extra_chunks,
-        ctx.block_indent,
+        max_tokens=ctx.max_tokens,
+        single_line=ctx.mode.is_line,
+        should_cancel=should_cancel,
+        seed=seed,
+        count=count,
+        extra=ctx.extra,
+        extra_chunks=ctx.extra_chunks,
+        done=lambda text: completion_done(text, ctx),
     )
+
+
+def completion_done(text: str, ctx: CompletionContext) -> bool:
+    """Whether post-processing will cut `text` (a streamed answer so far) whatever comes
+    next, so the stream can be closed: the same cuts as postprocess.clean_edit. The
+    backend is handed it as `InfillRequest.done`."""
+    if ctx.mode.is_line or block_not_opened(text, ctx):
+        return "\n" in text  # cut_at_newline
+    # Whole lines only: a dedented line may still belong to the block (`});` closing it,
+    # Python's `else:`), and `en` may be the start of `end` or of `enumerate`.
+    whole = match_indentation(text, ctx.indent_unit)
+    lines = whole[: whole.rfind("\n") + 1]
+    if not lines:
+        return False
+    if block_cut_at_dedent(lines, ctx).rstrip("\n") != lines.rstrip("\n"):
+        return True  # a line that left the block has been written
+    last = whole[len(lines) :]
+    if last.strip() and block_cut_at_dedent(whole, ctx) != whole:
+        # A dedented line has begun (its indent is known): done unless it may still be one
+        # that stays.
+        return not unfinished_line_may_stay(last, ctx)
+    spec = LANGUAGES.get(ctx.language) if ctx.language else None
+    return spec is not None and cut_at_block_exit(lines, spec) != lines
 
 
 def _document_newlines(text: str, document: str) -> str:
@@ -238,18 +270,11 @@ class Pipeline:
             self._stats.busy = True
         try:
             started = time.perf_counter()
-            infill_context = getattr(backend, "infill_context", None)
-            if infill_context is not None:
-                # The remote backends until remote.py takes the request: they place other
-                # files' chunks themselves and stop a streamed answer once
-                # post-processing would cut it.
-                infills = [infill_context(ctx, should_cancel=cancel.is_set, seed=seed)]
-            else:
-                infills = backend.infill(
-                    infill_request(
-                        ctx, should_cancel=cancel.is_set, seed=seed, count=request.candidates
-                    )
+            infills = backend.infill(
+                infill_request(
+                    ctx, should_cancel=cancel.is_set, seed=seed, count=request.candidates
                 )
+            )
             model_ms = (time.perf_counter() - started) * 1000
             edits = [clean_edit(infill.text, ctx) for infill in infills]
         except InfillCancelled:

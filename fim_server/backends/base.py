@@ -84,7 +84,6 @@ class InfillRequest:
     # input_extra).
     extra: str = ""
     extra_chunks: tuple[tuple[str, str], ...] = ()
-    block_indent: int = 0  # a block's lines indented less than this have left it
     # Called with the text streamed so far; True: post-processing will cut it whatever
     # comes next, so a streaming backend may stop reading. None: a single-line middle is
     # done at its first line break, any other when the model ends it.
