@@ -43,6 +43,7 @@ from fim_server.backends import Backend, BackendSpec, gguf, load_backend
 from fim_server.backends.remote import CHARS_PER_TOKEN
 from fim_server.context import CompletionContext, ContextSettings, Literal, Mode, build_context
 from fim_server.eval.tasks import BENCHMARKS, SUITES, Task, load_suite, normalise, spread
+from fim_server.pipeline import infill_request
 from fim_server.postprocess import CleanupTrace, RuleStep, clean_edit, strip_special_tokens
 from fim_server.window import CountTokens, build_window
 
@@ -91,17 +92,8 @@ def is_right(task: Task, text: str, replace_chars: int = 0) -> bool:
 
 def ask(backend: Backend, ctx: CompletionContext) -> str:
     """The backend's answer to `ctx`, the way the engine asks it."""
-    infill_context = getattr(backend, "infill_context", None)
-    if infill_context is not None:
-        return infill_context(ctx, should_cancel=lambda: False, seed=0).text
-    return backend.infill(
-        ctx.model_prefix,
-        ctx.suffix,
-        max_tokens=ctx.max_tokens,
-        single_line=ctx.mode.is_line,
-        should_cancel=lambda: False,
-        seed=0,
-    ).text
+    request = infill_request(ctx, should_cancel=lambda: False, seed=0, count=1)
+    return backend.infill(request)[0].text
 
 
 def line_context(

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from fim_model.api import EMBEDDED_CHECKPOINT
 from fim_model.tokenizer import CodeTokenizer
-from fim_server.backends import BackendSpec, Infill
+from fim_server.backends import Backend, BackendSpec, Infill, InfillRequest
 from fim_server.context import ContextSettings, build_context
 from fim_server.crossfile import CrossFileIndex, Source
 from fim_server.documents import DocumentStore, Position, TextChange
@@ -116,7 +116,7 @@ def bench_context(path: str, text: str, positions: int, seed: int) -> None:
 
 
 @dataclass
-class Oracle:
+class Oracle(Backend):
     """A model that suggests the rest of the line the user is about to type."""
 
     answer: str = ""
@@ -130,8 +130,8 @@ class Oracle:
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)
 
-    def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed):
-        return Infill(self.answer, tokens=len(self.answer) // 4, forward_passes=1)
+    def infill(self, request: InfillRequest) -> list[Infill]:
+        return [Infill(self.answer, tokens=len(self.answer) // 4, forward_passes=1)]
 
 
 def typing_session(text: str, lines: int, seed: int) -> tuple[str, list[tuple[str, int, str]]]:

@@ -106,17 +106,14 @@ def bench_family(kind: str, peaked: bool, pairs, max_tokens: int, seed: int) -> 
 
 
 def bench_embedded(pairs, max_tokens: int) -> dict:
-    from fim_server.backends import BackendSpec, load_backend
+    from fim_server.backends import BackendSpec, InfillRequest, load_backend
 
     runs = {}
     for threshold in (0.9, 1.0):
         backend = load_backend(BackendSpec(threshold=threshold))
         out = []
         for prefix, suffix in pairs:
-            infill = backend.infill(
-                prefix, suffix, max_tokens=max_tokens, single_line=False,
-                should_cancel=lambda: False, seed=0,
-            )  # fmt: skip
+            (infill,) = backend.infill(InfillRequest(prefix, suffix, max_tokens=max_tokens))
             out.append(infill)
         backend.close()
         runs[threshold] = out

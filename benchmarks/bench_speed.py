@@ -13,7 +13,7 @@ runs them on the shipped checkpoint. Prints:
   pass (tokens that end up in the answer; a pass that commits only <eom>, padding or
   positions after the end counts as 0).
 
-With --baseline REF, the `model/` package of that git commit is loaded next to the
+With --baseline REF, the model package of that git commit is loaded next to the
 working tree's and every measurement alternates between the two in the same process, so
 that the load of a shared machine hits both alike.
 
@@ -43,7 +43,7 @@ import bench_lsp  # next to this file: on sys.path when a script here runs
 import torch
 
 import fim_model
-from fim_server.backends.base import Infill
+from fim_server.backends.base import Backend, Infill, InfillRequest
 from fim_server.engine import Engine, EngineSettings
 from fim_server.eval.tasks import BENCHMARKS, SUITES, load_suite, spread
 
@@ -62,7 +62,7 @@ class Request:
     single_line: bool
 
 
-class RecordingBackend:
+class RecordingBackend(Backend):
     """Stands in for the model inside the engine: records what the engine asks for."""
 
     name = "recording"
@@ -77,9 +77,17 @@ class RecordingBackend:
     def count_tokens(self, text: str) -> int:
         return self.model.count_tokens(text)
 
-    def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed) -> Infill:
-        self.requests.append(Request(self.suite, prefix, suffix, max_tokens, single_line))
-        return Infill("", 0, 0, None)
+    def infill(self, request: InfillRequest) -> list[Infill]:
+        self.requests.append(
+            Request(
+                self.suite,
+                request.model_prefix,
+                request.suffix,
+                request.max_tokens,
+                request.single_line,
+            )
+        )
+        return [Infill("", 0, 0, None)]
 
     def close(self) -> None:
         pass
@@ -119,15 +127,20 @@ def collect_requests(model: fim_model.InfillModel, per_suite: int) -> list[Reque
 
 
 def load_baseline(ref: str, into: Path) -> ModuleType:
-    """The `model/` package of git commit `ref`, imported as `fim_model_baseline`."""
+    """The model package of git commit `ref`, imported as `fim_model_baseline`: its folder
+    is `fim_model/`, or `model/` in commits before the folder took the import name."""
+    folder = "fim_model"
+    probe = ["git", "-C", str(ROOT), "cat-file", "-e", f"{ref}:{folder}"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        folder = "model"
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref, "model"], check=True, capture_output=True
+        ["git", "-C", str(ROOT), "archive", ref, folder], check=True, capture_output=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     name = "fim_model_baseline"
     spec = importlib.util.spec_from_file_location(
-        name, into / "model" / "__init__.py", submodule_search_locations=[str(into / "model")]
+        name, into / folder / "__init__.py", submodule_search_locations=[str(into / folder)]
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -185,7 +198,7 @@ def current_variant(
 
     def answer(r: Request) -> tuple[str, int, int, list[int] | None, bool | None]:
         gen = model.generate(r.prefix, r.suffix, max_tokens=r.max_tokens, single_line=r.single_line)
-        infill = model.to_infill(gen)
+        infill = model.to_middle(gen)
         return infill.text, infill.tokens, infill.forward_passes, gen.tokens_per_pass, gen.finished
 
     decoder, cfg = model.decoder, model.model.cfg
@@ -514,7 +527,7 @@ def print_summary(s: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", help="git commit whose model/ to compare against")
+    parser.add_argument("--baseline", help="git commit whose model package to compare against")
     parser.add_argument("--per-suite", type=int, default=30, help="tasks per eval suite (30)")
     parser.add_argument("--reps", type=int, default=200, help="timed passes per variant (200)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = (
     f"autoregressive={ROOT / 'benchmarks/twins/autoregressive'}",
     f"diffusion={ROOT / 'benchmarks/twins/diffusion'}",
-    f"shipped={ROOT / 'model/checkpoint'}",
+    f"shipped={ROOT / 'fim_model/checkpoint'}",
 )
 DEFAULT_SUITES = ("humaneval-single", "humaneval-multi", "safim-block")
 

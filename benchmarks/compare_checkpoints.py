@@ -1,6 +1,6 @@
 """Compare model checkpoints on the held-out split: the same batches and spans for each.
 
-    python benchmarks/compare_checkpoints.py model/checkpoint runs/ckpt-small \\
+    python benchmarks/compare_checkpoints.py fim_model/checkpoint runs/ckpt-small \\
         [--corpus data/corpus] [--batches 8] [--spans 60]
 
 Prints, per checkpoint: diffusion NELBO per middle token and next-token cross-entropy of
@@ -24,6 +24,7 @@ from fim_model.corpus import load_corpus
 from fim_model.data import ExampleShape, heldout_batches, sample_span
 from fim_model.diffusion import diffusion_loss
 from fim_model.sampler import SamplerSettings
+from fim_server.languages import syntax_root
 
 
 def main() -> int:
@@ -59,7 +60,9 @@ def main() -> int:
         with torch.no_grad():
             losses = [
                 diffusion_loss(model, batch)
-                for batch in heldout_batches(files, tok, shape, args.batches, 16)
+                for batch in heldout_batches(
+                    files, tok, shape, args.batches, 16, syntax=syntax_root
+                )
             ]
         nelbo = [parts.nelbo.item() for parts in losses]
         ctx = [parts.context_ce.item() for parts in losses]

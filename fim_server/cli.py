@@ -22,6 +22,7 @@ from .engine import Engine, EngineSettings
 from .eval.sandbox import SandboxLimits, isolation, unavailable_reason
 from .eval.tasks import BENCHMARKS, SUITES, load_suite, spread
 from .settings import UserSettings
+from .settings import bounds as settings_bounds
 
 EXIT_USAGE = 2  # bad file or position, like argparse's own usage errors
 EXIT_MODEL = 1
@@ -243,7 +244,8 @@ def _model(args: argparse.Namespace) -> str | None:
     model = args.model or os.environ.get("FIM_MODEL") or None
     if model is not None or args.backend not in ("auto", "llama.cpp") or args.endpoint:
         return model
-    from .backends.gguf import DEFAULT_PACKAGED, PACKAGED, default_model
+    from .backends import default_model
+    from .backends.gguf import DEFAULT_PACKAGED, PACKAGED
 
     model = default_model()
     if model is None:
@@ -302,10 +304,13 @@ def run_complete(args: argparse.Namespace) -> int:
     path, line, col = parse_location(args.location)
     text = read_source(path)
     offset = offset_of(text, line, col)
-    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
-        raise UsageError("--min-confidence must be between 0 and 1")
-    if args.candidates is not None and not 1 <= args.candidates <= 8:
-        raise UsageError("--candidates must be between 1 and 8")
+    for option, key, value in (
+        ("--min-confidence", "minConfidence", args.min_confidence),
+        ("--candidates", "candidates", args.candidates),
+    ):
+        low, high = settings_bounds(key)  # the setting's own bounds
+        if value is not None and not (low or 0) <= value <= high:
+            raise UsageError(f"{option} must be between {low} and {high}")
     engine = Engine(_settings(args))
     engine.configure(UserSettings(min_confidence=args.min_confidence, candidates=args.candidates))
     try:
@@ -429,7 +434,7 @@ def run_inspect(args: argparse.Namespace) -> int:
             f"blocks of {cfg.block_size}, vocabulary {cfg.vocab_size}\nwill load: yes"
         )
         return 0
-    from .backends.hf.inspect import describe
+    from .backends.hf.folder_report import describe
 
     lines, ok = describe(args.folder, args.device)
     print("\n".join(lines))

@@ -12,21 +12,32 @@ import tree_sitter
 
 from . import defaults
 from .crossfile import CrossFileIndex, Source, format_snippets, query_text
+from .documents import line_start_at
 from .languages import parse
 from .modes import LanguageArg, Literal, Mode, ModeDecision, decide_mode, spec_of
-from .window import CountTokens, build_window, encodable
+from .window import (
+    LONG_LINE_CHARS,
+    CountTokens,
+    around_cursor,
+    build_window,
+    cursor_line_chars,
+    encodable,
+)
 
 __all__ = [
     "CompletionContext",
     "ContextSettings",
+    "CrossFileIndex",
     "CountTokens",
     "DocumentSyntax",
     "Literal",
+    "Source",
     "Mode",
     "ModeDecision",
     "build_context",
     "decide_mode",
     "detect_indent_unit",
+    "text_for_context",
 ]
 
 
@@ -123,6 +134,17 @@ def detect_indent_unit(text: str) -> str:
     return " " * (common[0] if common else 4)
 
 
+def text_for_context(text: str, offset: int) -> tuple[str, int] | str:
+    """The document as its context is built from it, and the cursor in it: lone
+    surrogates made encodable, a large document cut to the lines around the cursor (it is
+    not parsed whole). A str instead: why no context is built (the cursor's line is too
+    long to complete)."""
+    if cursor_line_chars(text, offset) > LONG_LINE_CHARS:
+        return f"the line is over {LONG_LINE_CHARS} characters"
+    text = encodable(text)  # lone surrogates: neither the parsers nor the model take them
+    return around_cursor(text, offset)  # a large document is not parsed whole
+
+
 def build_context(
     text: str,
     offset: int,
@@ -148,7 +170,7 @@ def build_context(
     if spec is not None and tree is None:
         tree = parse(spec, source or b"")
     decision = decide_mode(text, offset, language=spec, tree=tree, source=source)
-    line_start = text.rfind("\n", 0, offset) + 1
+    line_start = line_start_at(text, offset)
     line_end = text.find("\n", offset)
     line_suffix = text[offset : len(text) if line_end < 0 else line_end].rstrip("\r")
     prefix = suffix = extra = ""

@@ -26,9 +26,7 @@ THRESHOLD = 0.9
 # weights, shared by the batch, but attention and the sampler grow with it).
 CANDIDATES_CPU = 1
 CANDIDATES_CUDA = 3
-# The first candidate is the greedy answer; the others are sampled at this temperature,
-# so that they differ from it where the model is unsure.
-CANDIDATE_TEMPERATURE = 0.8
+# (The first is the greedy answer, the others sampled: fim_model.api.CANDIDATE_TEMPERATURE.)
 
 # Torch intra-op threads. The embedded model's matrices are small, so extra threads
 # mostly add synchronisation, and under load from other processes (the editor, a build)

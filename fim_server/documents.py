@@ -138,6 +138,11 @@ class _Located:
     line_start: int  # code-point offset of the row's start
 
 
+def line_start_at(text: str, offset: int) -> int:
+    """Offset of the start of the line holding `offset` (its first character)."""
+    return text.rfind("\n", 0, offset) + 1
+
+
 def _line_start(text: str, line: int, hint: tuple[int, int]) -> int:
     """Offset of the start of `line`, walking from `hint` (a row and its start offset):
     successive edits are close to each other, so this is short."""
@@ -148,7 +153,7 @@ def _line_start(text: str, line: int, hint: tuple[int, int]) -> int:
             return len(text)
         start, row = newline + 1, row + 1
     while row > line:
-        start, row = text.rfind("\n", 0, start - 1) + 1, row - 1
+        start, row = line_start_at(text, start - 1), row - 1
     return start
 
 

@@ -1,4 +1,6 @@
-"""The completion pipeline: context -> backend -> postprocess, with the cache in front.
+"""One session's completions: when the data path (pipeline.py: cache -> context ->
+backend -> post-processing -> gate -> answer) runs, for which backend, and which request
+it still answers.
 
 A backend may keep state across calls (a key/value cache, a connection pool) and is not
 thread-safe, so everything that touches it (loading included) runs on its worker thread,
@@ -16,36 +18,22 @@ keystrokes runs the model once, for the last one.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 from . import defaults, gate
-from .backends import Backend, BackendError, BackendSpec, InfillCancelled
+from .backends import Backend, BackendSpec, InfillCancelled
 from .cache import CompletionCache
-from .completion import Candidate, Completion
-from .context import CompletionContext, ContextSettings, Mode, build_context
-from .crossfile import CrossFileIndex, Source
+from .completion import Completion
+from .context import CompletionContext, ContextSettings, CrossFileIndex
 from .debounce import AdaptiveDebounce
 from .documents import DocumentStore
-from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_language
 from .model_host import LoadedBackend, ModelHost
-from .postprocess import clean_edit
+from .pipeline import ModelRequest, Pipeline, candidates_for
 from .settings import UserSettings
 from .stats import EngineStats
-from .window import (
-    LONG_LINE_CHARS,
-    around_cursor,
-    cursor_line_chars,
-    encodable,
-)
-
-logger = logging.getLogger(__name__)
-
-# Other documents searched for cross-file context, most recently used first.
-CROSS_FILE_DOCUMENTS = 10
 
 
 @dataclass(frozen=True)
@@ -54,14 +42,6 @@ class EngineSettings:
     context: ContextSettings | None = None  # None: a window sized for the loaded model
     cache_size: int = defaults.CACHE_SIZE  # 0 disables the cache and typing-through
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class _ModelRequest:
-    text: str
-    ctx: CompletionContext
-    key: tuple[object, ...]
-    candidates: int  # completions to ask the backend for
 
 
 @dataclass
@@ -74,11 +54,6 @@ class _Call:
     def supersede(self) -> None:
         self.superseded = True
         self.cancel.set()  # a running model stops at its next step
-
-
-def _document_newlines(text: str, document: str) -> str:
-    # Postprocessing works on "\n"; hand back the document's own line breaks.
-    return text.replace("\n", "\r\n") if "\r\n" in document else text
 
 
 class Engine:
@@ -104,6 +79,9 @@ class Engine:
         self._debounce = AdaptiveDebounce()
         self._stats = EngineStats()  # this engine's own; guarded by _stats_lock
         self._stats_lock = threading.Lock()
+        self._pipeline = Pipeline(
+            self.documents, self._cache, self._cross_file, self._stats, self._stats_lock
+        )
         # Cancel flags of submitted requests, so that close() can stop a running infill.
         self._pending: set[threading.Event] = set()
         self._closed = False
@@ -251,7 +229,15 @@ class Engine:
                     return self._superseded(None)
             prepared = self._prepare(text, offset, language, uri, path)
             if isinstance(prepared, Completion):
-                return self._answered(prepared, text, offset, uri, started, speculative)
+                return self._pipeline.answer(
+                    prepared,
+                    text,
+                    offset,
+                    uri,
+                    started,
+                    speculative,
+                    min_confidence=self.min_confidence(),
+                )
             wait_ms = 0.0 if invoked else self._debounce.wait_ms(self.user_settings.debounce_ms)
             if wait_ms > 0:
                 await asyncio.sleep(wait_ms / 1000)
@@ -265,7 +251,15 @@ class Engine:
                     return self._superseded(prepared.ctx)
                 raise
             self._debounce.model_ran(result.model_ms)
-            return self._answered(result, text, offset, uri, started, speculative)
+            return self._pipeline.answer(
+                result,
+                text,
+                offset,
+                uri,
+                started,
+                speculative,
+                min_confidence=self.min_confidence(),
+            )
         except asyncio.CancelledError:
             call.cancel.set()  # the worker sees it at the model's next step
             with self._stats_lock:
@@ -291,7 +285,9 @@ class Engine:
         prepared = self._prepare(text, offset, language, uri, path)
         if not isinstance(prepared, Completion):
             prepared = self._submit(prepared, threading.Event(), started).result()
-        return self._answered(prepared, text, offset, uri, started)
+        return self._pipeline.answer(
+            prepared, text, offset, uri, started, min_confidence=self.min_confidence()
+        )
 
     def accepted(self, uri: str | None, chars: int, partial: bool) -> asyncio.Task | None:
         """The editor reports that the user accepted `chars` characters of the completion
@@ -317,22 +313,10 @@ class Engine:
             self._stats.superseded += 1
         return Completion("", ctx.mode if ctx else None, "superseded by a newer request")
 
-    def _language(
-        self, language: str | None, uri: str | None, path: str | None
-    ) -> LanguageSpec | None:
-        if language is None and uri is None and path is None:
-            return LANGUAGES["python"]  # the original two-argument contract
-        if language:
-            return resolve_language(language, path or uri)
-        document = self.documents.get(uri) if uri else None
-        if document is not None:
-            return document.language
-        return language_from_path(path or uri or "")
-
     def _prepare(
         self, text: str, offset: int, language: str | None, uri: str | None, path: str | None
-    ) -> Completion | _ModelRequest:
-        """An immediate answer, or the context to run the model on."""
+    ) -> Completion | ModelRequest:
+        """An immediate answer, or the context to run the model on (pipeline.py)."""
         with self._stats_lock:
             self._stats.requests += 1
         loaded = self._loaded
@@ -340,65 +324,21 @@ class Engine:
         if not self.ready or count_tokens is None:
             reason = "model failed to load" if self.load_error else "model is loading"
             return Completion("", None, reason)
-        if not 0 <= offset <= len(text):
-            raise ValueError(f"offset {offset} is outside the document (length {len(text)})")
         user = self.user_settings
-        if not user.enable:
-            return Completion("", None, "completions are disabled (setting enable)")
-        if (hit := self._cache.typed_through(text, offset, uri)) is not None:
-            return hit
-        if cursor_line_chars(text, offset) > LONG_LINE_CHARS:
-            return Completion("", Mode.NONE, f"the line is over {LONG_LINE_CHARS} characters")
-        text = encodable(text)  # lone surrogates: neither the parsers nor the model take them
-        text, offset = around_cursor(text, offset)  # a large document is not parsed whole
-        spec = self._language(language, uri, path)
-        document = self.documents.get(uri) if uri else None
-        tree = None
-        if document is not None and document.language is spec and document.text == text:
-            tree = self.documents.tree(document)
-        neighbours: list[Source] = []
-        if user.cross_file and uri is not None:
-            for other in self.documents.neighbours(uri):
-                neighbours.append(Source(other.uri, other.text, other.version))
-                if len(neighbours) >= CROSS_FILE_DOCUMENTS:
-                    break
-        if not neighbours:
-            self._cross_file.forget(())  # the documents it indexed are gone
-        ctx = build_context(
+        return self._pipeline.prepare(
             text,
             offset,
-            count_tokens,
-            self._context_settings(),
-            language=spec,
-            tree=tree,
-            neighbours=neighbours,
-            index=self._cross_file if neighbours else None,
+            language,
+            uri,
+            path,
+            count_tokens=count_tokens,
+            user=user,
+            settings=self._context_settings(),
+            candidates=candidates_for(self.backend, user),
         )
-        with self._stats_lock:
-            self._stats.last_mode = str(ctx.mode)
-            self._stats.last_language = ctx.language
-        if ctx.mode is Mode.NONE:
-            return Completion("", ctx.mode, ctx.reason)
-        candidates = self._candidates()
-        key = (
-            uri, ctx.language, ctx.extra, ctx.prefix, ctx.suffix, ctx.mode, ctx.max_tokens,
-            candidates,
-        )  # fmt: skip
-        if (hit := self._cache.get(key)) is not None:
-            return hit
-        return _ModelRequest(text, ctx, key, candidates)
-
-    def _candidates(self) -> int:
-        """How many completions to ask for: the user's `candidates` setting, else the
-        backend's default; one from a backend that cannot decode several at once."""
-        backend = self.backend
-        if getattr(backend, "infill_candidates", None) is None:
-            return 1
-        chosen = self.user_settings.candidates
-        return chosen if chosen is not None else getattr(backend, "candidates", 1)
 
     def _submit(
-        self, request: _ModelRequest, cancel: threading.Event, submitted: float
+        self, request: ModelRequest, cancel: threading.Event, submitted: float
     ) -> Future[Completion]:
         loaded = self._loaded
         assert loaded is not None, "requests are only submitted once the model is ready"
@@ -413,170 +353,14 @@ class Engine:
             self._pending.discard(cancel)
 
     def _run(
-        self, request: _ModelRequest, cancel: threading.Event, loaded: LoadedBackend
+        self, request: ModelRequest, cancel: threading.Event, loaded: LoadedBackend
     ) -> Completion:
         # The backend it was submitted to: this session may have switched since (and
         # then cancelled it), the backend closed once no session uses it.
         backend = loaded.backend
         if cancel.is_set() or backend is None:
             raise InfillCancelled("cancelled while queued")
-        ctx = request.ctx
-        with self._stats_lock:
-            self._stats.busy = True
-        try:
-            started = time.perf_counter()
-            infill_context = getattr(backend, "infill_context", None)
-            if infill_context is not None:
-                # Backends that place other files' chunks themselves and stop a streamed
-                # answer once post-processing would cut it (remote servers).
-                infills = [
-                    infill_context(ctx, should_cancel=cancel.is_set, seed=self.settings.seed)
-                ]
-            elif request.candidates > 1:
-                infills = backend.infill_candidates(  # type: ignore[attr-defined]
-                    ctx.model_prefix,
-                    ctx.suffix,
-                    count=request.candidates,
-                    max_tokens=ctx.max_tokens,
-                    single_line=ctx.mode.is_line,
-                    should_cancel=cancel.is_set,
-                    seed=self.settings.seed,
-                )
-            else:
-                infills = [
-                    backend.infill(
-                        ctx.model_prefix,
-                        ctx.suffix,
-                        max_tokens=ctx.max_tokens,
-                        single_line=ctx.mode.is_line,
-                        should_cancel=cancel.is_set,
-                        seed=self.settings.seed,
-                    )
-                ]
-            model_ms = (time.perf_counter() - started) * 1000
-            edits = [clean_edit(infill.text, ctx) for infill in infills]
-        except InfillCancelled:
-            with self._stats_lock:
-                self._stats.interrupted += 1
-            raise
-        except BackendError as exc:
-            # A backend that cannot answer now (a remote server down, a refused key): the
-            # request answers empty and names the failure, the server keeps serving.
-            with self._stats_lock:
-                self._stats.errors += 1
-                self._stats.last_error = str(exc)
-            return Completion("", ctx.mode, f"backend failed: {exc}", failure=str(exc))
-        except Exception:
-            with self._stats_lock:
-                self._stats.errors += 1
-            raise
-        finally:
-            with self._stats_lock:
-                self._stats.busy = False
-        # Scored here, with the backend's confidence at hand; hidden or shown in _answered,
-        # against the setting in force then (the cache keeps the scored completion, so a
-        # changed minConfidence applies to cached answers too). Candidates that come out
-        # of post-processing empty or the same as an earlier one are dropped.
-        offered: list[tuple[Candidate, float | None]] = []
-        for infill, edit in zip(infills, edits, strict=True):
-            text = _document_newlines(edit.text, request.text)
-            candidate = Candidate(
-                text, edit.replace_chars, gate.score(gate.signals(edit.text, infill.confidence))
-            )
-            if text and all(
-                (c.text, c.replace_chars) != (text, edit.replace_chars) for c, _ in offered
-            ):
-                offered.append((candidate, infill.confidence))
-        first = infills[0]  # the passes are shared; its tokens are the answer's
-        if offered:
-            (best, model_confidence), *others = offered
-            completion = Completion(
-                best.text,
-                ctx.mode,
-                ctx.reason,
-                first.tokens,
-                first.forward_passes,
-                first.ended,
-                model_ms=model_ms,
-                replace_chars=best.replace_chars,
-                confidence=best.confidence,
-                model_confidence=model_confidence,
-                others=tuple(c for c, _ in others),
-            )
-        else:
-            completion = Completion(
-                "",
-                ctx.mode,
-                f"{ctx.reason}; nothing left after cleanup",
-                first.tokens,
-                first.forward_passes,
-                first.ended,
-                model_ms=model_ms,
-                model_confidence=first.confidence,
-            )
-        self._cache.put(request.key, completion)
-        with self._stats_lock:
-            self._stats.model_runs += 1
-            self._stats.last_error = None
-            self._stats.tokens_generated += first.tokens
-            self._stats.forward_passes += first.forward_passes
-            self._stats.model_ms += model_ms
-        return completion
-
-    def _answered(
-        self,
-        result: Completion,
-        text: str,
-        offset: int,
-        uri: str | None,
-        started: float,
-        speculative: bool = False,
-    ) -> Completion:
-        """Apply the confidence gate and record the answer about to be handed out (or,
-        `speculative`, kept for later: then it counts as neither shown nor hidden)."""
-        minimum = self.min_confidence()
-        offered = [Candidate(result.text, result.replace_chars, result.confidence)]
-        offered += result.others
-        shown = [c for c in offered if c.text and gate.shows(c.confidence, minimum)]
-        gated = bool(result.text) and not shown
-        if gated:
-            result = replace(
-                result,
-                text="",
-                replace_chars=0,
-                others=(),
-                reason=f"{result.reason}; hidden by the confidence gate "
-                f"({gate.below(result.confidence or 0.0, minimum)})",
-            )
-        elif len(shown) < len(offered) and shown:
-            best, *others = shown
-            result = replace(
-                result,
-                text=best.text,
-                replace_chars=best.replace_chars,
-                confidence=best.confidence,
-                others=tuple(others),
-            )
-        result = replace(result, latency_ms=(time.perf_counter() - started) * 1000)
-        self._cache.shown(uri, text, offset, result)
-        with self._stats_lock:
-            self._stats.cache_hits += result.cached
-            if not speculative:
-                self._stats.last_latency_ms = result.latency_ms
-                self._stats.completions += bool(result.text)
-                self._stats.gated += gated
-                self._stats.last_confidence = result.confidence
-                self._stats.last_model_confidence = result.model_confidence
-        logger.debug(
-            "%s (%s): %d tokens, %d passes, %.1f ms%s",
-            result.mode,
-            result.reason,
-            result.tokens,
-            result.forward_passes,
-            result.latency_ms,
-            " (cached)" if result.cached else "",
-        )
-        return result
+        return self._pipeline.infill(backend, request, cancel, self.settings.seed)
 
     def min_confidence(self) -> float:
         """The gate in force: the user's minConfidence, else the backend's own default."""

@@ -314,3 +314,11 @@ def parse(spec: LanguageSpec, source: bytes, old_tree: tree_sitter.Tree | None =
     are re-parsed."""
     parser = parser_for(spec)
     return parser.parse(source, old_tree) if old_tree is not None else parser.parse(source)
+
+
+def syntax_root(language: str, source: bytes) -> tree_sitter.Node | None:
+    """The root of `source`'s syntax tree in the grammar named `language` (a LANGUAGES
+    key), None where the registry has none: the parser the server hands the model's
+    training data code (fim_model.data), which samples syntax-node spans with it."""
+    spec = LANGUAGES.get(language)
+    return None if spec is None else parse(spec, source).root_node

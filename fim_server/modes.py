@@ -32,6 +32,7 @@ from enum import StrEnum
 
 import tree_sitter
 
+from .documents import line_start_at
 from .languages import LANGUAGES, LanguageSpec, parse
 
 
@@ -220,10 +221,6 @@ def _row_indent(text: str, row_start: int) -> int:
     return _indent_width(text[row_start : len(text) if end < 0 else end])
 
 
-def _row_start(text: str, offset: int) -> int:
-    return text.rfind("\n", 0, offset) + 1
-
-
 def _node_indent(source: bytes, node: tree_sitter.Node) -> int:
     """Indentation width of the line where `node` starts (blanks are single bytes)."""
     start = source.rfind(b"\n", 0, node.start_byte) + 1
@@ -323,7 +320,7 @@ def _delimited_block(
         return ModeDecision(Mode.MULTI_LINE, indent, "empty block after an opener")
     if following.start() < after_line:  # closers of something else: `{|)]`
         return None
-    if _row_indent(text, _row_start(text, following.start())) > opener_indent:
+    if _row_indent(text, line_start_at(text, following.start())) > opener_indent:
         if not line_prefix.strip():
             return ModeDecision(Mode.MULTI_LINE, indent, "new line at the top of a body")
         return ModeDecision(Mode.SINGLE_LINE, 0, "end of an opener line above its body")
@@ -428,7 +425,7 @@ def decide_mode(
     `language` None is plain text: line modes only. `tree` is the parse of `text` when the
     caller keeps one (the document store); `source` its UTF-8 bytes.
     """
-    line_start = text.rfind("\n", 0, offset) + 1
+    line_start = line_start_at(text, offset)
     line_end = text.find("\n", offset)
     line_prefix = text[line_start:offset]
     line_suffix = text[offset : len(text) if line_end < 0 else line_end].rstrip("\r")

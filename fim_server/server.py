@@ -31,7 +31,7 @@ from pygls.protocol.json_rpc import (
 
 from . import __version__
 from .completion import Completion
-from .documents import Document, Position, PositionError, TextChange, units_of
+from .documents import Document, Position, PositionError, TextChange, line_start_at, units_of
 from .engine import Engine
 from .settings import SETTING_KEYS, apply_settings, backend_spec
 from .stats import EngineStats
@@ -277,7 +277,7 @@ class FimLanguageServer(LanguageServer):
         # that character: the range starts there, never inside it. (A position past the
         # line's end is the end, as LSP says; the client's own position is kept.)
         encoding = self.position_encoding
-        line_start = text.rfind("\n", 0, offset) + 1
+        line_start = line_start_at(text, offset)
         start = max(position.character, units_of(text[line_start:offset], encoding))
         offers = []
         for candidate in (completion, *completion.others):
@@ -329,6 +329,34 @@ class FimLanguageServer(LanguageServer):
                     f"{stats.backend_description}",
                 )
             )
+
+
+def word_before(text: str, offset: int) -> str:
+    """The identifier characters right before `offset`: what a client filters completion
+    items by (eglot: the symbol at point, whatever the edit's range)."""
+    start = offset
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        start -= 1
+    return text[start:offset]
+
+
+def completion_list(word: str, offers: list[tuple[str, types.Range]]) -> types.CompletionList:
+    """The offers as completion items whose labels start with `word`; the edit itself
+    still starts at the cursor. Incomplete: the answer depends on the exact cursor, so
+    the client must ask again as the user types rather than filter this list.
+    Candidates keep their order."""
+    items = [
+        types.CompletionItem(
+            label=_label(word + text),
+            kind=types.CompletionItemKind.Snippet,
+            detail=SERVER_NAME,
+            sort_text=f"{rank:02d}",
+            insert_text_format=types.InsertTextFormat.PlainText,
+            text_edit=types.TextEdit(range=replaced, new_text=text),
+        )
+        for rank, (text, replaced) in enumerate(offers)
+    ]
+    return types.CompletionList(is_incomplete=True, items=items)
 
 
 def create_server(engine: Engine) -> FimLanguageServer:
@@ -389,27 +417,9 @@ def create_server(engine: Engine) -> FimLanguageServer:
         # still starts at the cursor.
         document = open_document(server, params.text_document.uri)
         offset = cursor_offset(document, params.position, server.position_encoding)
-        word_start = offset
-        while word_start > 0 and (
-            document.text[word_start - 1].isalnum() or document.text[word_start - 1] == "_"
-        ):
-            word_start -= 1
-        word = document.text[word_start:offset]
+        word = word_before(document.text, offset)
         offers = await server.complete_at(params.text_document.uri, params.position, invoked)
-        # Incomplete: the answer depends on the exact cursor, so the client must ask again
-        # as the user types rather than filter this list. Candidates keep their order.
-        items = [
-            types.CompletionItem(
-                label=_label(word + text),
-                kind=types.CompletionItemKind.Snippet,
-                detail=SERVER_NAME,
-                sort_text=f"{rank:02d}",
-                insert_text_format=types.InsertTextFormat.PlainText,
-                text_edit=types.TextEdit(range=replaced, new_text=text),
-            )
-            for rank, (text, replaced) in enumerate(offers)
-        ]
-        return types.CompletionList(is_incomplete=True, items=items)
+        return completion_list(word, offers)
 
     @server.feature(STATS_REQUEST)
     def stats(params: Any) -> dict[str, Any]:

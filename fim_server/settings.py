@@ -56,6 +56,12 @@ _MAXIMUM: dict[str, int] = {
 _GENERIC_MAXIMUM = 1_000_000
 
 
+def bounds(key: str) -> tuple[int | None, int]:
+    """The smallest (None: no lower bound) and largest value the number setting `key`
+    takes: the command line's options of the same meaning check these too."""
+    return _KEYS[key][3], _MAXIMUM.get(key, _GENERIC_MAXIMUM)
+
+
 @dataclass(frozen=True)
 class UserSettings:
     enable: bool = True  # False: every request answers empty without running the model

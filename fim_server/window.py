@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import tree_sitter
 
+from .documents import line_start_at
 from .languages import LanguageSpec
 
 CountTokens = Callable[[str], int]
@@ -102,7 +103,7 @@ def around_cursor(text: str, offset: int) -> tuple[str, int]:
     if len(text) <= LARGE_DOCUMENT_CHARS:
         return text, offset
     floor = max(offset - _SLICE_BEFORE, 0)
-    start = text.rfind("\n", 0, floor) + 1 if floor > 0 else 0
+    start = line_start_at(text, floor)
     top = re.compile(r"\n(?=[^\s])").search(text, start, offset)  # a top-level line
     if top is not None and start > 0:
         start = top.end()
@@ -114,7 +115,7 @@ def around_cursor(text: str, offset: int) -> tuple[str, int]:
 def cursor_line_chars(text: str, offset: int) -> int:
     """Length of the line holding `offset`."""
     end = text.find("\n", offset)
-    return (len(text) if end < 0 else end) - (text.rfind("\n", 0, offset) + 1)
+    return (len(text) if end < 0 else end) - line_start_at(text, offset)
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ def build_window(
     """
     count = count_tokens
     budget = prefix_tokens + suffix_tokens
-    line_start = text.rfind("\n", 0, offset) + 1
+    line_start = line_start_at(text, offset)
     cursor_row = text.count("\n", 0, offset)
     tops = _TopLevel(tree) if tree is not None else None
 
@@ -270,7 +271,7 @@ def build_window(
         pos, row = line_start, cursor_row
         used = count(text[line_start:offset])
         while pos > 0:
-            start = text.rfind("\n", 0, pos - 1) + 1
+            start = line_start_at(text, pos - 1)
             cost = count(text[start:pos])
             if used + cost + header_cost(row - 1) > room:
                 break
@@ -295,7 +296,7 @@ def build_window(
                 # The window would end inside a top-level node after the cursor's: leave
                 # the whole node out.
                 while last_row >= span[0]:
-                    start = text.rfind("\n", 0, end - 1) + 1
+                    start = line_start_at(text, end - 1)
                     used -= count(text[start:end])
                     end, last_row = start, last_row - 1
         return end, used

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fim_server.backends import Infill, InfillCancelled
+from fim_server.backends import Backend, Infill, InfillCancelled, InfillRequest
 from fim_server.context import ContextSettings, Mode
 from fim_server.documents import Position, TextChange
 from fim_server.engine import Engine, EngineSettings
@@ -19,7 +19,7 @@ from fim_server.settings import UserSettings
 
 
 @dataclass
-class ScriptedModel:
+class ScriptedModel(Backend):
     """Answers every infill with `answer`, after `steps` cancellable steps."""
 
     answer: str
@@ -34,14 +34,15 @@ class ScriptedModel:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed):
-        self.calls.append((prefix, suffix, max_tokens, single_line))
+    def infill(self, request: InfillRequest) -> list[Infill]:
+        r = request
+        self.calls.append((r.model_prefix, r.suffix, r.max_tokens, r.single_line))
         self.started.set()
         for _ in range(self.steps):
-            if should_cancel():
+            if r.should_cancel():
                 raise InfillCancelled("stopped")
             time.sleep(self.step_s)
-        return Infill(self.answer, tokens=3, forward_passes=2, confidence=0.5)
+        return [Infill(self.answer, tokens=3, forward_passes=2, confidence=0.5)]
 
     def close(self) -> None:
         pass
@@ -244,16 +245,16 @@ class ScriptedCandidates(ScriptedModel):
 
     answers: tuple[str, ...] = ()
     confidences: tuple[float, ...] = ()
+    batches: bool = True
     candidates: int = 2  # its default
     counts: list[int] = field(default_factory=list)
 
-    def infill_candidates(
-        self, prefix, suffix, *, count, max_tokens, single_line, should_cancel, seed
-    ):
-        self.counts.append(count)
+    def infill(self, request: InfillRequest) -> list[Infill]:
+        self.counts.append(request.count)
+        scripted = list(zip(self.answers, self.confidences, strict=True))[: request.count]
         return [
             Infill(text, tokens=3, forward_passes=2, confidence=confidence)
-            for text, confidence in list(zip(self.answers, self.confidences, strict=True))[:count]
+            for text, confidence in scripted
         ]
 
 
@@ -264,7 +265,7 @@ def test_candidates_are_distinct_after_cleanup_and_in_order() -> None:
     completion = engine.complete_blocking(*at_cursor("x = a +|\n"))
     assert completion.text == "b"
     assert [c.text for c in completion.others] == ["c", "d"]
-    assert model.counts == [5] and model.calls == []
+    assert model.counts == [5]
     # The passes are shared by the batch: counted once.
     assert engine.stats().forward_passes == 2
     engine.close()
@@ -280,7 +281,7 @@ def test_candidates_default_to_the_backends_and_one_means_one() -> None:
     engine.configure(UserSettings(debounce_ms=0, candidates=1, min_confidence=0))
     completion = engine.complete_blocking(text, offset)
     assert (completion.text, completion.others, completion.cached) == ("b", (), False)
-    assert model.counts == [2] and len(model.calls) == 1  # plain infill
+    assert model.counts == [2, 1]  # one asked for, one decoded
     engine.close()
 
 

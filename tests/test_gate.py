@@ -17,7 +17,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from fim_server import cli, gate
-from fim_server.backends import Infill
+from fim_server.backends import Backend, Infill, InfillRequest
 from fim_server.context import ContextSettings
 from fim_server.engine import Engine, EngineSettings
 from fim_server.server import stats_payload
@@ -25,7 +25,7 @@ from fim_server.settings import UserSettings, apply_settings
 
 
 @dataclass
-class ConfidentModel:
+class ConfidentModel(Backend):
     """Answers the infills in order, each with the confidence it is given."""
 
     answers: list[tuple[str, float | None]]
@@ -38,10 +38,10 @@ class ConfidentModel:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed):
+    def infill(self, request: InfillRequest) -> list[Infill]:
         text, confidence = self.answers[self.calls]
         self.calls += 1
-        return Infill(text, tokens=2, forward_passes=2, confidence=confidence)
+        return [Infill(text, tokens=2, forward_passes=2, confidence=confidence)]
 
     def close(self) -> None:
         pass

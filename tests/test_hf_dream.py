@@ -17,7 +17,7 @@ from hf_reference import (
     reference_model,
 )
 
-from fim_server.backends import BackendSpec, resolve_kind
+from fim_server.backends import BackendSpec, InfillRequest, resolve_kind
 from fim_server.backends.hf.backend import DiffusionBackend
 from fim_server.backends.hf.decoding import Settings, decode_bidirectional
 
@@ -88,12 +88,11 @@ def test_dual_cache_agrees_with_the_exact_path_within_its_approximation(folder: 
     cached = _backend(folder, refresh_every_pass=False)
     exact = _backend(folder, refresh_every_pass=True)
     args = ("def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n")
-    kw = dict(max_tokens=16, single_line=False, should_cancel=lambda: False, seed=0)
     a = cached.decode(cached.prompt(*args), 16, False, lambda: False)
     b = exact.decode(exact.prompt(*args), 16, False, lambda: False)
     same = sum(x == y for x, y in zip(a.tokens, b.tokens, strict=False))
     assert same >= 0.75 * max(len(b.tokens), 1), (a.tokens, b.tokens)
-    assert cached.infill(*args, **kw).text  # answers
+    assert cached.infill(InfillRequest(*args, max_tokens=16))[0].text  # answers
 
 
 def test_a_folder_with_vocab_and_merges_instead_of_tokenizer_json(

@@ -11,7 +11,13 @@ import pytest
 import torch
 from hf_checkpoints import build_dream, build_sdar
 
-from fim_server.backends import BackendError, BackendSpec, InfillCancelled, load_backend
+from fim_server.backends import (
+    BackendError,
+    BackendSpec,
+    InfillCancelled,
+    InfillRequest,
+    load_backend,
+)
 from fim_server.backends.hf.backend import DiffusionBackend
 from fim_server.backends.hf.dream import FAMILY as DREAM
 from fim_server.backends.hf.transformer import Transformer, internal_names
@@ -88,9 +94,10 @@ def test_cancelling_stops_between_passes(tmp_path: Path) -> None:
 
     with pytest.raises(InfillCancelled):
         backend.infill(
-            "def f(x):\n    return ", "\n", max_tokens=32, single_line=False,
-            should_cancel=cancel_on_third_check, seed=0,
-        )  # fmt: skip
+            InfillRequest(
+                "def f(x):\n    return ", "\n", max_tokens=32, should_cancel=cancel_on_third_check
+            )
+        )
     assert len(calls) == 3  # checked once per pass, stopped at the first True
 
 

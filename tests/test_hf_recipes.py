@@ -22,7 +22,7 @@ from hf_reference import (
     reference_model,
 )
 
-from fim_server.backends import BackendError, BackendSpec
+from fim_server.backends import BackendError, BackendSpec, InfillRequest
 from fim_server.backends.hf.backend import DiffusionBackend
 from fim_server.backends.hf.recipes import RECIPES, Recipe
 
@@ -264,10 +264,8 @@ def test_recipe_is_named_in_the_description(tmp_path: Path) -> None:
         BackendSpec(model_path=str(shared_folder("dream")), recipe="dream-official")
     )
     assert "recipe dream-official" in backend.description
-    text = backend.infill(
-        PREFIX, SUFFIX, max_tokens=6, single_line=False, should_cancel=lambda: False, seed=0
-    )
-    assert text.forward_passes == 6
+    (infill,) = backend.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=6))
+    assert infill.forward_passes == 6
 
 
 # -- the setting, as a user reaches it ------------------------------------------------------

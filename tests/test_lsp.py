@@ -151,7 +151,7 @@ AREA = (
 
 
 # The shipped skeleton model is too weak to write a completion that survives
-# post-processing at these positions (see model/checkpoint/README.md). These tests pin
+# post-processing at these positions (see fim_model/checkpoint/README.md). These tests pin
 # what a user needs; strict, so they fail loudly once a trained model makes them pass.
 # The embedded 1.8M-parameter model completes lines but cannot yet write a function body
 # that survives post-processing (issue 3 trains the model that should). Strict: when a

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from fim_model import EMBEDDED_CHECKPOINT, InfillCancelled
+from fim_model import EMBEDDED_CHECKPOINT, DecodingCancelled
 from fim_model.data import (
     SPAN_KINDS,
     ExampleShape,
@@ -19,9 +19,10 @@ from fim_model.data import (
 )
 from fim_model.diffusion import FimExample, diffusion_loss, make_batch
 from fim_model.masks import group_mask, token_groups, two_copy_mask
-from fim_model.sampler import SamplerSettings, StopTokens, generate
+from fim_model.sampler import SamplerSettings, StopTokens, generate_candidates
 from fim_model.tokenizer import CodeTokenizer, SpecialIds
 from fim_model.transformer import Decoder, KVCache, ModelConfig, Transformer
+from fim_server.languages import syntax_root
 
 SPECIAL = SpecialIds(pad=0, mask=1, fim_suffix=2, fim_prefix=3, fim_middle=4, end_of_middle=5)
 
@@ -152,15 +153,17 @@ def test_decoder_computes_what_the_training_network_computes(dtype) -> None:
 
 
 def _generate(model, context, cache, **kw):
-    return generate(
+    (only,) = generate_candidates(
         Decoder(model) if isinstance(model, Transformer) else model,
         context,
         SPECIAL,
         StopTokens(SPECIAL.end_of_middle, frozenset({7})),
         max_tokens=kw.pop("max_tokens", 20),
+        settings=[kw.pop("settings", SamplerSettings())],
         cache=cache,
         **kw,
     )
+    return only
 
 
 @pytest.mark.parametrize("settings", [SamplerSettings(0.9, 0.0), SamplerSettings(0.3, 1.0)])
@@ -353,7 +356,7 @@ def test_positions_past_the_budget_are_never_predicted() -> None:
 def test_sampler_stops_when_cancelled() -> None:
     model = tiny_model(sharpness=40.0)
     calls = itertools.count()
-    with pytest.raises(InfillCancelled):
+    with pytest.raises(DecodingCancelled):
         _generate(model, [2, 9, 3, 10, 4], None, should_cancel=lambda: next(calls) >= 2)
 
 
@@ -413,19 +416,22 @@ def test_fim_spans_reassemble_the_document() -> None:
     ],
 )
 def test_node_spans_are_whole_syntax_nodes(language: str, text: str, expected: set[str]) -> None:
-    nodes = syntax_nodes(text, language)
+    nodes = syntax_nodes(text, language, syntax_root)
     assert set(nodes) >= {"expression", "arguments", "block"}
     found = {text[a:b] for spans in nodes.values() for a, b in spans}
     assert expected <= found
     rng = random.Random(1)
     for _ in range(30):
-        span = sample_span(text, rng, "node", language)
+        span = sample_span(text, rng, "node", language, syntax_root)
         assert span.prefix + span.middle + span.suffix == text
         assert span.middle.strip()
 
 
 def test_node_spans_fall_back_to_lines_without_a_grammar() -> None:
-    span = sample_span("a b c\nd e f\n", random.Random(0), "node", "cobol")
+    span = sample_span("a b c\nd e f\n", random.Random(0), "node", "cobol", syntax_root)
+    assert span.kind == "lines"
+    # No parser handed in: the same fallback, even for a language with a grammar.
+    span = sample_span("def f(x):\n    return x\n", random.Random(0), "node", "python")
     assert span.kind == "lines"
 
 
@@ -487,7 +493,7 @@ def test_candidates_decoded_together_equal_each_one_decoded_alone(single_line: b
     from dataclasses import replace
 
     from fim_model import InfillModel
-    from fim_server import defaults
+    from fim_model.api import CANDIDATE_TEMPERATURE
 
     model = InfillModel.load()
     prefix = "def mean(values):\n    total = 0\n    for v in values:\n        total += "
@@ -498,7 +504,7 @@ def test_candidates_decoded_together_equal_each_one_decoded_alone(single_line: b
     assert len(together) == 3
     greedy = model.generate(prefix, suffix, max_tokens=40, single_line=single_line, seed=5)
     assert together[0].tokens == greedy.tokens
-    sampled = replace(model.settings, temperature=defaults.CANDIDATE_TEMPERATURE)
+    sampled = replace(model.settings, temperature=CANDIDATE_TEMPERATURE)
     alone = InfillModel(model.model, model.tokenizer, sampled)
     for r in (1, 2):
         own = alone.generate(prefix, suffix, max_tokens=40, single_line=single_line, seed=5 + r)

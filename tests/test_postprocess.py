@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from fim_server.backends.remote import completion_done
 from fim_server.context import ContextSettings, Mode, build_context
 from fim_server.languages import LANGUAGES, parse
+from fim_server.pipeline import completion_done
 from fim_server.postprocess import (
     CleanupTrace,
     Edit,

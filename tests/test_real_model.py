@@ -29,7 +29,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 from remote_servers import require_llama_server
 
-from fim_server.backends import BackendError, BackendSpec, gguf, load_backend
+from fim_server.backends import BackendError, BackendSpec, InfillRequest, gguf, load_backend
 from fim_server.backends.llama_server import ManagedLlamaBackend, find_binary
 from fim_server.engine import Engine, EngineSettings
 
@@ -48,7 +48,8 @@ def fill(b: ManagedLlamaBackend, prefix: str, suffix: str, **kw: object):
         "max_tokens": 12, "single_line": True, "should_cancel": lambda: False, "seed": 0,
     }  # fmt: skip
     options.update(kw)
-    return b.infill(prefix, suffix, **options)  # type: ignore[arg-type]
+    (infill,) = b.infill(InfillRequest(prefix, suffix, **options))  # type: ignore[arg-type]
+    return infill
 
 
 @pytest.fixture(scope="module")

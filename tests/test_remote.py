@@ -21,10 +21,18 @@ from remote_servers import (
     WireServer,
 )
 
-from fim_server.backends import BackendError, BackendSpec, InfillCancelled, load_backend, remote
-from fim_server.backends.remote import RemoteBackend, completion_done
+from fim_server.backends import (
+    BackendError,
+    BackendSpec,
+    InfillCancelled,
+    InfillRequest,
+    load_backend,
+    remote,
+)
+from fim_server.backends.remote import RemoteBackend
 from fim_server.context import ContextSettings, build_context
 from fim_server.engine import Engine, EngineSettings
+from fim_server.pipeline import completion_done, infill_request
 
 KEY = "test-key-123"
 
@@ -58,7 +66,8 @@ def backend(kind: str, url: str, **kw: object) -> RemoteBackend:
 def fill(b: RemoteBackend, prefix: str = "def add(a, b):\n    ", suffix: str = "\n", **kw):
     options = {"max_tokens": 16, "single_line": False, "should_cancel": lambda: False, "seed": 0}
     options.update(kw)
-    return b.infill(prefix, suffix, **options)
+    (infill,) = b.infill(InfillRequest(prefix, suffix, **options))
+    return infill
 
 
 def after_backoff() -> None:
@@ -148,7 +157,7 @@ def test_llama_cpp_infill_puts_other_files_in_input_extra(server: WireServer) ->
     )
     b = backend("llama.cpp", server.url)
     try:
-        infill = b.infill_context(ctx, should_cancel=lambda: False, seed=3)
+        (infill,) = b.infill(infill_request(ctx, should_cancel=lambda: False, seed=3, count=1))
     finally:
         b.close()
     assert infill.text == "return a + b\n" and infill.tokens == 3

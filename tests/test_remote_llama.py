@@ -24,8 +24,15 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 from remote_servers import LlamaServer, llama_server_binary, require_llama_server, smollm2_model
 
-from fim_server.backends import BackendError, BackendSpec, InfillCancelled, load_backend, remote
-from fim_server.backends.remote import Prompt, RemoteBackend
+from fim_server.backends import (
+    BackendError,
+    BackendSpec,
+    InfillCancelled,
+    InfillRequest,
+    load_backend,
+    remote,
+)
+from fim_server.backends.remote import RemoteBackend
 
 BINARY, MODEL = llama_server_binary(), smollm2_model()
 if BINARY is None or MODEL is None:
@@ -57,7 +64,8 @@ def fill(b: RemoteBackend, prefix: str, suffix: str = "", **kw: object):
         "max_tokens": 16, "single_line": False, "should_cancel": lambda: False, "seed": 0,
     }  # fmt: skip
     options.update(kw)
-    return b.infill(prefix, suffix, **options)  # type: ignore[arg-type]
+    (infill,) = b.infill(InfillRequest(prefix, suffix, **options))  # type: ignore[arg-type]
+    return infill
 
 
 def test_completions_stream_from_the_real_server(llama: LlamaServer) -> None:
@@ -90,7 +98,7 @@ def test_the_stream_is_closed_once_the_text_is_complete(llama: LlamaServer) -> N
         full = fill(b, COUNTING, max_tokens=120)
         full_s = time.monotonic() - started
         early = b._infill(
-            Prompt(COUNTING, "", max_tokens=200), lambda text: len(text) >= 8, lambda: False
+            InfillRequest(COUNTING, "", max_tokens=200, done=lambda text: len(text) >= 8)
         )
         exchange = b.last_exchange
     finally:

@@ -13,7 +13,7 @@ from remote_servers import INFILL_PATH, Plan, WireServer
 from test_reliability import TcpClient, error_code, tcp_server
 from wire import ScriptedModel, did_open, initialize, inline, notification, request, scripted_engine
 
-from fim_server.backends import BackendError, BackendSpec, Infill
+from fim_server.backends import BackendError, BackendSpec, Infill, InfillRequest
 from fim_server.context import ContextSettings
 from fim_server.engine import Engine, EngineSettings
 from fim_server.model_host import ModelHost
@@ -25,7 +25,7 @@ FAILING = BackendSpec(kind="openai", endpoint="http://127.0.0.1:9/down", remote_
 
 
 class FailingModel(ScriptedModel):
-    def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed) -> Infill:
+    def infill(self, request: InfillRequest) -> list[Infill]:
         raise BackendError("cannot reach http://127.0.0.1:9/down")
 
 

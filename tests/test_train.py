@@ -11,9 +11,9 @@ import torch
 from fim_model import EMBEDDED_CHECKPOINT
 from fim_model.corpus import main as corpus_main
 from fim_model.tokenizer import CodeTokenizer
-from fim_model.train import main as train_main
 from fim_model.transformer import ModelConfig, Transformer
 from fim_model.weights import load_transformer, save_checkpoint
+from fim_server.train import main as train_main
 
 BODY = "def f{i}(x):\n    total = x + {i}\n    return total * 2\n\n"
 

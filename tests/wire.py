@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fim_server.backends import Infill, InfillCancelled
+from fim_server.backends import Backend, Infill, InfillCancelled, InfillRequest
 from fim_server.context import ContextSettings
 from fim_server.engine import Engine, EngineSettings
 from fim_server.server import create_server
@@ -20,7 +20,7 @@ from fim_server.transport import FrameReader, Session
 
 
 @dataclass
-class ScriptedModel:
+class ScriptedModel(Backend):
     """Answers every infill with `answer` after `steps` cancellable steps of `step_s`."""
 
     answer: str = "b"
@@ -36,14 +36,14 @@ class ScriptedModel:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def infill(self, prefix, suffix, *, max_tokens, single_line, should_cancel, seed):
+    def infill(self, request: InfillRequest) -> list[Infill]:
         with self.lock:
             self.calls += 1
         for _ in range(self.steps):
-            if should_cancel():
+            if request.should_cancel():
                 raise InfillCancelled("stopped")
             time.sleep(self.step_s)
-        return Infill(self.answer, tokens=1, forward_passes=1, confidence=0.5)
+        return [Infill(self.answer, tokens=1, forward_passes=1, confidence=0.5)]
 
     def close(self) -> None:
         self.closed = True

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled
+from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled, InfillRequest
 from .gguf import EMBEDDED, is_gguf_name
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "BackendSpec",
     "Infill",
     "InfillCancelled",
+    "InfillRequest",
     "load_backend",
     "resolve_kind",
 ]
@@ -105,6 +106,17 @@ def resolve_kind(spec: BackendSpec) -> str:
     if family is None:
         raise BackendError(f"model folder {folder} {unsupported_reason(config)}")
     return family.kind
+
+
+def default_model() -> str | None:
+    """The packaged model `fim-server` serves when no model is named, if it is installed
+    and llama.cpp's server can be found; None: the embedded model."""
+    from .gguf import DEFAULT_PACKAGED, installed
+    from .llama_server import find_binary
+
+    if installed(DEFAULT_PACKAGED) and find_binary() is not None:
+        return DEFAULT_PACKAGED
+    return None
 
 
 def load_backend(spec: BackendSpec) -> Backend:

@@ -61,54 +61,65 @@ class BackendSpec:
     fim_template: str | None = None
 
 
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class InfillRequest:
+    """One request from the engine to a backend: the same for every backend."""
+
+    prefix: str  # the code before the cursor (it ends at the cursor)
+    suffix: str  # the code after the cursor
+    max_tokens: int  # at most this many tokens
+    single_line: bool = False  # the middle ends at its first line break
+    # Asked between steps (passes, reads of a stream); True: stop, raise InfillCancelled.
+    should_cancel: Callable[[], bool] = _never
+    seed: int = 0
+    # Middles wanted, the first the one a request for one writes. A backend that `batches`
+    # decodes them together; any other writes one whatever this says.
+    count: int = 1
+    # Other files' chunks as one text (`model_prefix` puts it in front of the prefix) and
+    # one by one, (file name, text), for a server that lays them out itself (llama.cpp's
+    # input_extra).
+    extra: str = ""
+    extra_chunks: tuple[tuple[str, str], ...] = ()
+    # Called with the text streamed so far; True: post-processing will cut it whatever
+    # comes next, so a streaming backend may stop reading. None: a single-line middle is
+    # done at its first line break, any other when the model ends it.
+    done: Callable[[str], bool] | None = None
+
+    @property
+    def model_prefix(self) -> str:
+        """What a model with no place of its own for other files reads before the cursor."""
+        return self.extra + self.prefix
+
+
 class Backend(Protocol):
+    """What fills the middle. Subclass it to take the defaults of the optional abilities."""
+
     name: str  # short, for logs, `fim/stats` and summaries: "embedded", "dream", ...
     description: str  # one line for status displays: what model, where, on what device
     # Context (prefix + suffix tokens) the model was trained on; None: unknown.
     context_tokens: int | None
+    # Optional abilities, declared rather than probed for. `batches`: it decodes
+    # `InfillRequest.count` middles together (the embedded model, in one batch), and
+    # `candidates` is how many the engine asks for by default (what its device does at
+    # little cost) unless the user's `candidates` setting says.
+    batches: bool = False
+    candidates: int = 1
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in the model's input (an estimate where unknown)."""
         ...
 
-    def infill(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        max_tokens: int,
-        single_line: bool,
-        should_cancel: Callable[[], bool],
-        seed: int,
-    ) -> Infill:
-        """Write the middle between `prefix` and `suffix`, at most `max_tokens` tokens,
-        stopping at the first line break when `single_line`. Checks `should_cancel`
+    def infill(self, request: InfillRequest) -> list[Infill]:
+        """Write the middle between the request's prefix and suffix: `request.count`
+        middles where the backend batches (they may coincide: the engine keeps the
+        distinct ones after post-processing), else one. Checks `request.should_cancel`
         between steps and raises InfillCancelled when it says so."""
         ...
 
     def close(self) -> None:
         """Release what the backend holds (connections, memory)."""
-        ...
-
-
-class CandidatesBackend(Backend, Protocol):
-    """A backend that decodes several middles at once (the embedded model, in one batch).
-    The engine asks it for `candidates` of them (the user's setting, or the backend's own
-    `candidates` default); any other backend gives one."""
-
-    candidates: int  # how many to decode by default: what its device does at little cost
-
-    def infill_candidates(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        count: int,
-        max_tokens: int,
-        single_line: bool,
-        should_cancel: Callable[[], bool],
-        seed: int,
-    ) -> list[Infill]:
-        """`count` middles, the first what `infill` would write; they may coincide (the
-        engine keeps the distinct ones after post-processing)."""
         ...

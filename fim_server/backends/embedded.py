@@ -3,20 +3,19 @@ offline default."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from fim_model import EMBEDDED_CHECKPOINT, InfillModel, SamplerSettings
-from fim_model import InfillCancelled as ModelCancelled
+from fim_model import EMBEDDED_CHECKPOINT, DecodingCancelled, InfillModel, SamplerSettings
 
 from .. import defaults
-from .base import BackendError, BackendSpec, Infill, InfillCancelled
+from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled, InfillRequest
 
 
-class EmbeddedBackend:
+class EmbeddedBackend(Backend):
     name = "embedded"
+    batches = True  # several middles decode as one batch (fim_model.api.infill_candidates)
 
     def __init__(self, model: InfillModel, folder: Path, device: str) -> None:
         self.model = model
@@ -47,64 +46,26 @@ class EmbeddedBackend:
         backend = cls(model, folder, spec.device)
         # The first forward pass pays for lazy initialisation inside torch; pay it here
         # rather than in the user's first completion.
-        backend.infill(
-            "def f(", "):\n    pass\n", max_tokens=4, single_line=False,
-            should_cancel=lambda: False, seed=0,
-        )  # fmt: skip
+        backend.infill(InfillRequest("def f(", "):\n    pass\n", max_tokens=4))
         return backend
 
     def count_tokens(self, text: str) -> int:
         return self.model.count_tokens(text)
 
-    def infill(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        max_tokens: int,
-        single_line: bool,
-        should_cancel: Callable[[], bool],
-        seed: int,
-    ) -> Infill:
+    def infill(self, request: InfillRequest) -> list[Infill]:
         try:
-            result = self.model.infill(
-                prefix,
-                suffix,
-                max_tokens=max_tokens,
-                single_line=single_line,
-                should_cancel=should_cancel,
-                seed=seed,
+            middles = self.model.infill_candidates(
+                request.model_prefix,
+                request.suffix,
+                count=request.count,
+                max_tokens=request.max_tokens,
+                single_line=request.single_line,
+                should_cancel=request.should_cancel,
+                seed=request.seed,
             )
-        except ModelCancelled as exc:
+        except DecodingCancelled as exc:
             raise InfillCancelled(str(exc)) from exc
-        return Infill(
-            result.text, result.tokens, result.forward_passes, result.confidence, result.ended
-        )
-
-    def infill_candidates(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        count: int,
-        max_tokens: int,
-        single_line: bool,
-        should_cancel: Callable[[], bool],
-        seed: int,
-    ) -> list[Infill]:
-        try:
-            results = self.model.infill_candidates(
-                prefix,
-                suffix,
-                count=count,
-                max_tokens=max_tokens,
-                single_line=single_line,
-                should_cancel=should_cancel,
-                seed=seed,
-            )
-        except ModelCancelled as exc:
-            raise InfillCancelled(str(exc)) from exc
-        return [Infill(r.text, r.tokens, r.forward_passes, r.confidence, r.ended) for r in results]
+        return [Infill(m.text, m.tokens, m.forward_passes, m.confidence, m.ended) for m in middles]
 
     def close(self) -> None:
         pass

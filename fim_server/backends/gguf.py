@@ -194,13 +194,3 @@ def model_file(model: str) -> tuple[Path, str]:
     if magic != GGUF_MAGIC:
         raise BackendError(f"model file {path} is not a GGUF file (it starts with {magic!r})")
     return path, path.name
-
-
-def default_model() -> str | None:
-    """The packaged model `fim-server` serves when no model is named, if it is installed
-    and llama.cpp's server can be found; None: the embedded model."""
-    from .llama_server import find_binary
-
-    if installed(DEFAULT_PACKAGED) and find_binary() is not None:
-        return DEFAULT_PACKAGED
-    return None

@@ -27,8 +27,8 @@ it to the pool. The server sees the disconnect and stops generating (llama.cpp d
 
 Answers are always streamed, and the stream is closed early as soon as the text is
 complete for post-processing: a single-line completion at its first line break, a block at
-its first line that leaves the block (dedent, or a closer of the enclosing code), the
-cuts postprocess.clean_edit would make anyway.
+its first line that leaves the block (dedent, or a closer of the enclosing code): the
+cuts post-processing would make anyway, which the engine's `InfillRequest.done` tells.
 
 Failures (connection refused, timeout, 401/403, 404, 429, 5xx, a server that dies
 mid-answer, malformed JSON or events) raise BackendError with one line a user can act on;
@@ -59,16 +59,7 @@ from urllib.parse import urlsplit
 import httpx
 from tokenizers import Regex, pre_tokenizers
 
-from ..context import CompletionContext
-from ..languages import LANGUAGES
-from ..postprocess import (
-    block_cut_at_dedent,
-    block_not_opened,
-    cut_at_block_exit,
-    match_indentation,
-    unfinished_line_may_stay,
-)
-from .base import BackendError, BackendSpec, Infill, InfillCancelled
+from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled, InfillRequest
 
 logger = logging.getLogger(__name__)
 
@@ -120,20 +111,6 @@ class Exchange:
     first_byte_ms: float  # until the response headers arrived
     server_ms: float | None  # the server's own time, where it reports it (llama.cpp)
     early_stop: bool  # the stream was closed because the text was complete
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """What one request asks for: the code around the cursor and other files' chunks."""
-
-    prefix: str
-    suffix: str
-    extra: str = ""  # other files' chunks as one text, each under a comment naming it
-    chunks: tuple[tuple[str, str], ...] = ()  # the same, (file name, text)
-    max_tokens: int = 0
-    single_line: bool = False
-    block_indent: int = 0  # a block's lines that are indented less have left it
-    seed: int = 0
 
 
 # Qwen2.5-Coder's fill-in-the-middle and repository tokens, in FimTokens' order.
@@ -254,28 +231,6 @@ def _connect_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def completion_done(text: str, ctx: CompletionContext) -> bool:
-    """Whether post-processing will cut `text` (a streamed answer so far) whatever comes
-    next, so the stream can be closed: the same cuts as postprocess.clean_edit."""
-    if ctx.mode.is_line or block_not_opened(text, ctx):
-        return "\n" in text  # cut_at_newline
-    # Whole lines only: a dedented line may still belong to the block (`});` closing it,
-    # Python's `else:`), and `en` may be the start of `end` or of `enumerate`.
-    whole = match_indentation(text, ctx.indent_unit)
-    lines = whole[: whole.rfind("\n") + 1]
-    if not lines:
-        return False
-    if block_cut_at_dedent(lines, ctx).rstrip("\n") != lines.rstrip("\n"):
-        return True  # a line that left the block has been written
-    last = whole[len(lines) :]
-    if last.strip() and block_cut_at_dedent(whole, ctx) != whole:
-        # A dedented line has begun (its indent is known): done unless it may still be one
-        # that stays.
-        return not unfinished_line_may_stay(last, ctx)
-    spec = LANGUAGES.get(ctx.language) if ctx.language else None
-    return spec is not None and cut_at_block_exit(lines, spec) != lines
-
-
 def _line_done(text: str) -> bool:
     return "\n" in text
 
@@ -331,7 +286,7 @@ class _LoopThread:
             self.loop.close()
 
 
-class RemoteBackend:
+class RemoteBackend(Backend):
     """What the three remote kinds share: the loop, the key, streaming, failures and
     backoff. Subclasses say where a request goes, what it carries and how to read its
     events."""
@@ -386,47 +341,19 @@ class RemoteBackend:
     def count_tokens(self, text: str) -> int:
         return math.ceil(len(text) / CHARS_PER_TOKEN)
 
-    def infill(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        max_tokens: int,
-        single_line: bool,
-        should_cancel: Callable[[], bool],
-        seed: int,
-    ) -> Infill:
-        prompt = Prompt(prefix, suffix, max_tokens=max_tokens, single_line=single_line, seed=seed)
-        return self._infill(prompt, _line_done if single_line else None, should_cancel)
-
-    def infill_context(
-        self, ctx: CompletionContext, *, should_cancel: Callable[[], bool], seed: int
-    ) -> Infill:
-        """`infill` with the whole context: other files' chunks go where the server wants
-        them, and the stream stops once post-processing would cut the text anyway."""
-        prompt = Prompt(
-            ctx.prefix,
-            ctx.suffix,
-            ctx.extra,
-            ctx.extra_chunks,
-            ctx.max_tokens,
-            ctx.mode.is_line,
-            ctx.block_indent,
-            seed,
-        )
-        return self._infill(prompt, lambda text: completion_done(text, ctx), should_cancel)
+    def infill(self, request: InfillRequest) -> list[Infill]:
+        return [self._infill(request)]
 
     def close(self) -> None:
         self._loop.close()
 
     # -- one request ------------------------------------------------------------------
 
-    def _infill(
-        self,
-        prompt: Prompt,
-        done: Callable[[str], bool] | None,
-        should_cancel: Callable[[], bool],
-    ) -> Infill:
+    def _infill(self, prompt: InfillRequest) -> Infill:
+        """One middle. The stream is closed early where `prompt.done` says the text is
+        complete (without it: a single-line middle at its first line break)."""
+        done = prompt.done or (_line_done if prompt.single_line else None)
+        should_cancel = prompt.should_cancel
         now = time.monotonic()
         if now < self._quiet_until:
             # Waiting after a refusal: no request until the wait ends (it was reported).
@@ -580,7 +507,7 @@ class RemoteBackend:
 
     # -- what each kind sends and reads ---------------------------------------------------
 
-    def request_body(self, prompt: Prompt) -> dict[str, Any]:
+    def request_body(self, prompt: InfillRequest) -> dict[str, Any]:
         raise NotImplementedError
 
     async def prepare(self, body: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
@@ -683,7 +610,7 @@ class MercuryBackend(RemoteBackend):
     kind = "mercury"
     path = "/v1/fim/completions"
 
-    def request_body(self, prompt: Prompt) -> dict[str, Any]:
+    def request_body(self, prompt: InfillRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "prompt": prompt.extra + prompt.prefix,
@@ -711,7 +638,7 @@ class OpenAIBackend(RemoteBackend):
         if template:
             self.description += " (raw FIM prompt)"
 
-    def request_body(self, prompt: Prompt) -> dict[str, Any]:
+    def request_body(self, prompt: InfillRequest) -> dict[str, Any]:
         body: dict[str, Any] = {}
         if self.model:
             body["model"] = self.model
@@ -744,7 +671,7 @@ class LlamaCppBackend(RemoteBackend):
         # the model has none that this layout knows (then /infill lays the prompt out).
         self._fim: FimTokens | None = None
 
-    def request_body(self, prompt: Prompt) -> dict[str, Any]:
+    def request_body(self, prompt: InfillRequest) -> dict[str, Any]:
         # The cursor's line up to the cursor goes in `prompt` (as llama.vim sends it): the
         # whole lines before it stay one stable run of tokens while the user types.
         cut = prompt.prefix.rfind("\n") + 1
@@ -754,7 +681,7 @@ class LlamaCppBackend(RemoteBackend):
             "input_suffix": prompt.suffix,
             # Other files' chunks in the model's repository layout (<|file_sep|> name,
             # then the text).
-            "input_extra": [{"filename": name, "text": text} for name, text in prompt.chunks]
+            "input_extra": [{"filename": name, "text": text} for name, text in prompt.extra_chunks]
             or ([{"filename": "context", "text": prompt.extra}] if prompt.extra else []),
             "n_predict": prompt.max_tokens,
             "temperature": 0,

@@ -16,8 +16,21 @@ from pathlib import Path
 
 SAFIM_MARKER = "{{completion}}"
 
-# The suites' data and licenses, in the repository (fim-server is installed from a clone).
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
+
+def checkout_benchmarks() -> Path:
+    """`benchmarks/data/` of the source checkout the package runs from: the suites and
+    their licenses ship beside the code, not inside the installed package. Looked for
+    from the package's folder upward; where there is none, the folder beside the package,
+    which `fim-server eval` names in its error (pass --benchmarks DIR)."""
+    package = Path(__file__).resolve().parent.parent  # fim_server/
+    for folder in package.parents:
+        if (folder / "benchmarks" / "data").is_dir():
+            return folder / "benchmarks" / "data"
+    return package.parent / "benchmarks" / "data"
+
+
+# The suites' data and licenses (fim-server is installed from a clone).
+BENCHMARKS = checkout_benchmarks()
 
 SUITES: dict[str, tuple[str, str]] = {
     # name: (file under the benchmarks folder, kind)

@@ -4,7 +4,7 @@ each of its steps for as long as that file exists, until its request is cancelle
 superseded, and says so by creating the file's name + ".held". A test can so cancel (or
 supersede) a request whose model run is certainly still going, instead of racing a run of
 a few tens of milliseconds. The wait is inside the model's own `should_cancel` check, so
-a cancel stops the run the way it stops any other (the sampler raises InfillCancelled at
+a cancel stops the run the way it stops any other (the sampler raises DecodingCancelled at
 that step). Nothing else changes."""
 
 import os

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..base import BackendError, BackendSpec, Infill
+from ..base import Backend, BackendError, BackendSpec, Infill, InfillRequest
 from . import FAMILIES, detect_family, unsupported_reason
 from .architecture import Architecture
 from .checkpoint import (
@@ -167,7 +167,7 @@ def load_model(folder: Folder, device: str, dtype: torch.dtype) -> Transformer:
     return model.eval()
 
 
-class DiffusionBackend:
+class DiffusionBackend(Backend):
     def __init__(
         self,
         folder: Folder,
@@ -289,30 +289,25 @@ class DiffusionBackend:
             device=self.device, refresh_every_pass=self.refresh_every_pass,
         )  # fmt: skip
 
-    def infill(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        max_tokens: int,
-        single_line: bool,
-        should_cancel: Callable[[], bool],
-        seed: int,
-    ) -> Infill:
+    def infill(self, request: InfillRequest) -> list[Infill]:
         # The fast path is greedy: `seed` changes nothing there; a recipe that samples
-        # draws from a generator seeded with it.
-        if max_tokens < 1:
-            return Infill("", 0, 0, None)
+        # draws from a generator seeded with it. One middle a request (no batching).
+        if request.max_tokens < 1:
+            return [Infill("", 0, 0, None)]
         decoded = self.decode(
-            self.prompt(prefix, suffix), max_tokens, single_line, should_cancel, seed=seed
+            self.prompt(request.model_prefix, request.suffix),
+            request.max_tokens,
+            request.single_line,
+            request.should_cancel,
+            seed=request.seed,
         )
         text = self.folder.tokenizer.tokenizer.decode(decoded.tokens, skip_special_tokens=True)
-        if single_line:
+        if request.single_line:
             text = text.split("\n", 1)[0]
         confidence = (
             sum(decoded.confidences) / len(decoded.confidences) if decoded.confidences else None
         )
-        return Infill(text, len(decoded.tokens), decoded.passes, confidence)
+        return [Infill(text, len(decoded.tokens), decoded.passes, confidence)]
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

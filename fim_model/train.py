@@ -1,6 +1,9 @@
 """Train the block-diffusion FIM model.
 
-    python -m fim_model.train --corpus data/corpus --run runs/default --out model/checkpoint
+    python -m fim_server.train --corpus data/corpus --run runs/default --out fim_model/checkpoint
+
+(fim_server.train is this `main` handed the server's grammars, which the syntax-node FIM
+spans are parsed with: this library imports nothing of the server.)
 
 Reads train.jsonl / heldout.jsonl / tokenizer.json from the corpus folder (see
 fim_model.corpus), trains with AdamW (warm-up, cosine decay, clipping), keeps a resumable
@@ -22,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .corpus import load_corpus
-from .data import ExampleShape, ExampleStream, heldout_batches
+from .data import ExampleShape, ExampleStream, SyntaxTrees, heldout_batches
 from .diffusion import diffusion_loss, make_batch
 from .tokenizer import CodeTokenizer
 from .transformer import ModelConfig, Transformer
@@ -75,7 +78,8 @@ def plot_losses(log: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The command line: data, run folder, the network's shape, the schedule."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     ap.add_argument(
@@ -118,18 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="share of examples per language, e.g. python=4,java=1 (default: by bytes)",
     )
-    args = ap.parse_args(argv)
+    return ap
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    # Weights are tied to the tokenizer they were trained with: a rebuilt corpus may carry
-    # a retrained one whose ids differ.
-    tok_path = args.corpus / "tokenizer.json"
-    if args.init_from is not None and (args.init_from / "tokenizer.json").exists():
-        tok_path = args.init_from / "tokenizer.json"
-    tok = CodeTokenizer.load(tok_path)
-    print(f"tokenizer {tok_path}")
+
+def network(
+    args: argparse.Namespace, tok: CodeTokenizer, ap: argparse.ArgumentParser
+) -> tuple[ModelConfig, Transformer]:
+    """The network the options shape, fresh or from --init-from's weights."""
     cfg = ModelConfig(
         vocab_size=tok.vocab_size,
         dim=args.dim,
@@ -151,10 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         if model.cfg != cfg:
             ap.error(f"--init-from {args.init_from} has another shape: {model.cfg}")
         print(f"weights from {args.init_from}")
-    model = model.to(args.device).train()
+    return cfg, model
+
+
+def optimizer(model: Transformer, args: argparse.Namespace) -> torch.optim.AdamW:
+    """AdamW, with weight decay on the matrices only."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": args.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -162,6 +165,53 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         betas=(0.9, 0.95),
     )
+
+
+def write_checkpoint(
+    out: Path,
+    model: Transformer,
+    tok: CodeTokenizer,
+    cfg: ModelConfig,
+    log: list[dict],
+    final_step: int,
+    minutes: float,
+    argv: list[str] | None,
+) -> None:
+    """The folder the server loads, with its loss curve and training.json (the exact
+    command, for the model card)."""
+    save_checkpoint(out, model.cpu(), tok)
+    plot_losses(log, out / "loss.png")
+    summary = {
+        "config": asdict(cfg),
+        "parameters": model.num_parameters(),
+        "steps": final_step,
+        "train_minutes": minutes,
+        "final_heldout_loss": next(
+            (r["heldout_loss"] for r in reversed(log) if "heldout_loss" in r), None
+        ),
+        "command": "python -m fim_server.train " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None, *, syntax: SyntaxTrees) -> int:
+    ap = arguments()
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    # Weights are tied to the tokenizer they were trained with: a rebuilt corpus may carry
+    # a retrained one whose ids differ.
+    tok_path = args.corpus / "tokenizer.json"
+    if args.init_from is not None and (args.init_from / "tokenizer.json").exists():
+        tok_path = args.init_from / "tokenizer.json"
+    tok = CodeTokenizer.load(tok_path)
+    print(f"tokenizer {tok_path}")
+    cfg, model = network(args, tok, ap)
+    model = model.to(args.device).train()
+    opt = optimizer(model, args)
     args.run.mkdir(parents=True, exist_ok=True)
     state_path = args.run / "state.pt"
     log: list[dict] = []
@@ -179,11 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     heldout_files = load_corpus(args.corpus / "heldout.jsonl")
     # A resumed run continues with fresh data rather than replaying the batches it has seen.
     stream = iter(
-        ExampleStream(train_files, tok, shape, args.seed * 1000 + start_step, args.language_weights)
+        ExampleStream(
+            train_files,
+            tok,
+            shape,
+            args.seed * 1000 + start_step,
+            args.language_weights,
+            syntax=syntax,
+        )
     )
     gen = torch.Generator().manual_seed(args.seed * 1000 + start_step)
     evaluation_batches = heldout_batches(
-        heldout_files, tok, shape, args.eval_batches, args.batch_size
+        heldout_files, tok, shape, args.eval_batches, args.batch_size, syntax=syntax
     )
     use_bf16 = args.device.startswith("cuda")
     print(
@@ -277,23 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     (args.run / "log.json").write_text(json.dumps(log, indent=1) + "\n")
     plot_losses(log, args.run / "loss.png")
     if args.out is not None:
-        save_checkpoint(args.out, model.cpu(), tok)
-        plot_losses(log, args.out / "loss.png")
-        summary = {
-            "config": asdict(cfg),
-            "parameters": model.num_parameters(),
-            "steps": final_step,
-            "train_minutes": round((elapsed_before + time.time() - t_start) / 60, 1),
-            "final_heldout_loss": next(
-                (r["heldout_loss"] for r in reversed(log) if "heldout_loss" in r), None
-            ),
-            "command": "python -m fim_model.train "
-            + " ".join(sys.argv[1:] if argv is None else argv),
-        }
-        (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        minutes = round((elapsed_before + time.time() - t_start) / 60, 1)
+        write_checkpoint(args.out, model, tok, cfg, log, final_step, minutes, argv)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # The syntax-node spans need grammars, which the server's registry holds.
+    raise SystemExit(
+        "train with `python -m fim_server.train` (the same options): it hands this "
+        "training loop the server's grammars"
+    )

@@ -46,20 +46,20 @@ from typing import Literal, Protocol
 
 import torch
 
-from fim_server import defaults
-
 from .masks import group_mask, token_groups
 from .tokenizer import SpecialIds
 from .transformer import KVCache, ModelConfig
 
 
-class InfillCancelled(Exception):
+class DecodingCancelled(Exception):
     """The caller's should_cancel() returned True between two denoising steps."""
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    threshold: float = defaults.THRESHOLD
+    # Commit every masked position whose confidence clears this (the server hands in its
+    # user setting, fim_server.defaults.THRESHOLD, the same 0.9 by default).
+    threshold: float = 0.9
     temperature: float = 0.0  # 0 = greedy; otherwise sampled with the seeded generator
     # When no position clears the threshold: "confidence" commits the most confident one,
     # "left_to_right" the leftmost open one (steadier for weak models).
@@ -202,6 +202,50 @@ LOOP_UNIT = 8
 LOOP_SPAN = 12
 
 
+def _commit_pass(
+    block: _Block,
+    row_ids: torch.Tensor,
+    opened: list[int],
+    predicted: torch.Tensor,
+    confidence: torch.Tensor,
+    stopping: torch.Tensor,
+    *,
+    ends: set[int],
+    newlines: frozenset[int],
+    settings: SamplerSettings,
+    pass_index: int,
+    pad: int,
+    limit: int,
+) -> bool:
+    """Commit what one pass chose (`_commits`) of its predictions at the `opened`
+    positions into `block` and its row of ids; True when every position before the
+    block's stop (or `limit`) is committed."""
+    predicted_ids, confidences = predicted.tolist(), confidence.tolist()
+    chosen = _commits(
+        predicted_ids,
+        confidences,
+        stopping.tolist(),
+        ends=ends,
+        newlines=newlines,
+        settings=settings,
+    )
+    for j in chosen:
+        i = opened[j]
+        block.tokens[i] = predicted_ids[j]
+        block.probabilities[i] = confidences[j]
+        block.committed[i] = True
+        block.committed_at[i] = pass_index
+        if predicted_ids[j] in ends or predicted_ids[j] in newlines:
+            block.stop = i if block.stop is None else min(block.stop, i)
+    row_ids[[opened[j] for j in chosen]] = predicted[chosen]
+    if block.stop is not None and block.tokens[block.stop] in ends:
+        # After the end, training puts padding: the text before it is guessed knowing
+        # that the middle ends there, not with masks after it.
+        row_ids[block.stop + 1 :] = pad
+    bound = limit if block.stop is None else min(limit, block.stop)
+    return all(block.committed[:bound])
+
+
 def _loops(tokens: list[int]) -> bool:
     for unit in range(1, LOOP_UNIT + 1):
         span = unit * max(3, -(-LOOP_SPAN // unit))
@@ -217,39 +261,6 @@ def _causal_after(past: int, n: int, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(
-    net: Network,
-    context: list[int],
-    special: SpecialIds,
-    stops: StopTokens,
-    *,
-    max_tokens: int,
-    single_line: bool = False,
-    settings: SamplerSettings = SamplerSettings(),
-    cache: KVCache | None = None,
-    should_cancel: Callable[[], bool] | None = None,
-    seed: int = 0,
-) -> Generation:
-    """Fill the middle after `context` (which ends with <fim_middle>).
-
-    With `cache`, only context tokens not already cached are encoded; without, every
-    step recomputes the whole sequence (slow, for checking the cache is exact).
-    """
-    (only,) = generate_candidates(
-        net,
-        context,
-        special,
-        stops,
-        max_tokens=max_tokens,
-        single_line=single_line,
-        settings=[settings],
-        cache=cache,
-        should_cancel=should_cancel,
-        seed=seed,
-    )
-    return only
-
-
 @torch.no_grad()
 def generate_candidates(
     net: Network,
@@ -264,12 +275,14 @@ def generate_candidates(
     should_cancel: Callable[[], bool] | None = None,
     seed: int = 0,
 ) -> list[Generation]:
-    """Fill the middle after `context` once per entry of `settings`, all middles decoded
-    together: every forward pass runs one block of each (rows of one batch) over the
-    context they share, encoded once. Middle r samples with seed `seed + r`. A candidate
-    that has finished its block waits for the others (its rows ride along, unused), so
-    each pass counts for every candidate. Several candidates need a `cache` with as many
-    rows.
+    """Fill the middle after `context` (which ends with <fim_middle>) once per entry of
+    `settings`, all middles decoded together: every forward pass runs one block of each
+    (rows of one batch) over the context they share, encoded once. Middle r samples with
+    seed `seed + r`. A candidate that has finished its block waits for the others (its
+    rows ride along, unused), so each pass counts for every candidate. Several candidates
+    need a `cache` with as many rows. With `cache`, only context tokens not already
+    cached are encoded; without, every step recomputes the whole sequence (slow, for
+    checking the cache is exact).
     """
     cfg = net.cfg
     B = cfg.block_size
@@ -323,7 +336,7 @@ def generate_candidates(
         open_rows = set(live)
         while open_rows:
             if should_cancel is not None and should_cancel():
-                raise InfillCancelled()
+                raise DecodingCancelled()
             if reference:  # recompute every committed key from nothing
                 cache.truncate(0)
                 pending = context + middles[0]
@@ -373,31 +386,22 @@ def generate_candidates(
                         for pair in zip((confidence, predicted, probs_now), more, strict=True)
                     )
                     opened = open_at[r]
-                predicted_ids, confidences = predicted.tolist(), confidence.tolist()
-                stopping = probs_now[:, stop_ids].sum(dim=-1).tolist()
-                chosen = _commits(
-                    predicted_ids,
-                    confidences,
+                stopping = probs_now[:, stop_ids].sum(dim=-1)
+                done = _commit_pass(
+                    block,
+                    block_ids[r],
+                    opened,
+                    predicted,
+                    confidence,
                     stopping,
                     ends=ends,
                     newlines=newlines,
                     settings=settings[r],
+                    pass_index=passes - 1,
+                    pad=special.pad,
+                    limit=limit,
                 )
-                for j in chosen:
-                    i = opened[j]
-                    block.tokens[i] = predicted_ids[j]
-                    block.probabilities[i] = confidences[j]
-                    block.committed[i] = True
-                    block.committed_at[i] = passes - 1
-                    if predicted_ids[j] in ends or predicted_ids[j] in newlines:
-                        block.stop = i if block.stop is None else min(block.stop, i)
-                block_ids[r, [opened[j] for j in chosen]] = predicted[chosen]
-                if block.stop is not None and block.tokens[block.stop] in ends:
-                    # After the end, training puts padding: the text before it is guessed
-                    # knowing that the middle ends there, not with masks after it.
-                    block_ids[r, block.stop + 1 :] = special.pad
-                bound = limit if block.stop is None else min(limit, block.stop)
-                if all(block.committed[:bound]):
+                if done:
                     open_rows.discard(r)
         for r in list(live):
             block = blocks[r]

@@ -7,14 +7,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Required, TypedDict, Unpack
 
 import torch
 
-from fim_server import defaults
-
 from .sampler import (
+    DecodingCancelled,
     Generation,
-    InfillCancelled,
     SamplerSettings,
     StopTokens,
     generate_candidates,
@@ -24,12 +23,28 @@ from .transformer import Decoder, KVCache, Transformer
 from .weights import load_transformer
 
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "checkpoint"
+# Of several candidates the first is the greedy answer; the others are sampled at this
+# temperature (unless the settings sample already), so that they differ from it where the
+# model is unsure.
+CANDIDATE_TEMPERATURE = 0.8
 
-__all__ = ["EMBEDDED_CHECKPOINT", "Infill", "InfillCancelled", "InfillModel"]
+__all__ = ["EMBEDDED_CHECKPOINT", "DecodingCancelled", "InfillModel", "Middle"]
+
+
+class DecodeOptions(TypedDict, total=False):
+    """The keyword options of every decoding call, as `generate_candidates` takes them."""
+
+    max_tokens: Required[int]
+    single_line: bool
+    should_cancel: Callable[[], bool] | None
+    seed: int
+    use_cache: bool
 
 
 @dataclass(frozen=True)
-class Infill:
+class Middle:
+    """What the model wrote between a prefix and a suffix."""
+
     text: str
     tokens: int
     forward_passes: int
@@ -96,79 +111,23 @@ class InfillModel:
         prefix_ids = prefix_ids[max(0, len(prefix_ids) - (room - len(suffix_ids))) :]
         return sp.fim_context(prefix_ids, suffix_ids)
 
-    def infill(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        max_tokens: int,
-        single_line: bool = False,
-        should_cancel: Callable[[], bool] | None = None,
-        seed: int = 0,
-        use_cache: bool = True,
-    ) -> Infill:
-        return self.to_infill(
-            self.generate(
-                prefix,
-                suffix,
-                max_tokens=max_tokens,
-                single_line=single_line,
-                should_cancel=should_cancel,
-                seed=seed,
-                use_cache=use_cache,
-            )
-        )
+    def infill(self, prefix: str, suffix: str, **options: Unpack[DecodeOptions]) -> Middle:
+        """The middle between `prefix` and `suffix` (options: `generate_candidates`)."""
+        return self.to_middle(self.generate(prefix, suffix, **options))
 
     def infill_candidates(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        count: int,
-        max_tokens: int,
-        single_line: bool = False,
-        should_cancel: Callable[[], bool] | None = None,
-        seed: int = 0,
-    ) -> list[Infill]:
+        self, prefix: str, suffix: str, *, count: int, **options: Unpack[DecodeOptions]
+    ) -> list[Middle]:
         """`count` middles decoded together in one batch: the first is `infill`'s answer,
-        the others are sampled at defaults.CANDIDATE_TEMPERATURE. They may coincide."""
+        the others are sampled at CANDIDATE_TEMPERATURE. They may coincide."""
         return [
-            self.to_infill(gen)
-            for gen in self.generate_candidates(
-                prefix,
-                suffix,
-                count=count,
-                max_tokens=max_tokens,
-                single_line=single_line,
-                should_cancel=should_cancel,
-                seed=seed,
-            )
+            self.to_middle(gen)
+            for gen in self.generate_candidates(prefix, suffix, count=count, **options)
         ]
 
-    def generate(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        max_tokens: int,
-        single_line: bool = False,
-        should_cancel: Callable[[], bool] | None = None,
-        seed: int = 0,
-        use_cache: bool = True,
-    ) -> Generation:
-        """`infill` before decoding: the tokens and how each pass went (benchmarks).
-        Without `use_cache`, every step recomputes the whole sequence (for checking that
-        the cache is exact)."""
-        (only,) = self.generate_candidates(
-            prefix,
-            suffix,
-            count=1,
-            max_tokens=max_tokens,
-            single_line=single_line,
-            should_cancel=should_cancel,
-            seed=seed,
-            use_cache=use_cache,
-        )
+    def generate(self, prefix: str, suffix: str, **options: Unpack[DecodeOptions]) -> Generation:
+        """`infill` before decoding: the tokens and how each pass went (benchmarks)."""
+        (only,) = self.generate_candidates(prefix, suffix, count=1, **options)
         return only
 
     def generate_candidates(
@@ -183,13 +142,16 @@ class InfillModel:
         seed: int = 0,
         use_cache: bool = True,
     ) -> list[Generation]:
-        """`infill_candidates` before decoding (benchmarks)."""
+        """`infill_candidates` before decoding (benchmarks): at most `max_tokens` tokens
+        each, ending at the first line break when `single_line`; `should_cancel` is asked
+        between passes (True: DecodingCancelled). Without `use_cache`, every step
+        recomputes the whole sequence (for checking that the cache is exact)."""
         cfg = self.model.cfg
         max_tokens = max(1, min(max_tokens, cfg.max_seq_len // 4))
         context = self.context_ids(prefix, suffix, cfg.max_seq_len - max_tokens - cfg.block_size)
         sampled = self.settings
         if sampled.temperature == 0:
-            sampled = replace(sampled, temperature=defaults.CANDIDATE_TEMPERATURE)
+            sampled = replace(sampled, temperature=CANDIDATE_TEMPERATURE)
         with self._lock:
             if use_cache and self._cache.rows < count:
                 # One row per candidate; the context cached so far is encoded again once.
@@ -207,9 +169,9 @@ class InfillModel:
                 seed=seed,
             )
 
-    def to_infill(self, gen: Generation) -> Infill:
+    def to_middle(self, gen: Generation) -> Middle:
         text = self.tokenizer.decode(gen.tokens)
         # A budget can cut a multi-byte character in half; never hand out the fragment.
         text = text.rstrip("\ufffd")
         confidence = sum(gen.probabilities) / len(gen.probabilities) if gen.tokens else None
-        return Infill(text, len(gen.tokens), gen.forward_passes, confidence, gen.finished)
+        return Middle(text, len(gen.tokens), gen.forward_passes, confidence, gen.finished)

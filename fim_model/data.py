@@ -11,12 +11,11 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-
-from fim_server.languages import LANGUAGES, parse
+import tree_sitter
 
 from .diffusion import DiffusionBatch, FimExample, make_batch, pad_middle
 from .sources import SourceFile
@@ -27,6 +26,11 @@ from .tokenizer import CodeTokenizer
 SPAN_KINDS = ("rest_of_line", "lines", "node", "span", "left_to_right")
 SPAN_WEIGHTS = (0.2, 0.25, 0.25, 0.15, 0.15)
 MAX_NODE_CHARS = 600
+
+# The syntax tree of a source in a language (a name such as "python"), None where there is
+# no grammar for it. The caller hands it in (the server's grammar registry,
+# fim_server.languages.syntax_root): this library parses nothing itself.
+SyntaxTrees = Callable[[str, bytes], tree_sitter.Node | None]
 
 NODE_CATEGORIES = ("statement", "block", "expression", "arguments")
 _ARGUMENT_TYPES = frozenset(
@@ -69,16 +73,16 @@ def node_category(node_type: str) -> str | None:
     return None
 
 
-def syntax_nodes(text: str, language: str) -> dict[str, list[tuple[int, int]]]:
+def syntax_nodes(text: str, language: str, syntax: SyntaxTrees) -> dict[str, list[tuple[int, int]]]:
     """Character spans of the error-free nodes of `text` per category (empty when no grammar)."""
-    spec = LANGUAGES.get(language)
-    if spec is None:
-        return {}
     source = text.encode()
     if len(source) != len(text):
         return {}  # byte offsets would need mapping; ASCII covers nearly all code
+    root = syntax(language, source)
+    if root is None:
+        return {}
     found: dict[str, list[tuple[int, int]]] = {}
-    stack = [parse(spec, source).root_node]
+    stack = [root]
     while stack:
         node = stack.pop()
         stack.extend(node.named_children)
@@ -93,11 +97,17 @@ def syntax_nodes(text: str, language: str) -> dict[str, list[tuple[int, int]]]:
 
 
 def sample_span(
-    text: str, rng: random.Random, kind: str | None = None, language: str = "python"
+    text: str,
+    rng: random.Random,
+    kind: str | None = None,
+    language: str = "python",
+    syntax: SyntaxTrees | None = None,
 ) -> FimSpan:
+    """A FIM span of `kind` (drawn by SPAN_WEIGHTS when None). A node span needs `syntax`
+    and a grammar for `language`; without them it falls back to whole lines."""
     kind = kind or rng.choices(SPAN_KINDS, SPAN_WEIGHTS)[0]
     if kind == "node":
-        nodes = syntax_nodes(text, language)
+        nodes = syntax_nodes(text, language, syntax) if syntax is not None else {}
         if nodes:
             start, end = rng.choice(nodes[rng.choice(sorted(nodes))])
             if (
@@ -181,7 +191,7 @@ def make_example(
 class ExampleStream:
     """Endless FIM examples from a corpus. Files are drawn in proportion to their size
     (capped); `language_weights` instead fixes each language's share of the examples
-    (languages it leaves out are not drawn)."""
+    (languages it leaves out are not drawn). `syntax` parses for the node spans."""
 
     def __init__(
         self,
@@ -190,8 +200,10 @@ class ExampleStream:
         shape: ExampleShape,
         seed: int,
         language_weights: dict[str, float] | None = None,
+        *,
+        syntax: SyntaxTrees,
     ) -> None:
-        self.files, self.tok, self.shape = files, tok, shape
+        self.files, self.tok, self.shape, self.syntax = files, tok, shape, syntax
         self.rng = random.Random(seed)
         self._weights = [min(len(f.text), 20_000) for f in files]
         if language_weights:
@@ -217,20 +229,32 @@ class ExampleStream:
     def __iter__(self) -> Iterator[FimExample]:
         while True:
             f = self.rng.choices(self.files, self._weights)[0]
-            span = sample_span(self.window(f.text), self.rng, language=f.language)
+            span = sample_span(
+                self.window(f.text), self.rng, language=f.language, syntax=self.syntax
+            )
             if not span.middle:
                 continue
             yield make_example(self.tok, span, self.shape, self.rng)
 
 
 def heldout_batches(
-    files: list[SourceFile], tok: CodeTokenizer, shape: ExampleShape, n: int, batch_size: int
+    files: list[SourceFile],
+    tok: CodeTokenizer,
+    shape: ExampleShape,
+    n: int,
+    batch_size: int,
+    *,
+    syntax: SyntaxTrees,
 ) -> list[DiffusionBatch]:
     """The same `n` masked batches for every call: training's evaluations and comparisons
     between checkpoints score identical examples and masks."""
     return [
         make_batch(
-            list(itertools.islice(ExampleStream(files, tok, shape, seed=10_000 + i), batch_size)),
+            list(
+                itertools.islice(
+                    ExampleStream(files, tok, shape, seed=10_000 + i, syntax=syntax), batch_size
+                )
+            ),
             shape.block_size,
             shape.seq_len,
             tok.special,

@@ -1,6 +1,0 @@
-"""fim_model: a small block-diffusion language model for fill-in-the-middle code completion."""
-
-from .api import EMBEDDED_CHECKPOINT, Infill, InfillCancelled, InfillModel
-from .sampler import SamplerSettings
-
-__all__ = ["EMBEDDED_CHECKPOINT", "Infill", "InfillCancelled", "InfillModel", "SamplerSettings"]
