@@ -28,7 +28,10 @@ MIN_SCORE = 0.05
 # data, not code to draw on).
 MAX_INDEXED_DOCUMENTS = 16
 MAX_INDEXED_CHARS = 4_000_000
-MAX_DOCUMENT_CHARS = 500_000
+MAX_DOCUMENT_CHARS = 200_000  # about 15 ms to index, on the event loop
+# The best-scoring chunks looked at for snippets: a repetitive file has thousands that
+# score alike, and each look costs a token count.
+MAX_CANDIDATES = 48
 # Characters of documents not yet indexed that one request indexes (about 7 ms per
 # 100,000 on one core, on the event loop); one document is indexed whatever its size.
 MAX_INDEXED_PER_REQUEST = 300_000
@@ -237,7 +240,7 @@ class CrossFileIndex:
         snippets: list[Snippet] = []
         used = 0
         taken: dict[str, list[str]] = {}
-        for score, _, source, indexed, chunk in scored:
+        for score, _, source, indexed, chunk in scored[:MAX_CANDIDATES]:
             text = indexed.chunk_text(source.text, chunk)
             # Overlapping chunks of one file repeat each other's lines.
             if any(_overlaps(text, other) for other in taken.get(source.uri, [])):

@@ -100,7 +100,7 @@ def _large_source(n: int, chars: int = 400_000) -> Source:
 
 
 def test_more_documents_than_fit_are_not_rebuilt_on_every_request(monkeypatch) -> None:
-    # 12 documents of 400,000 characters are more than the index holds: the most recent
+    # 20 documents of 400,000 characters are more than the index holds: the most recent
     # that fit are kept and reused, the rest left out (an LRU taking them in turn
     # rebuilt every one of them on every request, about half a second each time).
     from fim_server import crossfile
@@ -108,13 +108,15 @@ def test_more_documents_than_fit_are_not_rebuilt_on_every_request(monkeypatch) -
     built: list[str] = []
     index_one = crossfile._index
     monkeypatch.setattr(crossfile, "_index", lambda s: built.append(s.uri) or index_one(s))
-    sources = [_large_source(n) for n in range(12)]
+    sources = [_large_source(n) for n in range(20)]
     query = "def total(value_3): return helper_1_3(value_3)"
     index = CrossFileIndex()
-    for _ in range(12):
+    for _ in range(20):
         index.retrieve(query, sources, 200, count_words)
         assert index.chars <= crossfile.MAX_INDEXED_CHARS
-    fitting = crossfile.MAX_INDEXED_CHARS // 400_000
+    each = min(400_000, crossfile.MAX_DOCUMENT_CHARS)
+    fitting = min(crossfile.MAX_INDEXED_CHARS // each, crossfile.MAX_INDEXED_DOCUMENTS)
+    assert fitting < len(sources)
     assert sorted(built) == sorted(s.uri for s in sources[:fitting])  # each built once
     built.clear()
     snippets = index.retrieve(query, sources, 200, count_words)
@@ -140,3 +142,18 @@ def test_one_request_indexes_a_bounded_amount_and_the_index_is_small() -> None:
     assert held < 3 * index.chars, f"{held:,} bytes for {index.chars:,} characters"
     index.retrieve("def total(value_3): return value_3", sources, 200, count_words)
     assert len(index) == 2
+
+
+def test_a_large_new_neighbour_costs_one_request_little_time() -> None:
+    # Indexing runs on the event loop: a document just opened is indexed up to
+    # MAX_DOCUMENT_CHARS, and a repetitive one (thousands of chunks scoring alike) is
+    # looked at only for its best MAX_CANDIDATES chunks.
+    import time
+
+    big = _large_source(0, 990_000)
+    query = "def total(value_3): return helper_0_3(value_3)"
+    started = time.perf_counter()
+    snippets = CrossFileIndex().retrieve(query, [big], 400, count_words)
+    took_ms = (time.perf_counter() - started) * 1000
+    assert snippets
+    assert took_ms < 50, f"{took_ms:.0f} ms"
