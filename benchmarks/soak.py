@@ -123,6 +123,7 @@ async def large_documents(client: Client, pid: int, args: argparse.Namespace) ->
         flush=True,
     )
     within = True
+    cycles: list[dict[str, float]] = []
     for cycle in range(1, args.large_cycles + 1):
         uris = []
         for n in range(args.large_documents):
@@ -145,11 +146,23 @@ async def large_documents(client: Client, pid: int, args: argparse.Namespace) ->
         after = rss_mb(pid)
         change = (after - start) / start
         within = within and change <= 0.10
+        cycles.append(
+            {"cycle": cycle, "rss_open_mb": peak, "rss_closed_mb": after, "change": change}
+        )
         print(
             f"cycle {cycle}: RSS {peak:.1f} MB with all open, {after:.1f} MB after closing "
             f"({change:+.1%} from the start)",
             flush=True,
         )
+    if args.json:
+        record = {
+            "documents": args.large_documents,
+            "chars": args.large_chars,
+            "rss_start_mb": start,
+            "cycles": cycles,
+            "within_10_percent": within,
+        }
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return within
 
 
@@ -280,7 +293,8 @@ async def soak(args: argparse.Namespace) -> int:
     )
     at_1000 = next((rss for n, rss in samples if n >= 1000), samples[0][1] if samples else 0)
     print()
-    print(f"requests {args.requests}, cancelled {cancelled} ({cancelled / args.requests:.0%})")
+    share = cancelled / args.requests if args.requests else 0.0
+    print(f"requests {args.requests}, cancelled {cancelled} ({share:.0%})")
     print(f"unanswered {len(unanswered)}" + (f": first {unanswered[:10]}" if unanswered else ""))
     print(f"answers with a completion {shown}; errors by code {errors}")
     if latencies:
@@ -319,6 +333,7 @@ def main() -> int:
     )
     parser.add_argument("--large-chars", type=int, default=316_000)
     parser.add_argument("--large-cycles", type=int, default=4)
+    parser.add_argument("--json", help="write the large-document cycles' RSS here")
     return asyncio.run(soak(parser.parse_args()))
 
 

@@ -10,7 +10,8 @@ about to type are mostly defined elsewhere.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
+import sys
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -22,11 +23,18 @@ CHUNK_LINES = 16
 CHUNK_STRIDE = 8
 QUERY_LINES = 12  # lines around the cursor that describe what the user is writing
 MIN_SCORE = 0.05
-# Memory bounds of the index: documents kept, characters of chunk text in all, and the
-# part of one document that is chunked (a file this long is data, not code to draw on).
+# Memory bounds of the index: documents kept, characters of them in all (about 1.5 bytes
+# of index each), and the part of one document that is chunked (a file this long is
+# data, not code to draw on).
 MAX_INDEXED_DOCUMENTS = 16
 MAX_INDEXED_CHARS = 4_000_000
-MAX_DOCUMENT_CHARS = 500_000
+MAX_DOCUMENT_CHARS = 200_000  # about 15 ms to index, on the event loop
+# The best-scoring chunks looked at for snippets: a repetitive file has thousands that
+# score alike, and each look costs a token count.
+MAX_CANDIDATES = 48
+# Characters of documents not yet indexed that one request indexes (about 7 ms per
+# 100,000 on one core, on the event loop); one document is indexed whatever its size.
+MAX_INDEXED_PER_REQUEST = 300_000
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 # Words every file shares: they say nothing about what a chunk is about.
@@ -56,14 +64,10 @@ class Snippet:
     score: float
 
 
-@dataclass(frozen=True)
-class _Chunk:
-    text: str
-    identifiers: frozenset[str]
-
-
-def identifiers(text: str) -> frozenset[str]:
-    return frozenset(w for w in _IDENTIFIER.findall(text) if w.lower() not in _COMMON)
+def identifiers(text: str, start: int = 0, end: int | None = None) -> frozenset[str]:
+    """The names in `text[start:end]`, interned: the index keeps one string per name."""
+    found = set(_IDENTIFIER.findall(text, start, len(text) if end is None else end))
+    return frozenset(sys.intern(w) for w in found if w.lower() not in _COMMON)
 
 
 def display_path(uri: str) -> str:
@@ -92,70 +96,123 @@ def query_text(text: str, offset: int) -> str:
 
 @dataclass(frozen=True)
 class _Indexed:
+    """One document's chunks: their spans in its text and their identifiers. No text is
+    copied (a chunk's text is cut from the document's own when it is chosen), and each
+    chunk's identifiers are a tuple of interned names (one string per distinct name,
+    shared by every chunk that uses it): about 1.5 bytes per character of document
+    (measured on code with many distinct names), where copied chunk texts and
+    per-chunk frozensets of new strings took about 14."""
+
     version: int
     length: int
     digest: int  # hash of the text: a reopened document may reuse a version number
-    chars: int  # characters of chunk text held
-    chunks: list[_Chunk]
+    chars: int  # characters of the document chunked
+    spans: array[int]  # start and end offset of each chunk, one after the other
+    names: list[tuple[str, ...]]  # identifiers of each chunk
+
+    def chunk_text(self, text: str, chunk: int) -> str:
+        return text[self.spans[2 * chunk] : self.spans[2 * chunk + 1]]
+
+
+def _index(source: Source) -> _Indexed:
+    """Chunks of CHUNK_LINES lines every CHUNK_STRIDE lines: blocks of CHUNK_STRIDE lines,
+    each chunk two neighbouring blocks, so each line's identifiers are found once."""
+    text = source.text
+    chars = min(len(text), MAX_DOCUMENT_CHARS)
+    starts = [0]  # of each block
+    position = 0
+    while position < chars:
+        for _ in range(CHUNK_STRIDE):
+            newline = text.find("\n", position, chars)
+            position = chars if newline < 0 else newline + 1
+            if position == chars:
+                break
+        starts.append(position)
+    blocks = [identifiers(text, a, b) for a, b in zip(starts, starts[1:], strict=False)]
+    spans: array[int] = array("q")
+    names: list[tuple[str, ...]] = []
+    per_chunk = CHUNK_LINES // CHUNK_STRIDE
+    for first in range(max(len(blocks) - per_chunk + 1, 1 if blocks else 0)):
+        last = min(first + per_chunk, len(blocks))
+        found = set().union(*blocks[first:last])
+        if found:  # a chunk without identifiers never scores
+            spans.extend((starts[first], starts[last]))
+            names.append(tuple(found))
+    return _Indexed(source.version, len(text), hash(text), chars, spans, names)
 
 
 class CrossFileIndex:
     """Chunks of other documents with their identifiers, rebuilt only when a document's
     version changes. Bounded: at most MAX_INDEXED_DOCUMENTS documents and
-    MAX_INDEXED_CHARS characters of chunks, least recently used dropped first, and a
-    document no longer offered (closed, or no longer among the most recent) is dropped at
-    the next retrieval."""
+    MAX_INDEXED_CHARS characters of them; the sources offered are taken most recent
+    first until those are reached, the rest left out (rather than evicting and rebuilding
+    in turn, which cost every request a rebuild of every document when more were offered
+    than fit); a document no longer offered (closed, or no longer among the most recent)
+    is dropped at the next retrieval. A retrieval indexes at most MAX_INDEXED_PER_REQUEST
+    characters of new documents (the rest wait for later requests), so no request waits
+    long for documents just opened."""
 
     def __init__(self) -> None:
-        self._chunks: OrderedDict[str, _Indexed] = OrderedDict()
+        self._indexed: dict[str, _Indexed] = {}
         self._chars = 0
 
     @property
     def chars(self) -> int:
-        """Characters of chunk text held, for tests and benchmarks."""
+        """Characters of documents indexed, for tests and benchmarks."""
         return self._chars
 
     def __len__(self) -> int:
-        return len(self._chunks)
+        return len(self._indexed)
 
-    def _chunks_of(self, source: Source) -> list[_Chunk]:
-        cached = self._chunks.get(source.uri)
+    def _current(self, source: Source) -> _Indexed | None:
+        indexed = self._indexed.get(source.uri)
         if (
-            cached is not None
-            and cached.version == source.version
-            and cached.length == len(source.text)
-            and cached.digest == hash(source.text)
+            indexed is not None
+            and indexed.version == source.version
+            and indexed.length == len(source.text)
+            and indexed.digest == hash(source.text)
         ):
-            self._chunks.move_to_end(source.uri)
-            return cached.chunks
-        lines = source.text[:MAX_DOCUMENT_CHARS].splitlines(keepends=True)
-        chunks = []
-        for start in range(0, max(len(lines) - CHUNK_LINES + CHUNK_STRIDE, 1), CHUNK_STRIDE):
-            text = "".join(lines[start : start + CHUNK_LINES])
-            if text.strip():
-                chunks.append(_Chunk(text, identifiers(text)))
-        chars = sum(len(c.text) for c in chunks)
-        self._drop(source.uri)
-        self._chunks[source.uri] = _Indexed(
-            source.version, len(source.text), hash(source.text), chars, chunks
-        )
-        self._chars += chars
-        while len(self._chunks) > MAX_INDEXED_DOCUMENTS or (
-            self._chars > MAX_INDEXED_CHARS and len(self._chunks) > 1
-        ):
-            self._drop(next(iter(self._chunks)))
-        return chunks
+            return indexed
+        return None
 
     def _drop(self, uri: str) -> None:
-        gone = self._chunks.pop(uri, None)
+        gone = self._indexed.pop(uri, None)
         if gone is not None:
             self._chars -= gone.chars
 
     def forget(self, keep: Iterable[str]) -> None:
         """Drop every document but those in `keep`."""
         keep = set(keep)
-        for uri in [u for u in self._chunks if u not in keep]:
+        for uri in [u for u in self._indexed if u not in keep]:
             self._drop(uri)
+
+    def _indexed_sources(self, sources: list[Source]) -> list[tuple[int, Source, _Indexed]]:
+        """The sources that fit, most recent first, each with its rank and chunks (built
+        now where missing or out of date, within the per-request limit)."""
+        chosen: list[tuple[int, Source, _Indexed | None]] = []
+        chars = 0
+        for rank, source in enumerate(sources):
+            if len(chosen) >= MAX_INDEXED_DOCUMENTS:
+                break
+            indexed = self._current(source)
+            cost = indexed.chars if indexed else min(len(source.text), MAX_DOCUMENT_CHARS)
+            if chars + cost > MAX_INDEXED_CHARS and chosen:
+                continue
+            chosen.append((rank, source, indexed))
+            chars += cost
+        self.forget(source.uri for _, source, indexed in chosen if indexed is not None)
+        built = 0
+        ready: list[tuple[int, Source, _Indexed]] = []
+        for rank, source, indexed in chosen:
+            if indexed is None:
+                cost = min(len(source.text), MAX_DOCUMENT_CHARS)
+                if built and built + cost > MAX_INDEXED_PER_REQUEST:
+                    continue
+                indexed = self._indexed[source.uri] = _index(source)
+                self._chars += indexed.chars
+                built += indexed.chars
+            ready.append((rank, source, indexed))
+        return ready
 
     def retrieve(
         self,
@@ -171,28 +228,29 @@ class CrossFileIndex:
         wanted = identifiers(query)
         if not wanted or budget <= 0:
             return []
-        scored: list[tuple[float, int, str, _Chunk]] = []
-        for rank, source in enumerate(sources):
-            for chunk in self._chunks_of(source):
-                shared = len(wanted & chunk.identifiers)
+        scored: list[tuple[float, int, Source, _Indexed, int]] = []
+        for rank, source, indexed in self._indexed_sources(sources):
+            for chunk, names in enumerate(indexed.names):
+                shared = len(wanted.intersection(names))
                 if shared:
-                    score = shared / len(wanted | chunk.identifiers)
+                    score = shared / (len(wanted) + len(names) - shared)
                     if score >= MIN_SCORE:
-                        scored.append((score, -rank, source.uri, chunk))
+                        scored.append((score, -rank, source, indexed, chunk))
         scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
         snippets: list[Snippet] = []
         used = 0
         taken: dict[str, list[str]] = {}
-        for score, _, uri, chunk in scored:
+        for score, _, source, indexed, chunk in scored[:MAX_CANDIDATES]:
+            text = indexed.chunk_text(source.text, chunk)
             # Overlapping chunks of one file repeat each other's lines.
-            if any(_overlaps(chunk.text, other) for other in taken.get(uri, [])):
+            if any(_overlaps(text, other) for other in taken.get(source.uri, [])):
                 continue
-            cost = count_tokens(chunk.text) + 8  # the file-name line
+            cost = count_tokens(text) + 8  # the file-name line
             if used + cost > budget:
                 continue
             used += cost
-            taken.setdefault(uri, []).append(chunk.text)
-            snippets.append(Snippet(display_path(uri), chunk.text, score))
+            taken.setdefault(source.uri, []).append(text)
+            snippets.append(Snippet(display_path(source.uri), text, score))
             if len(snippets) >= max_snippets:
                 break
         return snippets

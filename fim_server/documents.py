@@ -30,16 +30,25 @@ import tree_sitter
 
 from .languages import LanguageSpec, parse, resolve_language
 
-# Closed documents kept for cross-file context; beyond this the oldest goes.
+# Closed documents kept for cross-file context, at most this many and this many
+# characters of text in all; beyond either the oldest goes.
 RECENT_CLOSED = 8
-# Characters of text whose trees are kept (about 75 MB of parse state): a handful of
-# large files, or hundreds of ordinary ones.
-TREE_BUDGET_CHARS = 1_500_000
+RECENT_CLOSED_CHARS = 2_000_000
+# Characters of text whose trees are kept (about 30 MB of parse state): two large files,
+# or dozens of ordinary ones. Trees are many small blocks from Python's allocator, whose
+# 1 MiB arenas go back to the system only once empty, so after trees are freed a part of
+# the peak stays with the process: the budget bounds that too (the soak's 40 documents
+# of 316 KB kept RSS +12-16% above its start with 1,500,000, results/soak/).
+TREE_BUDGET_CHARS = 600_000
 # A first parse of a document this long (about 50 ms on one core) runs in slices when
 # the caller can wait for it without blocking (Engine.complete).
 BACKGROUND_PARSE_CHARS = 100_000
 # The longest the event loop is held by one slice of such a parse.
 PARSE_SLICE_S = 0.01
+# A sliced parse reads its source in chunks of this size, through a buffer that is
+# reused (see _Reader); one buffer per sliced parse running at once.
+READ_CHUNK_BYTES = 16_384
+_READ_BUFFERS: list[bytearray] = []
 
 # (start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
 _Edit = tuple[int, int, int, tuple[int, int], tuple[int, int], tuple[int, int]]
@@ -60,6 +69,50 @@ class TextChange:
     end: Position | None = None
 
 
+class _Reader:
+    """The read callback of a sliced parse, handing tree-sitter the source in chunks.
+
+    py-tree-sitter (0.25 to 0.26 at least) keeps a reference to every object the
+    callback returns and never lets it go, so returning slices of the source (bytes)
+    leaks them all: about 1.5 bytes per byte of source per parse, more when the parse
+    stops and resumes often. Each chunk is therefore copied into one buffer, reused
+    from a pool for the next sliced parse (the buffer can never be freed once handed
+    out, so it must not be made per parse); a short last chunk is a small view of it.
+    tree-sitter needs a chunk only until its next read, so overwriting it is safe. The
+    reader refers to neither the tree nor the parse: a Tree keeps its read callback and
+    is invisible to the garbage collector, so a reference back would make a cycle never
+    freed (a leaked tree and source per parse, about 10 MB per 316 KB document)."""
+
+    def __init__(self, source: bytes) -> None:
+        self._source = source
+        self._buffer = _READ_BUFFERS.pop() if _READ_BUFFERS else bytearray(READ_CHUNK_BYTES)
+        self._view = memoryview(self._buffer)
+        self._short: dict[int, memoryview] = {}  # views of the buffer, by length
+
+    def __call__(self, byte: int, _point: object) -> bytes | memoryview:
+        chunk = memoryview(self._source)[byte : byte + READ_CHUNK_BYTES]
+        size = len(chunk)
+        if size == 0:
+            return b""  # a shared constant: its leaked references cost nothing
+        self._buffer[:size] = chunk
+        if size == READ_CHUNK_BYTES:
+            return self._buffer
+        if size not in self._short:
+            self._short[size] = self._view[:size]
+        return self._short[size]
+
+    def release(self) -> None:
+        """The parse is done or abandoned: the buffer goes back to the pool, the source
+        is let go (the tree keeps this reader)."""
+        if self._source:
+            self._source = b""
+            self._short.clear()
+            _READ_BUFFERS.append(self._buffer)
+
+    def __del__(self) -> None:
+        self.release()
+
+
 class _SlicedParse:
     """A first parse that can stop after a given time and resume where it stopped."""
 
@@ -67,10 +120,8 @@ class _SlicedParse:
         self._parser = tree_sitter.Parser(language.tree_sitter_language)  # its own state
         self._language = language
         self._source = source
+        self._read = _Reader(source)
         self.tree: tree_sitter.Tree | None = None
-
-    def _read(self, byte: int, _point: object) -> bytes:
-        return self._source[byte : byte + 65_536]
 
     def step(self, seconds: float) -> bool:
         """Parse for at most about `seconds`; True once the tree is done."""
@@ -82,6 +133,8 @@ class _SlicedParse:
                 )
             except ValueError:
                 pass  # stopped by the callback: the next call resumes
+            else:
+                self._read.release()
         return self.tree is not None
 
     def finish(self) -> tree_sitter.Tree:
@@ -90,6 +143,7 @@ class _SlicedParse:
                 self.tree = self._parser.parse(self._read)  # the rest, without stopping
             except ValueError:
                 self.tree = parse(self._language, self._source)
+            self._read.release()
         return self.tree
 
 
@@ -356,7 +410,9 @@ class DocumentStore:
         document.drop_tree()  # cross-file context needs its text only
         if document.edited:
             self._recent[uri] = document
-            while len(self._recent) > RECENT_CLOSED:
+            while len(self._recent) > RECENT_CLOSED or (
+                sum(len(d.text) for d in self._recent.values()) > RECENT_CLOSED_CHARS
+            ):
                 gone, _ = self._recent.popitem(last=False)
                 self._forget(gone)
         else:

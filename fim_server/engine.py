@@ -69,10 +69,8 @@ class Engine:
         self._host = host if host is not None else ModelHost()
         self._loaded: LoadedBackend | None = None  # the backend this engine holds
         self._cross_file = CrossFileIndex()
-        # A document the store lets go of leaves the cross-file index too.
-        self.documents = DocumentStore(
-            on_forget=lambda _: self._cross_file.forget(self.documents.uris())
-        )
+        # A document the store lets go of leaves the cross-file index and the cache too.
+        self.documents = DocumentStore(on_forget=self._forget_document)
         self._user: UserSettings | None = None  # None until a client configures us
         self._cache = CompletionCache(self.settings.cache_size)
         self._latest: _Call | None = None  # event loop only
@@ -85,6 +83,10 @@ class Engine:
         # Cancel flags of submitted requests, so that close() can stop a running infill.
         self._pending: set[threading.Event] = set()
         self._closed = False
+
+    def _forget_document(self, uri: str) -> None:
+        self._cross_file.forget(self.documents.uris())
+        self._cache.forget(uri)
 
     def session(self) -> Engine:
         """A new Engine (one per client connection) with its own documents, settings,

@@ -90,3 +90,70 @@ def test_format_and_display_path() -> None:
     assert display_path("file:///a/b/c%20d.py") == "b/c d.py"
     assert display_path("/x.py") == "x.py"
     assert format_snippets([Snippet("a.lua", "x = 1", 0.5)], "--") == "-- a.lua\nx = 1\n"
+
+
+def _large_source(n: int, chars: int = 400_000) -> Source:
+    block = "".join(
+        f"def helper_{n}_{i}(value_{i}):\n    return value_{i} + {i}\n" for i in range(50)
+    )
+    return Source(f"file:///proj/large_{n}.py", (block * (chars // len(block) + 1))[:chars], 1)
+
+
+def test_more_documents_than_fit_are_not_rebuilt_on_every_request(monkeypatch) -> None:
+    # 20 documents of 400,000 characters are more than the index holds: the most recent
+    # that fit are kept and reused, the rest left out (an LRU taking them in turn
+    # rebuilt every one of them on every request, about half a second each time).
+    from fim_server import crossfile
+
+    built: list[str] = []
+    index_one = crossfile._index
+    monkeypatch.setattr(crossfile, "_index", lambda s: built.append(s.uri) or index_one(s))
+    sources = [_large_source(n) for n in range(20)]
+    query = "def total(value_3): return helper_1_3(value_3)"
+    index = CrossFileIndex()
+    for _ in range(20):
+        index.retrieve(query, sources, 200, count_words)
+        assert index.chars <= crossfile.MAX_INDEXED_CHARS
+    each = min(400_000, crossfile.MAX_DOCUMENT_CHARS)
+    fitting = min(crossfile.MAX_INDEXED_CHARS // each, crossfile.MAX_INDEXED_DOCUMENTS)
+    assert fitting < len(sources)
+    assert sorted(built) == sorted(s.uri for s in sources[:fitting])  # each built once
+    built.clear()
+    snippets = index.retrieve(query, sources, 200, count_words)
+    assert built == [] and snippets and snippets[0].path == "proj/large_1.py"
+
+
+def test_one_request_indexes_a_bounded_amount_and_the_index_is_small() -> None:
+    import tracemalloc
+
+    from fim_server import crossfile
+
+    sources = [_large_source(n, 250_000) for n in range(4)]
+    index = CrossFileIndex()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        index.retrieve("def total(value_3): return value_3", sources, 200, count_words)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert index.chars <= max(crossfile.MAX_INDEXED_PER_REQUEST, 250_000)
+    assert len(index) == 1  # the others are indexed by the requests that follow
+    assert held < 3 * index.chars, f"{held:,} bytes for {index.chars:,} characters"
+    index.retrieve("def total(value_3): return value_3", sources, 200, count_words)
+    assert len(index) == 2
+
+
+def test_a_large_new_neighbour_costs_one_request_little_time() -> None:
+    # Indexing runs on the event loop: a document just opened is indexed up to
+    # MAX_DOCUMENT_CHARS, and a repetitive one (thousands of chunks scoring alike) is
+    # looked at only for its best MAX_CANDIDATES chunks.
+    import time
+
+    big = _large_source(0, 990_000)
+    query = "def total(value_3): return helper_0_3(value_3)"
+    started = time.perf_counter()
+    snippets = CrossFileIndex().retrieve(query, [big], 400, count_words)
+    took_ms = (time.perf_counter() - started) * 1000
+    assert snippets
+    assert took_ms < 50, f"{took_ms:.0f} ms"

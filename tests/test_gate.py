@@ -225,7 +225,7 @@ async def test_a_completion_computed_ahead_counts_as_shown_only_when_it_is() -> 
 def test_without_a_setting_each_backend_has_its_own_gate() -> None:
     assert UserSettings().min_confidence is None
     for backend, value in gate.DEFAULT_MIN_CONFIDENCE.items():
-        assert gate.default_min_confidence(backend) == value and 0 < value < 1
+        assert gate.default_min_confidence(backend) == value and 0 <= value < 1
     # The diffusion families score as the embedded model does, uncalibrated on their own.
     assert gate.default_min_confidence("dream") == gate.DEFAULT_MIN_CONFIDENCE["embedded"]
     # No confidence (mercury, openai): the score is 1, or half that for a loop.
