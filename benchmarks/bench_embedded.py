@@ -474,7 +474,8 @@ def print_report(r: dict) -> None:
 
 def print_typing(t: dict) -> None:
     print(
-        f"typing replay ({t['keystrokes']} keystrokes, automatic triggers, adaptive debounce): "
+        f"typing replay ({t['keystrokes']} keystrokes, lines {t.get('rows', 'anywhere')}, "
+        "automatic triggers, adaptive debounce): "
         f"p50 {t['latency_p50_ms']:.1f} ms, p95 {t['latency_p95_ms']:.1f} ms; cache hit rate "
         f"{100 * t['cache_hit_rate']:.1f}% (server: {t['server_cache_hits']}/"
         f"{t['server_requests']} requests); model runs/keystroke "
@@ -540,6 +541,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, help="typing replay files per language (1)")
     parser.add_argument("--lines", type=int, help="typing replay lines per file (4; quick 2)")
     parser.add_argument("--seed", type=int, default=0, help="typing replay seed (0)")
+    parser.add_argument(
+        "--consecutive",
+        action="store_true",
+        help="typing replay: a run of consecutive lines of each file, not lines anywhere",
+    )
     parser.add_argument("--per-suite", type=int, help="passes/token: tasks per suite (30)")
     parser.add_argument("--reps", type=int, help="timed passes (200; quick 20)")
     parser.add_argument("--server-cmd", default=DEFAULT_SERVER)
@@ -567,10 +573,14 @@ def main() -> None:
         if not found:
             print(f"no held-out {language} files on this machine; skipped", file=sys.stderr)
         files += found
-    rows = {f.path: typing_replay.chosen_rows(f, args.lines, args.seed) for f in files}
+    rows = {
+        f.path: typing_replay.chosen_rows(f, args.lines, args.seed, args.consecutive) for f in files
+    }
 
     report: dict[str, Any] = {"server_cmd": args.server_cmd}
     report.update(asyncio.run(lsp_phases(args, files, rows)))
+    if report.get("typing", {}).get("keystrokes"):
+        report["typing"]["rows"] = "consecutive" if args.consecutive else "anywhere"
     threads = server_threads(args.server_cmd)
     report["pass"] = None if args.lsp_only else model_phase(args, threads)
     commit = subprocess.run(

@@ -209,9 +209,17 @@ def report_group(language: str) -> str:
     return GROUP_NAMES.get(group, group)
 
 
-def chosen_rows(file: HeldOutFile, lines: int, seed: int) -> list[int]:
+def chosen_rows(file: HeldOutFile, lines: int, seed: int, consecutive: bool = False) -> list[int]:
+    """`lines` typable rows of `file`, picked with `seed`: anywhere in the file (each row
+    a jump, a cold prompt for the model server), or with `consecutive` a run of typable
+    rows one after the other from a random start (typing through a stretch of the file,
+    where the server's prompt cache carries from one line to the next)."""
     rows = typable_lines(file.text, file.language)
-    return sorted(random.Random(f"{seed}:{file.path}").sample(rows, min(lines, len(rows))))
+    pick = random.Random(f"{seed}:{file.path}")
+    if consecutive:
+        start = pick.randrange(max(len(rows) - lines, 0) + 1)
+        return rows[start : start + lines]
+    return sorted(pick.sample(rows, min(lines, len(rows))))
 
 
 # -- accepting -------------------------------------------------------------------------
@@ -649,7 +657,7 @@ async def main_async(args: argparse.Namespace) -> None:
             files += found
     if not files:
         raise SystemExit("no held-out files found for any language")
-    rows = {f.path: chosen_rows(f, args.lines, args.seed) for f in files}
+    rows = {f.path: chosen_rows(f, args.lines, args.seed, args.consecutive) for f in files}
     args.out.mkdir(parents=True, exist_ok=True)
     for gate in args.gates:
         print(
@@ -704,6 +712,11 @@ def main() -> None:
     )
     parser.add_argument("--lines", type=int, default=4, help="lines typed per file")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--consecutive",
+        action="store_true",
+        help="type a run of consecutive lines of each file instead of lines anywhere in it",
+    )
     parser.add_argument(
         "--gates",
         type=_gates,

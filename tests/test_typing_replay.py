@@ -51,6 +51,19 @@ def test_only_code_lines_are_typed() -> None:
     assert replay.typable_lines(text, "python") == [2, 3, 5]
 
 
+def test_consecutive_rows_are_a_run_of_typable_lines_and_anywhere_rows_are_not() -> None:
+    text = "".join(f"value_{i} = compute({i})\n# note {i}\n" for i in range(40))
+    file = replay.HeldOutFile("outside/x.py", "python", text)
+    typable = replay.typable_lines(text, "python")
+    for seed in range(5):
+        rows = replay.chosen_rows(file, 6, seed, consecutive=True)
+        start = typable.index(rows[0])
+        assert rows == typable[start : start + 6]
+    anywhere = [replay.chosen_rows(file, 6, seed) for seed in range(5)]
+    assert all(len(rows) == 6 and rows == sorted(rows) for rows in anywhere)
+    assert any(rows != typable[typable.index(rows[0]) :][:6] for rows in anywhere)
+
+
 def test_a_source_root_in_a_benchmarks_folder_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "benchmarks" / "data"
     folder.mkdir(parents=True)
