@@ -103,8 +103,9 @@ def generation_threads(cores: int) -> int:
     """llama.cpp's threads for writing tokens: half the cores. Writing one token reads
     every weight once, bound by memory bandwidth, which a few cores saturate; and
     llama.cpp's threads wait for each other at every layer, so when the editor or a build
-    takes a core, a thread that lost it stalls the rest. Measured on two loaded cores
-    (load average 6): 1 thread wrote 6-8 tokens/s, 2 threads 0.6-1.9."""
+    takes a core, a thread that lost it stalls the rest. Measured on two cores
+    (results/real-model/threads-0.5b.md): quiet, 2 threads write a token in 28 ms and 1
+    in 47; beside one busy process, 2 threads take 963 ms and 1 thread 50."""
     return max(1, cores // 2)
 
 
