@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from fim_server.backends import BackendSpec, llama_server
+from fim_server.config.settings import UserSettings
 from fim_server.engine import Engine, EngineSettings
 from fim_server.eval.tasks import BENCHMARKS, SUITES, load_suite, normalise, spread
-from fim_server.settings import UserSettings
 
 
 def main() -> int:

@@ -32,13 +32,13 @@ from pathlib import Path
 from fim_model.api import EMBEDDED_CHECKPOINT
 from fim_model.tokenizer import CodeTokenizer
 from fim_server.backends import Backend, BackendSpec, Infill, InfillRequest
+from fim_server.config.settings import UserSettings
 from fim_server.context import ContextSettings, build_context
-from fim_server.crossfile import CrossFileIndex, Source
-from fim_server.documents import DocumentStore, Position, TextChange
+from fim_server.context.crossfile import CrossFileIndex, Source
+from fim_server.context.documents import DocumentStore, Position, TextChange
+from fim_server.context.languages import language_from_path, parse
+from fim_server.context.window import LineTokenCounter
 from fim_server.engine import Engine, EngineSettings
-from fim_server.languages import language_from_path, parse
-from fim_server.settings import UserSettings
-from fim_server.window import LineTokenCounter
 
 
 def default_file(lines: int) -> tuple[str, str]:

@@ -39,7 +39,7 @@ from typing_replay import (
 from fim_server.backends import BackendSpec, gguf, load_backend
 from fim_server.cleanup import clean_edit
 from fim_server.context import ContextSettings, Mode, build_context
-from fim_server.crossfile import CrossFileIndex, Source
+from fim_server.context.crossfile import CrossFileIndex, Source
 from fim_server.engine import CROSS_FILE_DOCUMENTS
 
 

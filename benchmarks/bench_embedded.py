@@ -59,7 +59,7 @@ from pygls.lsp.client import LanguageClient
 
 import fim_model
 from fim_model.sources import default_roots
-from fim_server import defaults
+from fim_server.config import defaults
 from fim_server.eval.tasks import BENCHMARKS, load_suite, spread
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ import tree_sitter
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from fim_server.languages import LANGUAGES
+from fim_server.context.languages import LANGUAGES
 
 DEFAULT_SERVER = f"{shlex.quote(sys.executable)} -m fim_server --stdio --cache-size 0"
 

@@ -41,12 +41,12 @@ import httpx
 
 from fim_server.backends import BackendSpec, gguf
 from fim_server.backends.llama_server import CTX_SIZE, ManagedServer, cpu_threads, find_binary
-from fim_server.defaults import BLOCK_TOKENS, LINE_TOKENS
+from fim_server.config.defaults import BLOCK_TOKENS, LINE_TOKENS
+from fim_server.config.settings import UserSettings
 from fim_server.engine import Engine, EngineSettings
 from fim_server.eval.run import check
 from fim_server.eval.sandbox import SandboxLimits
 from fim_server.eval.tasks import BENCHMARKS, SUITES, Task, load_suite, normalise, spread
-from fim_server.settings import UserSettings
 
 
 class Answerer(Protocol):

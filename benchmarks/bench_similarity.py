@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
+from fim_server.config.settings import UserSettings
 from fim_server.engine import Engine, EngineSettings
 from fim_server.eval.tasks import BENCHMARKS, SUITES, load_suite, spread
-from fim_server.settings import UserSettings
 
 
 def main() -> None:

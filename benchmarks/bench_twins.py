@@ -36,7 +36,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from fim_server import defaults
+from fim_server.config import defaults
 from fim_server.eval.tasks import BENCHMARKS, Task, load_suite, normalise, spread
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from fim_model.corpus import load_corpus
 from fim_model.data import ExampleShape, heldout_batches, sample_span
 from fim_model.diffusion import diffusion_loss
 from fim_model.sampler import SamplerSettings
-from fim_server.languages import syntax_root
+from fim_server.context.languages import syntax_root
 
 
 def main() -> int:

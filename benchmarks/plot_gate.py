@@ -3,7 +3,7 @@
 Reads the gate-0 replays (benchmarks/typing_replay.py --gates 0) of a backend on the two
 outside sets, and draws acceptance rate and characters typed by completions against the
 gate, for all languages and for Python alone, with the backend's default threshold
-(fim_server/gate.py) marked. Prints the figures at that threshold, read off each curve
+(fim_server/cleanup/gate.py) marked. Prints the figures at that threshold, read off each curve
 (offline: a hidden suggestion cannot be typed through, so a real run at the gate differs
 a little).
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from typing_replay import Replay, gate_curve, load, report_group
 
-from fim_server import gate as gate_module
+from fim_server.cleanup import gate as gate_module
 
 
 def only(replay: Replay, group: str) -> Replay:

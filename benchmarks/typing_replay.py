@@ -56,9 +56,9 @@ from pygls.lsp.client import LanguageClient
 
 from fim_model.corpus import is_held_out
 from fim_model.sources import SourceRoot, decode_source, default_roots, language_of
-from fim_server import defaults
-from fim_server import gate as gate_module
-from fim_server.languages import LANGUAGES, parse
+from fim_server.cleanup import gate as gate_module
+from fim_server.config import defaults
+from fim_server.context.languages import LANGUAGES, parse
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "results" / "typing-replay"
@@ -722,7 +722,7 @@ def main() -> None:
         type=_gates,
         default=[0.0, None],
         help="comma-separated minConfidence values to replay at; 'default': the backend's "
-        "own default gate (fim_server/gate.py). Default: 0,default",
+        "own default gate (fim_server/cleanup/gate.py). Default: 0,default",
     )
     parser.add_argument("--debounce-ms", type=int, default=defaults.DEBOUNCE_MS)
     parser.add_argument(

@@ -29,7 +29,7 @@ MAX_NODE_CHARS = 600
 
 # The syntax tree of a source in a language (a name such as "python"), None where there is
 # no grammar for it. The caller hands it in (the server's grammar registry,
-# fim_server.languages.syntax_root): this library parses nothing itself.
+# fim_server.context.languages.syntax_root): this library parses nothing itself.
 SyntaxTrees = Callable[[str, bytes], tree_sitter.Node | None]
 
 NODE_CATEGORIES = ("statement", "block", "expression", "arguments")

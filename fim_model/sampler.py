@@ -58,7 +58,7 @@ class DecodingCancelled(Exception):
 @dataclass(frozen=True)
 class SamplerSettings:
     # Commit every masked position whose confidence clears this (the server hands in its
-    # user setting, fim_server.defaults.THRESHOLD, the same 0.9 by default).
+    # user setting, fim_server.config.defaults.THRESHOLD, the same 0.9 by default).
     threshold: float = 0.9
     temperature: float = 0.0  # 0 = greedy; otherwise sampled with the seeded generator
     # When no position clears the threshold: "confidence" commits the most confident one,

@@ -15,14 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
-from . import defaults
-from .backends import KINDS, BackendSpec
+from .backends import BackendSpec
 from .backends.hf.recipes import RECIPE_NAMES
+from .config import defaults
+from .config.settings import BACKEND_CHOICES, UserSettings
+from .config.settings import bounds as settings_bounds
 from .engine import Engine, EngineSettings
 from .eval.sandbox import SandboxLimits, isolation, unavailable_reason
 from .eval.tasks import BENCHMARKS, SUITES, load_suite, spread
-from .settings import UserSettings
-from .settings import bounds as settings_bounds
 
 EXIT_USAGE = 2  # bad file or position, like argparse's own usage errors
 EXIT_MODEL = 1
@@ -41,7 +41,7 @@ def _add_common(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
     parser.add_argument(
         "--backend",
         default=default("auto"),
-        choices=["auto", *KINDS],
+        choices=BACKEND_CHOICES,
         help="what fills the middle (default auto: the model folder's kind, else embedded)",
     )
     parser.add_argument(
@@ -220,8 +220,9 @@ def _settings(args: argparse.Namespace) -> EngineSettings:
         raise UsageError("--cache-size must be 0 or more")
     if args.threads < 0:
         raise UsageError("--threads must be 0 or more")
-    if args.timeout_ms < 1:
-        raise UsageError("--timeout-ms must be 1 or more")
+    low, high = settings_bounds("timeoutMs")  # the setting of the same meaning
+    if not low <= args.timeout_ms <= high:
+        raise UsageError(f"--timeout-ms must be between {low} and {high}")
     backend = BackendSpec(
         kind=args.backend,
         model_path=_model(args),
@@ -463,8 +464,8 @@ def parse_tcp_address(address: str) -> tuple[str, int]:
 
 
 def run_server(args: argparse.Namespace) -> int:
-    from .server import create_server  # pygls is only needed for the server
-    from .transport import serve_stdio, serve_tcp
+    from .lsp.server import create_server  # pygls is only needed for the server
+    from .lsp.transport import serve_stdio, serve_tcp
 
     host, port = "", 0
     if args.tcp:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .modes import Mode
+from .context.modes import Mode
 
 
 @dataclass(frozen=True)

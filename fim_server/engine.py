@@ -23,16 +23,17 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
-from . import defaults, gate
 from .backends import Backend, BackendSpec, InfillCancelled
 from .cache import CompletionCache
+from .cleanup import gate
 from .completion import Completion
+from .config import defaults
+from .config.settings import UserSettings
 from .context import CompletionContext, ContextSettings, CrossFileIndex
+from .context.documents import DocumentStore
 from .debounce import AdaptiveDebounce
-from .documents import DocumentStore
 from .model_host import LoadedBackend, ModelHost
 from .pipeline import ModelRequest, Pipeline, candidates_for
-from .settings import UserSettings
 from .stats import EngineStats
 
 

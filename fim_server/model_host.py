@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .backends import Backend, BackendError, BackendSpec, load_backend
-from .window import LineTokenCounter
+from .context.window import LineTokenCounter
 
 logger = logging.getLogger(__name__)
 

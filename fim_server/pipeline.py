@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from . import gate
 from .backends import Backend, BackendError, Infill, InfillCancelled, InfillRequest
 from .cache import CompletionCache
-from .cleanup import Edit, clean_edit, completion_done
+from .cleanup import Edit, clean_edit, completion_done, gate
 from .completion import Candidate, Completion
+from .config.settings import UserSettings
 from .context import (
     CompletionContext,
     ContextSettings,
@@ -33,9 +33,8 @@ from .context import (
     build_context,
     text_for_context,
 )
-from .documents import DocumentStore
-from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_language
-from .settings import UserSettings
+from .context.documents import DocumentStore
+from .context.languages import LANGUAGES, LanguageSpec, language_from_path, resolve_language
 from .stats import EngineStats
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fim_model.train import main as train_main
 
-from .languages import syntax_root
+from .context.languages import syntax_root
 
 
 def main(argv: list[str] | None = None) -> int:

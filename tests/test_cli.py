@@ -19,6 +19,7 @@ from fim_server.cli import (
     parse_location,
     parse_tcp_address,
 )
+from fim_server.config.settings import bounds as settings_bounds
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -172,3 +173,13 @@ def test_each_candidate_says_which_brackets_it_replaces(tmp_path: Path) -> None:
     assert others, result.stderr
     for line in others:
         assert line.endswith(" replace_chars=1") and line.split("'")[-2].endswith(")"), line
+
+
+def test_timeout_ms_takes_the_bounds_of_its_setting(source: Path) -> None:
+    # One home for the bound: the `timeoutMs` setting's, which the option checks too.
+    low, high = settings_bounds("timeoutMs")
+    assert low is not None
+    for value in (low - 1, high + 1):
+        result = run("complete", f"{source}:3:5", "--timeout-ms", str(value))
+        assert result.returncode == 2, result.stderr
+        assert f"--timeout-ms must be between {low} and {high}" in result.stderr

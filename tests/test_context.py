@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fim_server.context import ContextSettings, Mode, build_context, decide_mode
-from fim_server.window import build_window
+from fim_server.context.window import build_window
 
 
 def count_words(text: str) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fim_server.context import ContextSettings, build_context
-from fim_server.crossfile import (
+from fim_server.context.crossfile import (
     CrossFileIndex,
     Snippet,
     Source,
@@ -103,7 +103,7 @@ def test_more_documents_than_fit_are_not_rebuilt_on_every_request(monkeypatch) -
     # 20 documents of 400,000 characters are more than the index holds: the most recent
     # that fit are kept and reused, the rest left out (an LRU taking them in turn
     # rebuilt every one of them on every request, about half a second each time).
-    from fim_server import crossfile
+    from fim_server.context import crossfile
 
     built: list[str] = []
     index_one = crossfile._index
@@ -126,7 +126,7 @@ def test_more_documents_than_fit_are_not_rebuilt_on_every_request(monkeypatch) -
 def test_one_request_indexes_a_bounded_amount_and_the_index_is_small() -> None:
     import tracemalloc
 
-    from fim_server import crossfile
+    from fim_server.context import crossfile
 
     sources = [_large_source(n, 250_000) for n in range(4)]
     index = CrossFileIndex()

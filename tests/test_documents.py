@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from fim_server.documents import DocumentStore, Position, TextChange, units_to_chars
-from fim_server.languages import LANGUAGES, parse
+from fim_server.context.documents import DocumentStore, Position, TextChange, units_to_chars
+from fim_server.context.languages import LANGUAGES, parse
 
 SOURCE = "def f(a):\n    return a + 1\n\n\nclass C:\n    name = 'é😀'\n"
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from fim_server.backends import Backend, Infill, InfillCancelled, InfillRequest
+from fim_server.config.settings import UserSettings
 from fim_server.context import ContextSettings, Mode
-from fim_server.documents import Position, TextChange
+from fim_server.context.documents import Position, TextChange
 from fim_server.engine import Engine, EngineSettings
-from fim_server.settings import UserSettings
 
 
 @dataclass

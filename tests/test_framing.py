@@ -1,5 +1,5 @@
 """Framing: whatever bytes a client sends, the server keeps reading, answers what it can
-and finds the next message (fim_server/transport.py)."""
+and finds the next message (fim_server/lsp/transport.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 import pytest
 from wire import FeedSource, InProcessServer, frame, initialize, parse_frames, request
 
-from fim_server.transport import FrameReader, Malformed, Message
+from fim_server.lsp.transport import FrameReader, Malformed, Message
 
 STATS = request(7, "fim/stats", None)
 
@@ -158,7 +158,7 @@ def test_stdio_exit_without_shutdown_exits_1_and_after_shutdown_0() -> None:
 
 
 async def test_the_stdio_source_reads_a_pipe_without_losing_bytes_on_timeouts() -> None:
-    from fim_server.transport import ThreadedSource
+    from fim_server.lsp.transport import ThreadedSource
 
     read_fd, write_fd = os.pipe()
     with os.fdopen(read_fd, "rb") as stream:

@@ -16,12 +16,13 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from fim_server import cli, gate
+from fim_server import cli
 from fim_server.backends import Backend, Infill, InfillRequest
+from fim_server.cleanup import gate
+from fim_server.config.settings import UserSettings, apply_settings
 from fim_server.context import ContextSettings
 from fim_server.engine import Engine, EngineSettings
-from fim_server.server import stats_payload
-from fim_server.settings import UserSettings, apply_settings
+from fim_server.lsp.server import stats_payload
 
 
 @dataclass

@@ -29,7 +29,7 @@ import pytest
 from fim_server.cleanup import RULES, CleanupTrace, clean_edit
 from fim_server.cleanup.chain import FIT_TO_LINE, NOTHING_NEW, REPEATS_NEXT_LINES, SYNTAX_CHECK
 from fim_server.context import build_context
-from fim_server.languages import LANGUAGES
+from fim_server.context.languages import LANGUAGES
 
 GOLDEN = Path(__file__).parent / "golden"
 CURSOR = "<|>"

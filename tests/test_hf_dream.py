@@ -19,7 +19,7 @@ from hf_reference import (
 
 from fim_server.backends import BackendSpec, InfillRequest, resolve_kind
 from fim_server.backends.hf.backend import DiffusionBackend
-from fim_server.backends.hf.decoding import Settings, decode_bidirectional
+from fim_server.backends.hf.decoding import DecodeCall, decode_bidirectional
 
 IDS = [151665, 70, 71, 72, 73, 151666, 151666, 151666, 74, 75, 151643]
 
@@ -61,7 +61,7 @@ def test_exact_path_equals_plain_loop_with_shifted_logits(folder: Path) -> None:
     single_line = True
     backend = _backend(folder, refresh_every_pass=True)
     prompt = backend.prompt("def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n")
-    settings = Settings(0.5, single_line, backend._is_line_end, lambda: False)
+    settings = DecodeCall(0.5, single_line, backend._is_line_end, lambda: False)
     ours = decode_bidirectional(
         backend.model, prompt, 16, backend.folder.special, settings, shifted=True, block=32,
         device=torch.device("cpu"), refresh_every_pass=True,

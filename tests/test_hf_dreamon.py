@@ -108,11 +108,11 @@ class ScriptedTheirs:
 def test_middle_grows_on_expand_and_shrinks_on_end_of_text() -> None:
     import torch
 
-    from fim_server.backends.hf.decoding import Settings, decode_variable_length
+    from fim_server.backends.hf.decoding import DecodeCall, decode_variable_length
     from fim_server.backends.hf.family import Prompt, SpecialTokens
 
     special = SpecialTokens(mask=MASK, bos=151665, eos=EOS, stops=frozenset({EOS}), expand=EXPAND)
-    settings = Settings(0.5, False, lambda _: False, lambda: False)
+    settings = DecodeCall(0.5, False, lambda _: False, lambda: False)
     ours_model = ScriptedOurs()
     ours = decode_variable_length(
         ours_model, Prompt(BEFORE, AFTER), 16, 4, special, settings, device=torch.device("cpu")

@@ -301,7 +301,7 @@ def test_complete_takes_a_recipe_and_a_threshold(tmp_path: Path) -> None:
 
 
 def test_recipe_setting_is_checked_and_reaches_the_backend_spec() -> None:
-    from fim_server.settings import UserSettings, apply_settings, backend_spec
+    from fim_server.config.settings import UserSettings, apply_settings, backend_spec
 
     update = apply_settings(UserSettings(), {"fim": {"recipe": "llada-official"}})
     assert not update.errors

@@ -3,7 +3,8 @@ be imported at run time: every `import` counts, also one inside a function or un
 TYPE_CHECKING, because each is an arrow a reader has to follow.
 
 The layering it checks: `fim_model` is a library (the network, its decoding, its training)
-that knows nothing of the server, and neither the packages nor their modules form a loop.
+that knows nothing of the server; the server's folders are layers (`LAYERS`) and none
+imports a layer above its own; and neither the packages nor their modules form a loop.
 
     python tests/test_import_graph.py   prints the package and module arrows and loops
 """
@@ -51,7 +52,7 @@ def _imported(module: str, path: Path, node: ast.Import | ast.ImportFrom, known:
 
 def module_arrows() -> dict[str, set[str]]:
     """module -> the modules of the packages it imports (each resolved to the longest
-    known module name: `fim_server.languages.parse` is `fim_server.languages`)."""
+    known module name: `fim_server.context.languages.parse` is `fim_server.context.languages`)."""
     files = module_files()
     known = set(files)
     arrows: dict[str, set[str]] = {m: set() for m in files}
@@ -112,6 +113,64 @@ def loops(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+# The server's layers, bottom first: a module may import its own layer and those below.
+# Each entry names modules by prefix (a folder, or one module of it). The defaults sit
+# under everything; the user settings sit above the backends, whose kinds and recipes
+# they check; context and backends know nothing of each other, nor does cleanup of the
+# backends; the modules at the top level (the pipeline and what it holds) tie them
+# together; the LSP and the command line are the entry points.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("fim_server.config.defaults",),
+    ("fim_server.context", "fim_server.backends"),
+    ("fim_server.cleanup", "fim_server.config"),
+    (
+        "fim_server.cache",
+        "fim_server.completion",
+        "fim_server.debounce",
+        "fim_server.stats",
+        "fim_server.pipeline",
+        "fim_server.model_host",
+        "fim_server.engine",
+        "fim_server.eval",
+    ),
+    ("fim_server.lsp", "fim_server.cli", "fim_server.__main__", "fim_server.train"),
+)
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of a server module: its longest matching prefix in LAYERS (None: the
+    package's own __init__, which imports nothing, or a module of another package)."""
+    best: tuple[int, int] | None = None
+    for rank, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                if best is None or len(prefix) > best[0]:
+                    best = (len(prefix), rank)
+    return best[1] if best is not None else None
+
+
+def upward_arrows(arrows: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} -> {target}"
+        for module, targets in arrows.items()
+        for target in targets
+        if (low := layer_of(module)) is not None
+        and (high := layer_of(target)) is not None
+        and high > low
+    )
+
+
+def test_every_server_module_has_a_layer() -> None:
+    unplaced = [
+        m for m in module_arrows() if m.startswith("fim_server.") and layer_of(m) is None
+    ]
+    assert unplaced == []
+
+
+def test_nothing_imports_a_layer_above_its_own() -> None:
+    assert upward_arrows(module_arrows()) == []
+
+
 def test_the_model_imports_nothing_of_the_server() -> None:
     arrows = module_arrows()
     upward = sorted(
@@ -139,8 +198,13 @@ def test_the_graph_reader_finds_arrows_and_loops() -> None:
     answer above is not a reader that sees nothing) and finds a loop where there is one."""
     arrows = module_arrows()
     assert "fim_model" in arrows["fim_server.backends.embedded"]
-    assert "fim_server.languages" in arrows["fim_server.context"]
+    assert "fim_server.context.languages" in arrows["fim_server.context.context"]
     assert loops({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    # An arrow from the context to the pipeline would be one up.
+    assert upward_arrows({"fim_server.context.window": {"fim_server.pipeline"}}) == [
+        "fim_server.context.window -> fim_server.pipeline"
+    ]
+    assert layer_of("fim_server.config.defaults") == 0 < layer_of("fim_server.config.settings")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from fim_server.documents import Document
-from fim_server.server import InvalidRequest, cursor_offset
+from fim_server.context.documents import Document
+from fim_server.lsp.server import InvalidRequest, cursor_offset
 
 # The model loads once per module: the client fixture and its tests share one event loop.
 module_loop = pytest.mark.asyncio(loop_scope="module")

@@ -21,8 +21,9 @@ from wire import (
 
 from fim_server.cache import CompletionCache
 from fim_server.completion import Completion
-from fim_server.crossfile import MAX_INDEXED_CHARS
-from fim_server.documents import (
+from fim_server.config.settings import UserSettings
+from fim_server.context.crossfile import MAX_INDEXED_CHARS
+from fim_server.context.documents import (
     RECENT_CLOSED_CHARS,
     TREE_BUDGET_CHARS,
     DocumentStore,
@@ -30,8 +31,7 @@ from fim_server.documents import (
     TextChange,
     _SlicedParse,
 )
-from fim_server.languages import LANGUAGES, parse
-from fim_server.settings import UserSettings
+from fim_server.context.languages import LANGUAGES, parse
 
 
 def large_text(chars: int, serial: int) -> str:

@@ -22,14 +22,14 @@ from fim_model.masks import group_mask, token_groups, two_copy_mask
 from fim_model.sampler import SamplerSettings, StopTokens, generate_candidates
 from fim_model.tokenizer import CodeTokenizer, SpecialIds
 from fim_model.transformer import Decoder, KVCache, ModelConfig, Transformer
-from fim_server.languages import syntax_root
+from fim_server.context.languages import syntax_root
 
 SPECIAL = SpecialIds(pad=0, mask=1, fim_suffix=2, fim_prefix=3, fim_middle=4, end_of_middle=5)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    # As the server runs the model (fim_server.defaults.THREADS): on a busy machine, more
+    # As the server runs the model (fim_server.config.defaults.THREADS): on a busy machine, more
     # threads make each of these small operations wait for the others, many times slower.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

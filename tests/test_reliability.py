@@ -31,8 +31,8 @@ from wire import (
     scripted_engine,
 )
 
-from fim_server.server import create_server
-from fim_server.transport import serve_tcp_async
+from fim_server.lsp.server import create_server
+from fim_server.lsp.transport import serve_tcp_async
 
 URI = "file:///tmp/fim-test/a.py"
 TEXT = "def f(a, b):\n    return a +\n"
@@ -491,8 +491,8 @@ async def test_a_position_inside_a_surrogate_pair_never_gets_a_range_inside_it()
 
 
 def test_a_keystroke_on_a_200k_character_line_costs_no_more_than_on_a_normal_line() -> None:
-    from fim_server.documents import DocumentStore, Position, TextChange
-    from fim_server.settings import UserSettings
+    from fim_server.config.settings import UserSettings
+    from fim_server.context.documents import DocumentStore, Position, TextChange
 
     engine = scripted_engine()
     engine.configure(UserSettings(debounce_ms=0, cross_file=False))
@@ -523,8 +523,8 @@ def test_a_keystroke_on_a_200k_character_line_costs_no_more_than_on_a_normal_lin
 
 
 def test_the_cross_file_index_is_bounded_and_pruned_when_documents_close() -> None:
-    from fim_server.crossfile import MAX_INDEXED_CHARS, MAX_INDEXED_DOCUMENTS
-    from fim_server.settings import UserSettings
+    from fim_server.config.settings import UserSettings
+    from fim_server.context.crossfile import MAX_INDEXED_CHARS, MAX_INDEXED_DOCUMENTS
 
     engine = scripted_engine(cache_size=0)
     engine.configure(UserSettings(debounce_ms=0, cross_file=True))
@@ -552,7 +552,7 @@ def test_the_cross_file_index_is_bounded_and_pruned_when_documents_close() -> No
 
 
 def test_the_token_count_memo_is_bounded_by_entries_and_characters() -> None:
-    from fim_server.window import LineTokenCounter
+    from fim_server.context.window import LineTokenCounter
 
     counted: list[str] = []
     memo = LineTokenCounter(lambda text: counted.append(text) or len(text), max_chars=100_000)
@@ -626,8 +626,8 @@ async def test_soak_typing_with_cancels_answers_every_request_and_memory_stays_f
 
 
 def test_a_5_mb_document_is_completed_without_keeping_its_parse_tree() -> None:
+    from fim_server.config.settings import UserSettings
     from fim_server.context import Mode
-    from fim_server.settings import UserSettings
 
     engine = scripted_engine()
     engine.configure(UserSettings(debounce_ms=0, cross_file=False))
@@ -684,7 +684,7 @@ def test_engine_sessions_share_one_model_and_nothing_else() -> None:
     assert first.backend is second.backend is model
     first.documents.open(URI, TEXT, "python")
     assert second.documents.get(URI) is None
-    from fim_server.settings import UserSettings
+    from fim_server.config.settings import UserSettings
 
     first.configure(UserSettings(enable=False))
     assert second.user_settings.enable

@@ -575,7 +575,7 @@ def test_nothing_connects_without_a_remote_backend() -> None:
 
 
 def test_backend_settings_replace_the_command_line_parts_they_name() -> None:
-    from fim_server.settings import UserSettings, apply_settings, backend_spec
+    from fim_server.config.settings import UserSettings, apply_settings, backend_spec
 
     base = BackendSpec(kind="openai", endpoint="http://a:1", timeout_ms=900)
     payload = {
@@ -597,7 +597,7 @@ def test_backend_settings_replace_the_command_line_parts_they_name() -> None:
 
 
 def test_bad_backend_settings_keep_the_previous_values() -> None:
-    from fim_server.settings import UserSettings, apply_settings
+    from fim_server.config.settings import UserSettings, apply_settings
 
     current = UserSettings(backend="openai")
     update = apply_settings(

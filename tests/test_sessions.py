@@ -14,10 +14,10 @@ from test_reliability import TcpClient, error_code, tcp_server
 from wire import ScriptedModel, did_open, initialize, inline, notification, request, scripted_engine
 
 from fim_server.backends import BackendError, BackendSpec, Infill, InfillRequest
+from fim_server.config.settings import UserSettings
 from fim_server.context import ContextSettings
 from fim_server.engine import Engine, EngineSettings
 from fim_server.model_host import ModelHost
-from fim_server.settings import UserSettings
 
 TEXT = "def f(a, b):\n    return a +\n"
 ALPHA = BackendSpec(kind="openai", endpoint="http://127.0.0.1:9/alpha", remote_model="alpha")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fim_server.settings import SETTING_KEYS, UserSettings, apply_settings
+from fim_server.config.settings import SETTING_KEYS, UserSettings, apply_settings
 
 
 def test_defaults() -> None:

@@ -15,8 +15,8 @@ from typing import Any
 from fim_server.backends import Backend, Infill, InfillCancelled, InfillRequest
 from fim_server.context import ContextSettings
 from fim_server.engine import Engine, EngineSettings
-from fim_server.server import create_server
-from fim_server.transport import FrameReader, Session
+from fim_server.lsp.server import create_server
+from fim_server.lsp.transport import FrameReader, Session
 
 
 @dataclass

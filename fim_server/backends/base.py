@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .. import defaults
+from ..config import defaults
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import torch
 
 from fim_model import EMBEDDED_CHECKPOINT, DecodingCancelled, InfillModel, SamplerSettings
 
-from .. import defaults
+from ..config import defaults
 from .base import Backend, BackendError, BackendSpec, Infill, InfillCancelled, InfillRequest
 
 

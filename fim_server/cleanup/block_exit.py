@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..context import CompletionContext
-from ..languages import LanguageSpec
+from ..context.languages import LanguageSpec
 from .blocks import continues_statement, nesting_tokens
 from .rule import Rule, Stream
 from .text import language_spec

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ..languages import LanguageSpec
+from ..context.languages import LanguageSpec
 from .text import CLOSER_TOKEN
 
 

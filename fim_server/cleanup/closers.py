@@ -5,7 +5,7 @@ part of `fit to line`. Golden: tests/golden/closers.txt, tests/golden/brackets_b
 from __future__ import annotations
 
 from ..context import CompletionContext
-from ..modes import only_closers
+from ..context.modes import only_closers
 from .brackets import scan_for
 from .line_suffix import drop_suffix_overlap
 from .rule import Edit

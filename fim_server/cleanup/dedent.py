@@ -6,7 +6,7 @@ brackets). Golden: tests/golden/blocks.txt, tests/golden/brackets_block.txt.
 from __future__ import annotations
 
 from ..context import CompletionContext
-from ..languages import LanguageSpec
+from ..context.languages import LanguageSpec
 from .blocks import BRACE_CONTINUATION, CONTINUATIONS, continues_statement, nesting_depth
 from .brackets import scan_brackets
 from .rule import Rule, Stream

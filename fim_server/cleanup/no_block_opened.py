@@ -5,7 +5,7 @@ signature) whose first line opens none is that line. Golden: tests/golden/line_o
 from __future__ import annotations
 
 from ..context import CompletionContext
-from ..modes import BLOCK_MAY_OPEN
+from ..context.modes import BLOCK_MAY_OPEN
 from .blocks import opens_block
 from .newline import cut_at_newline
 from .rule import Rule, Stream

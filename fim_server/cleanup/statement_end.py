@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..context import CompletionContext
-from ..modes import only_closers
+from ..context.modes import only_closers
 from .rule import Edit
 from .text import indent_of, squeeze
 

@@ -11,7 +11,7 @@ from functools import cache
 import tree_sitter
 
 from ..context import CompletionContext
-from ..languages import LANGUAGES, LanguageSpec, parse
+from ..context.languages import LANGUAGES, LanguageSpec, parse
 from .rule import Edit
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from ..context import CompletionContext
-from ..languages import LANGUAGES, LanguageSpec
+from ..context.languages import LANGUAGES, LanguageSpec
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}

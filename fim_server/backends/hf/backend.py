@@ -25,8 +25,8 @@ from .checkpoint import (
     scan_weights,
 )
 from .decoding import (
+    DecodeCall,
     Decoded,
-    Settings,
     decode_bidirectional,
     decode_block_causal,
     decode_variable_length,
@@ -272,7 +272,7 @@ class DiffusionBackend(Backend):
                 block=self.family.block_size(self.folder.config),
             )  # fmt: skip
             return decode_recipe(run, self.recipe, prompt, max_tokens)
-        settings = Settings(self.threshold, single_line, self._is_line_end, should_cancel)
+        settings = DecodeCall(self.threshold, single_line, self._is_line_end, should_cancel)
         if self.family.variable_length:
             return decode_variable_length(
                 self.model, prompt, max_tokens, INITIAL_MASKS, special, settings,

@@ -51,7 +51,10 @@ class Decoded:
 
 
 @dataclass(frozen=True)
-class Settings:
+class DecodeCall:
+    """What one decode is asked (per call, not a settings type: the backend's settings
+    are its BackendSpec)."""
+
     threshold: float
     single_line: bool
     is_line_end: Callable[[int], bool]  # the token's text holds a line break
@@ -71,7 +74,9 @@ def pick(
     return chosen, tokens, confidence
 
 
-def settled(middle: list[int], mask: int, stops: frozenset[int], settings: Settings) -> int | None:
+def settled(
+    middle: list[int], mask: int, stops: frozenset[int], settings: DecodeCall
+) -> int | None:
     """How many middle tokens are final once the middle needs no more passes, else None."""
     for i, token in enumerate(middle):
         if token == mask:
@@ -94,7 +99,7 @@ def _result(middle: list[int], conf: list[float], special: SpecialTokens, passes
     return Decoded(kept, kept_conf, passes)
 
 
-def _check(settings: Settings) -> None:
+def _check(settings: DecodeCall) -> None:
     if settings.should_cancel():
         raise InfillCancelled("cancelled between passes")
 
@@ -104,7 +109,7 @@ def decode_bidirectional(
     prompt: Prompt,
     length: int,
     special: SpecialTokens,
-    settings: Settings,
+    settings: DecodeCall,
     *,
     shifted: bool,
     block: int,
@@ -155,7 +160,7 @@ def decode_block_causal(
     prompt: Prompt,
     length: int,
     special: SpecialTokens,
-    settings: Settings,
+    settings: DecodeCall,
     *,
     block: int,
     device: torch.device,
@@ -214,7 +219,7 @@ def decode_variable_length(
     max_length: int,
     initial: int,
     special: SpecialTokens,
-    settings: Settings,
+    settings: DecodeCall,
     *,
     device: torch.device,
 ) -> Decoded:

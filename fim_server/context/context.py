@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import tree_sitter
 
-from . import defaults
+from ..config import defaults
 from .crossfile import CrossFileIndex, Source, format_snippets, query_text
 from .documents import line_start_at
 from .languages import parse

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .cleanup import is_degenerate
+from .degenerate import is_degenerate
 
 # Backends that cannot tell their confidence are judged on the post-processing signals
 # alone.

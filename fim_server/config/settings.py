@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..backends import KINDS, BackendSpec
+from ..backends.hf.recipes import RECIPE_NAMES
 from . import defaults
-from .backends import KINDS, BackendSpec
-from .backends.hf.recipes import RECIPE_NAMES
 
 # LSP key -> (field name, accepted type, can be null, minimum)
 _KEYS: dict[str, tuple[str, type, bool, int | None]] = {

@@ -23,7 +23,7 @@ from fim_server.cleanup.newline import cut_at_newline
 from fim_server.cleanup.repeated_suffix_lines import drop_repeated_suffix_lines
 from fim_server.cleanup.trailing_blank import strip_trailing_blank
 from fim_server.context import ContextSettings, Mode, build_context
-from fim_server.languages import LANGUAGES, parse
+from fim_server.context.languages import LANGUAGES, parse
 
 
 def count_words(text: str) -> int:

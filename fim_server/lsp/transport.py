@@ -35,7 +35,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
-from . import defaults
+from ..config import defaults
 
 logger = logging.getLogger(__name__)
 

@@ -29,12 +29,19 @@ from pygls.protocol.json_rpc import (
     JsonRPCResponseMessage,
 )
 
-from . import __version__
-from .completion import Completion
-from .documents import Document, Position, PositionError, TextChange, line_start_at, units_of
-from .engine import Engine
-from .settings import SETTING_KEYS, apply_settings, backend_spec
-from .stats import EngineStats
+from .. import __version__
+from ..completion import Completion
+from ..config.settings import SETTING_KEYS, apply_settings, backend_spec
+from ..context.documents import (
+    Document,
+    Position,
+    PositionError,
+    TextChange,
+    line_start_at,
+    units_of,
+)
+from ..engine import Engine
+from ..stats import EngineStats
 
 logger = logging.getLogger(__name__)
 
