@@ -53,10 +53,10 @@ from typing_replay import (
 
 from fim_server.backends import Backend, BackendSpec, gguf, load_backend
 from fim_server.backends.remote import CHARS_PER_TOKEN
+from fim_server.cleanup import CleanupTrace, RuleStep, clean_edit, strip_special_tokens
 from fim_server.context import CompletionContext, ContextSettings, Literal, Mode, build_context
 from fim_server.eval.tasks import BENCHMARKS, SUITES, Task, load_suite, normalise, spread
 from fim_server.pipeline import infill_request
-from fim_server.postprocess import CleanupTrace, RuleStep, clean_edit, strip_special_tokens
 from fim_server.window import CountTokens, build_window
 
 

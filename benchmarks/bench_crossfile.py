@@ -37,10 +37,10 @@ from typing_replay import (
 )
 
 from fim_server.backends import BackendSpec, gguf, load_backend
+from fim_server.cleanup import clean_edit
 from fim_server.context import ContextSettings, Mode, build_context
 from fim_server.crossfile import CrossFileIndex, Source
 from fim_server.pipeline import CROSS_FILE_DOCUMENTS
-from fim_server.postprocess import clean_edit
 
 
 @dataclass

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .postprocess import is_degenerate
+from .cleanup import is_degenerate
 
 # Backends that cannot tell their confidence are judged on the post-processing signals
 # alone.
@@ -34,7 +34,7 @@ UNKNOWN_CONFIDENCE = 1.0
 # a ban).
 LOOP_FACTOR = 0.5
 # A unit of 2-12 characters with a letter in it, three times in a row. Long loops are
-# already dropped by postprocess.is_degenerate; these are short enough to survive it.
+# already dropped by cleanup's `degenerate` rule; these are short enough to survive it.
 # The letter keeps number and separator runs (0x00000000, `# ------`) out.
 _REPEATED = re.compile(r"(.{2,12}?)\1{2,}")
 

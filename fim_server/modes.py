@@ -16,7 +16,7 @@
 - rest of line: other code after the cursor on its line (`foo(a|) + 1`);
 - single line: the cursor ends its line anywhere else (`total = a +|`, the top level).
 
-A block's `block_indent` says how far it may run (postprocess cuts the rest): lines after
+A block's `block_indent` says how far it may run (the cleanup cuts the rest): lines after
 the first must be indented at least that much. A block started mid-line (the last three
 cases) continues the cursor's statement: `block_indent` is one more than the cursor line's
 indentation, so the next statement at that level ends it. Inside comments and strings only
@@ -77,7 +77,7 @@ _ONLY_CLOSERS = re.compile(r"\s*[)\]}\"'`]+[;,:]?\s*")
 _WORDS_ONLY = re.compile(r"\s*[A-Za-z_]\w*(?:\s+[A-Za-z_]\w*)*\s*")
 _BRACKETS = {"(": ")", "[": "]", "{": "}"}
 # The reason of a block asked for where the cursor's line may open one (a signature, `get
-# x()`, an arrow, `if ...`): postprocess keeps the lines after the first only when the
+# x()`, an arrow, `if ...`): the cleanup keeps the lines after the first only when the
 # model's first line does open a block, else the answer is the line.
 BLOCK_MAY_OPEN = "the line may open a block"
 # Python statements whose header ends with the colon that opens their body.

@@ -5,7 +5,7 @@
 `Pipeline.prepare` answers from the cache or builds the context (context.py, which
 holds the window and the other files' chunks) and the request for the backend;
 `Pipeline.infill` runs the backend on its worker thread, cleans each middle up
-(postprocess.py) and scores it (gate.py); `Pipeline.answer` applies the confidence gate
+(cleanup/) and scores it (gate.py); `Pipeline.answer` applies the confidence gate
 and hands the answer out. The engine (engine.py) decides when each step runs: the
 session, its backend, supersession and the debounce.
 """
@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from . import gate
 from .backends import Backend, BackendError, Infill, InfillCancelled, InfillRequest
 from .cache import CompletionCache
+from .cleanup import Edit, clean_edit, completion_done
 from .completion import Candidate, Completion
 from .context import (
     CompletionContext,
@@ -34,15 +35,6 @@ from .context import (
 )
 from .documents import DocumentStore
 from .languages import LANGUAGES, LanguageSpec, language_from_path, resolve_language
-from .postprocess import (
-    Edit,
-    block_cut_at_dedent,
-    block_not_opened,
-    clean_edit,
-    cut_at_block_exit,
-    match_indentation,
-    unfinished_line_may_stay,
-)
 from .settings import UserSettings
 from .stats import EngineStats
 
@@ -87,29 +79,6 @@ def infill_request(
         extra_chunks=ctx.extra_chunks,
         done=lambda text: completion_done(text, ctx),
     )
-
-
-def completion_done(text: str, ctx: CompletionContext) -> bool:
-    """Whether post-processing will cut `text` (a streamed answer so far) whatever comes
-    next, so the stream can be closed: the same cuts as postprocess.clean_edit. The
-    backend is handed it as `InfillRequest.done`."""
-    if ctx.mode.is_line or block_not_opened(text, ctx):
-        return "\n" in text  # cut_at_newline
-    # Whole lines only: a dedented line may still belong to the block (`});` closing it,
-    # Python's `else:`), and `en` may be the start of `end` or of `enumerate`.
-    whole = match_indentation(text, ctx.indent_unit)
-    lines = whole[: whole.rfind("\n") + 1]
-    if not lines:
-        return False
-    if block_cut_at_dedent(lines, ctx).rstrip("\n") != lines.rstrip("\n"):
-        return True  # a line that left the block has been written
-    last = whole[len(lines) :]
-    if last.strip() and block_cut_at_dedent(whole, ctx) != whole:
-        # A dedented line has begun (its indent is known): done unless it may still be one
-        # that stays.
-        return not unfinished_line_may_stay(last, ctx)
-    spec = LANGUAGES.get(ctx.language) if ctx.language else None
-    return spec is not None and cut_at_block_exit(lines, spec) != lines
 
 
 def _document_newlines(text: str, document: str) -> str:

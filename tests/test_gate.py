@@ -75,7 +75,7 @@ def test_a_looping_answer_scores_lower_than_the_same_confidence_without_a_loop()
         "ss.util.s.s.s.s.s.s",  # short loops the embedded model wrote in the typing replay
         "#define XT_MAX_C_C_C_C_C_C",
         "self: str, t: str, t: str, t: str,",
-        "_self" * 30,  # long enough for postprocess.is_degenerate
+        "_self" * 30,  # long enough for the cleanup's `degenerate` rule
     ],
 )
 def test_loops_are_recognised(text: str) -> None:

@@ -5,6 +5,8 @@ server offers (no model: the raw text stands in for it).
 File format (plain text, readable as it is):
 
     # Rule: what the file checks.            comment lines before the first case
+    # Rules: cut at dedent, fit to line      the cleanup rules it pins (trace names): each
+                                             changes the text in at least one case
     # Languages: python javascript ...       each must have at least one case
     === javascript: what this case shows     a case: language and title
     --- document                             the document; <|> marks the cursor
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from fim_server.cleanup import RULES, CleanupTrace, clean_edit
+from fim_server.cleanup.chain import FIT_TO_LINE, NOTHING_NEW, REPEATS_NEXT_LINES, SYNTAX_CHECK
 from fim_server.context import build_context
 from fim_server.languages import LANGUAGES
-from fim_server.postprocess import clean_edit
 
 GOLDEN = Path(__file__).parent / "golden"
 CURSOR = "<|>"
@@ -50,6 +53,7 @@ class Case:
 class RuleFile:
     name: str
     languages: list[str]
+    rules: list[str]
     cases: list[Case]
 
 
@@ -62,6 +66,7 @@ def _section_text(name: str, lines: list[str]) -> str:
 
 def parse_rule_file(path: Path) -> RuleFile:
     languages: list[str] = []
+    rules: list[str] = []
     cases: list[Case] = []
     section: str | None = None
     lines: list[str] = []
@@ -82,10 +87,12 @@ def parse_rule_file(path: Path) -> RuleFile:
         elif not cases:
             if line.lower().startswith("# languages:"):
                 languages = line.split(":", 1)[1].split()
+            elif line.lower().startswith("# rules:"):
+                rules = [rule.strip() for rule in line.split(":", 1)[1].split(",")]
         else:
             lines.append(line)
     close_section()
-    return RuleFile(path.stem, languages, cases)
+    return RuleFile(path.stem, languages, rules, cases)
 
 
 RULE_FILES = [parse_rule_file(path) for path in sorted(GOLDEN.glob("*.txt"))]
@@ -99,6 +106,37 @@ def test_every_rule_file_covers_its_languages() -> None:
         assert set(rule.languages) <= set(LANGUAGES), rule.name
         covered = {case.language for case in rule.cases}
         assert set(rule.languages) <= covered, (rule.name, set(rule.languages) - covered)
+
+
+# What a golden file may pin: the modes' rules and the edit stage's steps, by trace name.
+RULE_NAMES = {rule.name for rules in RULES.values() for rule in rules} | {
+    FIT_TO_LINE,
+    NOTHING_NEW,
+    REPEATS_NEXT_LINES,
+    SYNTAX_CHECK,
+}
+
+
+def context_of(case: Case):
+    marked = case.sections["document"]
+    offset = marked.index(CURSOR)
+    text = marked.replace(CURSOR, "")
+    return build_context(text, offset, lambda t: len(t.split()), language=case.language)
+
+
+def test_every_rule_file_pins_rules_that_act_in_it() -> None:
+    """Each golden file names the rules it pins (the rule modules name it back), and each
+    of them changes the model's text in at least one of its cases: a rule whose cases no
+    longer reach it is not pinned by them."""
+    for rule_file in RULE_FILES:
+        assert rule_file.rules, f"{rule_file.name}: no '# Rules:' line"
+        assert set(rule_file.rules) <= RULE_NAMES, set(rule_file.rules) - RULE_NAMES
+        acted: set[str] = set()
+        for case in rule_file.cases:
+            trace = CleanupTrace()
+            clean_edit(case.sections["model"], context_of(case), trace)
+            acted |= {step.rule for step in trace.steps}
+        assert set(rule_file.rules) <= acted, (rule_file.name, set(rule_file.rules) - acted)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

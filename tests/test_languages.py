@@ -7,16 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from fim_server.cleanup import Edit, SyntaxCheck, clean_edit
+from fim_server.cleanup.block_exit import cut_at_block_exit
+from fim_server.cleanup.indentation import match_indentation
+from fim_server.cleanup.repeated_suffix_lines import drop_repeated_suffix_lines
 from fim_server.context import ContextSettings, Literal, Mode, build_context, decide_mode
 from fim_server.languages import LANGUAGES, language_from_path, parse, resolve_language
-from fim_server.postprocess import (
-    Edit,
-    SyntaxCheck,
-    clean_edit,
-    cut_at_block_exit,
-    drop_repeated_suffix_lines,
-    match_indentation,
-)
 
 
 def count_words(text: str) -> int:

@@ -7,24 +7,23 @@ from dataclasses import replace
 
 import pytest
 
-from fim_server.context import ContextSettings, Mode, build_context
-from fim_server.languages import LANGUAGES, parse
-from fim_server.pipeline import completion_done
-from fim_server.postprocess import (
+from fim_server.cleanup import (
     CleanupTrace,
     Edit,
     SyntaxCheck,
     clean_edit,
-    cut_at_dedent,
-    cut_at_newline,
-    drop_repeated_suffix_lines,
-    drop_suffix_overlap,
+    completion_done,
     is_degenerate,
-    scan_brackets,
     strip_special_tokens,
-    strip_trailing_blank,
-    trim_suffix_start,
 )
+from fim_server.cleanup.brackets import scan_brackets
+from fim_server.cleanup.dedent import cut_at_dedent
+from fim_server.cleanup.line_suffix import drop_suffix_overlap, trim_suffix_start
+from fim_server.cleanup.newline import cut_at_newline
+from fim_server.cleanup.repeated_suffix_lines import drop_repeated_suffix_lines
+from fim_server.cleanup.trailing_blank import strip_trailing_blank
+from fim_server.context import ContextSettings, Mode, build_context
+from fim_server.languages import LANGUAGES, parse
 
 
 def count_words(text: str) -> int:
