@@ -246,7 +246,8 @@ def extend_spread(tasks: list[Task], limit: int | None, kept: set[str]) -> list[
     first = [task for task in tasks if task.task_id in kept]
     others = [task for task in tasks if task.task_id not in kept]
     wanted = len(tasks) if limit is None else max(limit - len(first), 0)
-    chosen = {task.task_id for task in first + spread(others, wanted)}
+    extra = spread(others, wanted) if wanted else []
+    chosen = {task.task_id for task in first + extra}
     return [task for task in tasks if task.task_id in chosen]
 
 
