@@ -2,7 +2,10 @@
 answers, and how many right answers it throws away.
 
 For each task of the eval suites (benchmarks/data: HumanEval-Infilling and SAFIM, both
-Python; `--limit` per suite, an even spread), the backend answers the context fim-server
+Python; `--limit` per suite, an even spread) and, with `--outside-lines N`, N code lines
+per language of the held-out outside projects (benchmarks/data/outside/check: each line
+emptied after its indentation, as in the typing replay, rows picked by its
+`typable_lines`), the backend answers the context fim-server
 builds (window, mode, budget), and `clean_edit` runs on that answer with a trace of every
 rule that changed it. Two decisions taken before the model runs are scored the same way,
 by also asking the backend what it writes without them:
@@ -19,7 +22,8 @@ endings, trailing spaces, surrounding blank lines). Prints, per rule and languag
 the rule kept, cut (shortened or changed) and dropped (nothing left); among the cut or
 dropped, how many were right before the rule touched them (lost) and how many wrong ones
 it made right or hid (saved); then per suite: raw right, pipeline right, and the raw right
-answers that came back empty or changed. Writes JSON (every task with its trace) and
+answers that came back empty or changed (the outside lines one row per language). Writes
+JSON (every task with its trace) and
 markdown.
 
     nice -n 10 .venv/bin/python benchmarks/bench_cleanup.py --limit 8 \
@@ -38,6 +42,14 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from typing_replay import (
+    DEFAULT_LANGUAGES,
+    HeldOutFile,
+    chosen_rows,
+    outside_files,
+    report_group,
+)
 
 from fim_server.backends import Backend, BackendSpec, gguf, load_backend
 from fim_server.backends.remote import CHARS_PER_TOKEN
@@ -74,6 +86,50 @@ class TaskRecord:
     steps: list[dict[str, Any]] = field(default_factory=list)
     asked: bool = True  # False: replayed from an earlier run's answers
     prompt: int = 0  # crc32 of the window the backend was shown
+
+
+OUTSIDE_SUITE = "outside"  # a suite name's start: "outside python", "outside go", ...
+OUTSIDE_SET = "check"  # the outside files no rule or gate was tuned on
+
+
+def outside_task(file: HeldOutFile, row: int) -> Task:
+    """The file with line `row` emptied after its indentation, the cursor there."""
+    lines = file.text.split("\n")
+    line = lines[row]
+    indent = len(line) - len(line.lstrip())
+    offset = sum(len(text) + 1 for text in lines[:row]) + indent
+    document = file.text[:offset] + file.text[offset + len(line) - indent :]
+    suite = f"{OUTSIDE_SUITE} {report_group(file.language)}"
+    return Task(f"{file.path}:{row + 1}", suite, document, offset, line[indent:])
+
+
+def outside_tasks(lines_per_language: int, seed: int) -> list[tuple[Task, str]]:
+    """`lines_per_language` lines of each language group (JavaScript with TypeScript, C
+    with C++), taken in turn from the group's files so no one file dominates; with each
+    task its file's language."""
+    groups: dict[str, list[HeldOutFile]] = defaultdict(list)
+    for file in outside_files(OUTSIDE_SET, list(DEFAULT_LANGUAGES), 1):
+        groups[report_group(file.language)].append(file)
+    picked: list[tuple[Task, str]] = []
+    for group in sorted(groups):
+        files = groups[group]
+        # A random sample of each file's share (the rows come back sorted: taking the
+        # first rows of a larger sample would favour the top of the files).
+        share = -(-lines_per_language // len(files))
+        rows = [chosen_rows(file, share, seed) for file in files]
+        taken = 0
+        for turn in range(share):
+            for file, file_rows in zip(files, rows, strict=True):
+                if turn < len(file_rows) and taken < lines_per_language:
+                    picked.append((outside_task(file, file_rows[turn]), file.language))
+                    taken += 1
+    return picked
+
+
+def is_single_line(task: Task) -> bool:
+    """Suites whose reference is one line: a block's first line is what a line request
+    would have written (greedy, the same prompt)."""
+    return task.suite == "humaneval-single" or task.suite.startswith(OUTSIDE_SUITE)
 
 
 def remote_count_tokens(text: str) -> int:
@@ -162,9 +218,8 @@ def score_task(
         trace.record("literal budget", raw.split("\n", 1)[0], answer.split("\n", 1)[0])
     edit = clean_edit(answer if ctx.mode is not Mode.NONE else raw, ctx, trace)
     raw_text = strip_special_tokens(raw)
-    if ctx.mode.is_line or ctx.mode is Mode.NONE or task.suite == "humaneval-single":
-        # A line request stops there; on the single-line suite a block's first line is
-        # what a line request would have written (greedy, the same prompt).
+    if ctx.mode.is_line or ctx.mode is Mode.NONE or is_single_line(task):
+        # A line request stops there; see is_single_line.
         raw_text = raw_text.split("\n", 1)[0]
     return TaskRecord(
         task.task_id,
@@ -185,6 +240,17 @@ def score_task(
     )
 
 
+def extend_spread(tasks: list[Task], limit: int | None, kept: set[str]) -> list[Task]:
+    """The tasks whose ids are in `kept`, then an even spread of the others up to `limit`,
+    in the suite's order: so a run grown from an earlier one reuses all its answers."""
+    first = [task for task in tasks if task.task_id in kept]
+    others = [task for task in tasks if task.task_id not in kept]
+    wanted = len(tasks) if limit is None else max(limit - len(first), 0)
+    extra = spread(others, wanted) if wanted else []
+    chosen = {task.task_id for task in first + extra}
+    return [task for task in tasks if task.task_id in chosen]
+
+
 def tally_rules(
     records: list[TaskRecord], tasks: dict[str, Task]
 ) -> dict[tuple[str, str], RuleTally]:
@@ -197,7 +263,7 @@ def tally_rules(
         touched = {step["rule"] for step in record.steps}
         for step_dict in record.steps:
             step = RuleStep(**step_dict)
-            tally = tallies[step.rule, record.language]
+            tally = tallies[step.rule, report_group(record.language)]
             right_before = is_right(task, step.before)
             right_after = bool(step.after.strip()) and is_right(
                 task, step.after, step.after_replace
@@ -211,7 +277,7 @@ def tally_rules(
             elif not right_before and (right_after or not step.after.strip()):
                 tally.saved += 1
         for rule in rules_seen - touched:
-            tallies[rule, record.language].kept += 1
+            tallies[rule, report_group(record.language)].kept += 1
     return dict(tallies)
 
 
@@ -262,10 +328,19 @@ def report(records: list[TaskRecord], tasks: dict[str, Task]) -> tuple[str, dict
     return "\n".join(lines), summary
 
 
+def mark_of(record: TaskRecord) -> str:
+    """Progress: right, a right answer lost, or wrong."""
+    return "=" if record.right else ("!" if record.raw_right else ".")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=gguf.DEFAULT_PACKAGED, help="backend model")
-    parser.add_argument("--suites", nargs="+", default=list(SUITES), choices=list(SUITES))
+    parser.add_argument("--suites", nargs="*", default=list(SUITES), choices=list(SUITES))
+    parser.add_argument(
+        "--outside-lines", type=int, default=0, help="lines per language of outside/check"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="which outside lines")
     parser.add_argument("--limit", type=int, default=8, help="tasks per suite")
     parser.add_argument("--limit-single", type=int, help="tasks of humaneval-single")
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
@@ -279,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--context-tokens", type=int, help="the backend's context, when it is not started"
+    )
+    parser.add_argument(
+        "--keep-replayed",
+        action="store_true",
+        help="with --replay: a suite's tasks are the replay's, then an even spread of the "
+        "others up to the limit (a larger spread alone would pick other tasks)",
     )
     args = parser.parse_args(argv)
 
@@ -302,15 +383,29 @@ def main(argv: list[str] | None = None) -> int:
         for suite in args.suites:
             single = suite == "humaneval-single" and args.limit_single
             limit = args.limit_single if single else args.limit
-            for task in spread(load_suite(BENCHMARKS, suite), limit):
+            suite_tasks = load_suite(BENCHMARKS, suite)
+            chosen = (
+                extend_spread(suite_tasks, limit, set(recorded))
+                if args.keep_replayed
+                else spread(suite_tasks, limit)
+            )
+            for task in chosen:
                 tasks[task.task_id] = task
                 record = score_task(
                     backend, settings, task, "python", count, recorded.get(task.task_id)
                 )
                 records.append(record)
-                mark = "=" if record.right else ("!" if record.raw_right else ".")
-                print(mark, end="", flush=True, file=sys.stderr)
+                print(mark_of(record), end="", flush=True, file=sys.stderr)
             print(f" {suite}", file=sys.stderr)
+        if args.outside_lines:
+            for task, language in outside_tasks(args.outside_lines, args.seed):
+                tasks[task.task_id] = task
+                record = score_task(
+                    backend, settings, task, language, count, recorded.get(task.task_id)
+                )
+                records.append(record)
+                print(mark_of(record), end="", flush=True, file=sys.stderr)
+            print(f" {OUTSIDE_SUITE}", file=sys.stderr)
     finally:
         close = getattr(backend, "close", None)
         if close is not None:

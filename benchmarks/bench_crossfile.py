@@ -3,9 +3,10 @@
 Repository-level cases from the outside projects (benchmarks/data/outside, both sets): in
 every project with two or more code files, seeded code lines of each file are emptied
 after their indentation (as in the typing replay) and the backend is asked to fill the
-line twice, on the same window: once with the chunks fim-server takes from the project's
-other files (as when they are open in the editor: `crossfile.py`, the engine's
-`CROSS_FILE_DOCUMENTS` nearest), once without. An answer is exact when the completed line
+line twice: once with the chunks fim-server takes from the project's other files (as when
+they are open in the editor: `crossfile.py`, the pipeline's `CROSS_FILE_DOCUMENTS`
+nearest; the chunks take their tokens from the prefix's budget, as in the engine), once
+without. An answer is exact when the completed line
 equals the original one (trailing blanks aside), after fim-server's clean-up. Cases where
 no chunk made it into the window ask the same twice and are counted once, apart.
 
@@ -20,27 +21,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench_cleanup import ask, remote_count_tokens
+from bench_cleanup import ask
 from typing_replay import (
     DEFAULT_LANGUAGES,
     OUTSIDE_SETS,
     HeldOutFile,
+    chosen_rows,
     outside_files,
     report_group,
-    typable_lines,
 )
 
 from fim_server.backends import BackendSpec, gguf, load_backend
 from fim_server.cleanup import clean_edit
 from fim_server.context import ContextSettings, Mode, build_context
 from fim_server.context.crossfile import CrossFileIndex, Source
-from fim_server.engine import CROSS_FILE_DOCUMENTS
+from fim_server.pipeline import CROSS_FILE_DOCUMENTS
 
 
 @dataclass
@@ -61,11 +61,6 @@ def project_of(file: HeldOutFile) -> str:
     return "/".join(file.path.split("/")[:3])  # outside/<set>/<owner>__<repo>
 
 
-def rows_of(file: HeldOutFile, lines: int, seed: int) -> list[int]:
-    rows = typable_lines(file.text, file.language)
-    return sorted(random.Random(f"{seed}:{file.path}").sample(rows, min(lines, len(rows))))
-
-
 def run_case(backend, settings, file: HeldOutFile, row: int, others: list[Source]) -> Case:
     lines = file.text.split("\n")
     line = lines[row]
@@ -78,7 +73,7 @@ def run_case(backend, settings, file: HeldOutFile, row: int, others: list[Source
         ctx = build_context(
             document,
             offset,
-            remote_count_tokens,
+            backend.count_tokens,  # as the engine counts: the loaded backend's measure
             settings,
             language=file.language,
             neighbours=neighbours,
@@ -153,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 others = [
                     Source(f"file:///{o.path}", o.text, 1) for o in members if o is not file
                 ][:CROSS_FILE_DOCUMENTS]
-                for row in rows_of(file, args.lines, args.seed):
+                for row in chosen_rows(file, args.lines, args.seed):
                     case = run_case(backend, settings, file, row, others)
                     cases.append(case)
                     mark = "+" if case.exact_with else "="

@@ -137,6 +137,10 @@ class SyntaxCheck:
         replaced = self._ctx.suffix[: edit.replace_chars].encode("utf-8")
         inserted = edit.text.encode("utf-8")
         damaged, to_the_end = self._window.damages(replaced, inserted, empty_blocks)
-        if damaged or not to_the_end or self._document is None:
+        if not to_the_end or self._document is None:
             return damaged
+        # Either way the whole document decides: the damage may only show beyond the
+        # window, and damage the window shows at its end may be its own cut (a header
+        # whose body is below closes a block whose closer the window left out; seen on
+        # gson's JsonObject.java, results/cleanup/qwen-0.5b-outside).
         return self._document.damages(replaced, inserted, empty_blocks)[0]
