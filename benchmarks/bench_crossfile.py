@@ -145,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             if len(members) < 2:
                 continue
             for file in members:
-                others = [
-                    Source(f"file:///{o.path}", o.text, 1) for o in members if o is not file
-                ][:CROSS_FILE_DOCUMENTS]
+                others = [Source(f"file:///{o.path}", o.text, 1) for o in members if o is not file][
+                    :CROSS_FILE_DOCUMENTS
+                ]
                 for row in chosen_rows(file, args.lines, args.seed):
                     case = run_case(backend, settings, file, row, others)
                     cases.append(case)

@@ -310,9 +310,7 @@ def test_the_stream_stops_at_the_same_line_as_the_clean_up() -> None:
     assert not completion_done("\n        return 1\n    elif x < 0:\n        return -1\n", ctx)
     assert completion_done("\n        return 1\n    print(x)\n", ctx)
     assert completion_done("\n        return 1\n    pr", ctx)  # no clause starts so
-    closer = build_context(
-        "items.forEach((x) => {})\n", 22, count_words, language="javascript"
-    )
+    closer = build_context("items.forEach((x) => {})\n", 22, count_words, language="javascript")
     assert not completion_done("\n  use(x);\n}", closer)  # `});` may follow: wait for it
     assert completion_done("\n  use(x);\n});\nnext();\n", closer)
 

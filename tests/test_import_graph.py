@@ -161,9 +161,7 @@ def upward_arrows(arrows: dict[str, set[str]]) -> list[str]:
 
 
 def test_every_server_module_has_a_layer() -> None:
-    unplaced = [
-        m for m in module_arrows() if m.startswith("fim_server.") and layer_of(m) is None
-    ]
+    unplaced = [m for m in module_arrows() if m.startswith("fim_server.") and layer_of(m) is None]
     assert unplaced == []
 
 
