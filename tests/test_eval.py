@@ -115,6 +115,7 @@ def test_spread_takes_tasks_from_the_whole_suite() -> None:
     picked = spread(tasks, 4)
     assert [t.task_id for t in picked] == ["0", "25", "50", "75"]
     assert spread(tasks, None) == tasks
+    assert spread(tasks, 0) == []  # no tasks asked for, none given (not a ZeroDivisionError)
 
 
 @pytest.mark.parametrize("suite", [s for s in SUITES if s != "safim-api"])

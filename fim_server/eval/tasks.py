@@ -123,6 +123,8 @@ def spread(tasks: list[Task], limit: int | None) -> list[Task]:
     the first N would test only a few problems)."""
     if limit is None or limit >= len(tasks):
         return tasks
+    if limit <= 0:  # a caller's share that rounded down to nothing (bench_spec --limit 1)
+        return []
     step = len(tasks) / limit
     return [tasks[int(i * step)] for i in range(limit)]
 
