@@ -30,7 +30,7 @@ class Completion:
     # Characters right after the cursor, on its line, that `text` replaces: the closing
     # brackets and quotes that a balanced completion already ends with.
     replace_chars: int = 0
-    # How sure the pipeline is of `text` (0-1): the confidence gate's score (gate.py),
+    # How sure the pipeline is of `text` (0-1): the confidence gate's score (cleanup/gate.py),
     # from the backend's own confidence and post-processing's signals.
     confidence: float | None = None
     model_confidence: float | None = None  # the backend's part; None when it cannot tell

@@ -2,10 +2,10 @@
 
     cache (typing-through) -> context -> cache -> backend -> post-processing -> gate -> answer
 
-`Pipeline.prepare` answers from the cache or builds the context (context.py, which
+`Pipeline.prepare` answers from the cache or builds the context (context/, which
 holds the window and the other files' chunks) and the request for the backend;
 `Pipeline.infill` runs the backend on its worker thread, cleans each middle up
-(cleanup/) and scores it (gate.py); `Pipeline.answer` applies the confidence gate
+(cleanup/) and scores it (cleanup/gate.py); `Pipeline.answer` applies the confidence gate
 and hands the answer out. The engine (engine.py) decides when each step runs: the
 session, its backend, supersession and the debounce.
 """

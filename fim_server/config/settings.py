@@ -74,7 +74,7 @@ class UserSettings:
     line_tokens: int = defaults.LINE_TOKENS  # budget of rest-of-line and single-line completions
     block_tokens: int = defaults.BLOCK_TOKENS  # budget of block (multi-line) completions
     cross_file: bool = True  # chunks of other open documents in front of the prefix
-    # Completions the confidence gate (gate.py) scores below this are not shown; 0 shows
+    # Completions the confidence gate (cleanup/gate.py) scores below this are not shown; 0 shows
     # every completion. None: the loaded backend's own default (gate.default_min_confidence).
     min_confidence: float | None = None
     # Completions offered at once, for the editor to cycle through (backends that decode
