@@ -47,6 +47,7 @@ from typing_replay import (
     DEFAULT_LANGUAGES,
     HeldOutFile,
     chosen_rows,
+    emptied_line,
     outside_files,
     report_group,
 )
@@ -94,13 +95,9 @@ OUTSIDE_SET = "check"  # the outside files no rule or gate was tuned on
 
 def outside_task(file: HeldOutFile, row: int) -> Task:
     """The file with line `row` emptied after its indentation, the cursor there."""
-    lines = file.text.split("\n")
-    line = lines[row]
-    indent = len(line) - len(line.lstrip())
-    offset = sum(len(text) + 1 for text in lines[:row]) + indent
-    document = file.text[:offset] + file.text[offset + len(line) - indent :]
+    document, offset, reference = emptied_line(file, row)
     suite = f"{OUTSIDE_SUITE} {report_group(file.language)}"
-    return Task(f"{file.path}:{row + 1}", suite, document, offset, line[indent:])
+    return Task(f"{file.path}:{row + 1}", suite, document, offset, reference)
 
 
 def outside_tasks(lines_per_language: int, seed: int) -> list[tuple[Task, str]]:

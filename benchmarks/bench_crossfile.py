@@ -32,6 +32,7 @@ from typing_replay import (
     OUTSIDE_SETS,
     HeldOutFile,
     chosen_rows,
+    emptied_line,
     outside_files,
     report_group,
 )
@@ -62,12 +63,7 @@ def project_of(file: HeldOutFile) -> str:
 
 
 def run_case(backend, settings, file: HeldOutFile, row: int, others: list[Source]) -> Case:
-    lines = file.text.split("\n")
-    line = lines[row]
-    indent = len(line) - len(line.lstrip())
-    offset = sum(len(t) + 1 for t in lines[:row]) + indent
-    document = file.text[:offset] + file.text[offset + len(line) - indent :]
-    reference = line[indent:]
+    document, offset, reference = emptied_line(file, row)
 
     def answer(neighbours: list[Source]) -> tuple[str, int, str]:
         ctx = build_context(
@@ -145,9 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             if len(members) < 2:
                 continue
             for file in members:
-                others = [Source(f"file:///{o.path}", o.text, 1) for o in members if o is not file][
-                    :CROSS_FILE_DOCUMENTS
-                ]
+                others = [Source(f"file:///{o.path}", o.text, 1) for o in members if o is not file]
+                others = others[:CROSS_FILE_DOCUMENTS]
                 for row in chosen_rows(file, args.lines, args.seed):
                     case = run_case(backend, settings, file, row, others)
                     cases.append(case)

@@ -33,21 +33,26 @@ EXAMPLE = ROOT / "examples" / "inventory.py"
 GENERATED = 8  # tokens per request: a typical single-line answer is 3-10
 
 
-def server(model: str, threads: int) -> ManagedServer:
-    binary = find_binary()
-    assert binary is not None, "llama-server not found"
-    path, _ = gguf.model_file(model)
-    s = ManagedServer(binary, path, threads=cpu_threads(), ctx_size=CTX_SIZE)
-    base = s.command
+class GenerationThreadsServer(ManagedServer):
+    """The managed server's command with `--threads` (generation) set, the rest as is."""
 
-    def command() -> list[str]:
-        args = base()
-        args[args.index("--threads") + 1] = str(threads)
+    def __init__(self, model: str, generation: int) -> None:
+        binary = find_binary()
+        assert binary is not None, "llama-server not found"
+        path, _ = gguf.model_file(model)
+        super().__init__(binary, path, threads=cpu_threads(), ctx_size=CTX_SIZE)
+        self.generation = generation
+
+    def command(self) -> list[str]:
+        args = super().command()
+        args[args.index("--threads") + 1] = str(self.generation)
         return args
 
-    s.command = command  # type: ignore[method-assign]
-    s.start()
-    return s
+
+def server(model: str, threads: int) -> ManagedServer:
+    started = GenerationThreadsServer(model, threads)
+    started.start()
+    return started
 
 
 def _busy() -> None:

@@ -222,6 +222,17 @@ def chosen_rows(file: HeldOutFile, lines: int, seed: int, consecutive: bool = Fa
     return sorted(pick.sample(rows, min(lines, len(rows))))
 
 
+def emptied_line(file: HeldOutFile, row: int) -> tuple[str, int, str]:
+    """`file` with line `row` emptied after its indentation (as an editor's auto-indent
+    leaves a new line): the document, the cursor's offset there, and the line's code."""
+    lines = file.text.split("\n")
+    line = lines[row]
+    indent = len(line) - len(line.lstrip())
+    offset = sum(len(text) + 1 for text in lines[:row]) + indent
+    document = file.text[:offset] + file.text[offset + len(line) - indent :]
+    return document, offset, line[indent:]
+
+
 # -- accepting -------------------------------------------------------------------------
 
 

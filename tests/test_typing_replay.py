@@ -64,6 +64,14 @@ def test_consecutive_rows_are_a_run_of_typable_lines_and_anywhere_rows_are_not()
     assert any(rows != typable[typable.index(rows[0]) :][:6] for rows in anywhere)
 
 
+def test_an_emptied_line_keeps_its_indentation_and_the_rest_of_the_file() -> None:
+    file = replay.HeldOutFile("outside/x.py", "python", "def f():\n    return 1\nf()\n")
+    document, offset, reference = replay.emptied_line(file, 1)
+    assert document == "def f():\n    \nf()\n"
+    assert offset == len("def f():\n    ")
+    assert reference == "return 1"
+
+
 def test_a_source_root_in_a_benchmarks_folder_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "benchmarks" / "data"
     folder.mkdir(parents=True)
