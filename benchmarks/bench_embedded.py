@@ -262,7 +262,12 @@ def summarise_cold(runs: list[Cold], server_cpu_ms: float, budget: int) -> dict:
 
 
 async def run_typing(
-    client: LanguageClient, files: list, rows: dict, command: str, server: ServerProcess
+    client: LanguageClient,
+    files: list,
+    rows: dict,
+    command: str,
+    server: ServerProcess,
+    write_through: bool = False,
 ) -> dict:
     if not files:
         return {"keystrokes": 0}
@@ -275,7 +280,7 @@ async def run_typing(
         lines = file.text.split("\n")
         typed += sum(len(lines[r].strip()) for r in rows[file.path])
         replay.files.setdefault(file.language, []).append(file.path)
-        await typing_replay.replay_file(client, file, rows[file.path], replay)
+        await typing_replay.replay_file(client, file, rows[file.path], replay, write_through)
     after = await stats(client)
     summary = typing_replay.summarise(replay.keystrokes, typed)
     keep = (
@@ -343,7 +348,9 @@ async def lsp_phases(args: argparse.Namespace, files: list, rows: dict) -> dict:
         print("cold completions ...", file=sys.stderr)
         out["cold"] = await run_cold(client, cold_pool(args.quick), args.n, server)
         print("typing replay ...", file=sys.stderr)
-        out["typing"] = await run_typing(client, files, rows, args.server_cmd, server)
+        out["typing"] = await run_typing(
+            client, files, rows, args.server_cmd, server, args.write_through
+        )
         out["rss"] = {
             "after_load_mb": round(rss_loaded / 1024, 1),
             "peak_mb": round(server.status_kb("VmHWM") / 1024, 1),
@@ -546,6 +553,12 @@ def main() -> None:
         action="store_true",
         help="typing replay: a run of consecutive lines of each file, not lines anywhere",
     )
+    parser.add_argument(
+        "--write-through",
+        action="store_true",
+        help="typing replay: write a run of consecutive lines as new code (implies "
+        "--consecutive; see benchmarks/typing_replay.py)",
+    )
     parser.add_argument("--per-suite", type=int, help="passes/token: tasks per suite (30)")
     parser.add_argument("--reps", type=int, help="timed passes (200; quick 20)")
     parser.add_argument("--server-cmd", default=DEFAULT_SERVER)
@@ -573,6 +586,7 @@ def main() -> None:
         if not found:
             print(f"no held-out {language} files on this machine; skipped", file=sys.stderr)
         files += found
+    args.consecutive = args.consecutive or args.write_through
     rows = {
         f.path: typing_replay.chosen_rows(f, args.lines, args.seed, args.consecutive) for f in files
     }
@@ -580,7 +594,13 @@ def main() -> None:
     report: dict[str, Any] = {"server_cmd": args.server_cmd}
     report.update(asyncio.run(lsp_phases(args, files, rows)))
     if report.get("typing", {}).get("keystrokes"):
-        report["typing"]["rows"] = "consecutive" if args.consecutive else "anywhere"
+        report["typing"]["rows"] = (
+            "written through"
+            if args.write_through
+            else "consecutive"
+            if args.consecutive
+            else "anywhere"
+        )
     threads = server_threads(args.server_cmd)
     report["pass"] = None if args.lsp_only else model_phase(args, threads)
     commit = subprocess.run(

@@ -9,10 +9,14 @@ code (fim_model.sources.default_roots), a few per language, seeded. In each file
 number of lines (seeded) are typed again character by
 character, with the rest of the file present: each line is emptied after its indentation
 (as an editor's auto-indent leaves it), then every keystroke is a didChange and an inline
-completion request. When the suggestion is exactly what comes next the replay accepts it
-(Tab), or, when only its start is, the longest run of its whole words that is (partial
-accept, word by word); an acceptance is one keystroke too. Otherwise it types the next
-character itself.
+completion request. With `--write-through` (a run of consecutive lines) the run is written
+as new code instead: its lines are gone at the start, and after each one the replay types
+the line break and the next line's indentation (Enter and an editor's auto-indent), so the
+code below the cursor is the code after the run throughout, as when a user writes new
+lines; blank and comment lines inside the run are pasted whole, without requests. When
+the suggestion is exactly what comes next the replay accepts it (Tab), or, when only its
+start is, the longest run of its whole words that is (partial accept, word by word); an
+acceptance is one keystroke too. Otherwise it types the next character itself.
 
 Prints, per language (Python, JavaScript/TypeScript, Go, Rust, Java, C/C++) and over
 all: characters typed by completions, suggestions shown per keystroke, acceptance rate
@@ -233,6 +237,44 @@ def emptied_line(file: HeldOutFile, row: int) -> tuple[str, int, str]:
     return document, offset, line[indent:]
 
 
+@dataclass(frozen=True)
+class LineToType:
+    """One line of a write-through run: typed after `indent` (with requests) when `typed`,
+    else pasted whole; then, unless it is the run's last, the line break and the next
+    line's indentation."""
+
+    row: int
+    indent: str
+    body: str
+    typed: bool
+    next_indent: str | None  # None: the run's last line
+
+
+def write_through_plan(file: HeldOutFile, rows: list[int]) -> tuple[str, list[LineToType]]:
+    """The document a write-through run starts from (the rows `rows[0]` to `rows[-1]`
+    gone but for the first one's indentation) and the lines to write, in order. Writing
+    them all gives `file.text` back."""
+    lines = file.text.split("\n")
+    first, last = rows[0], rows[-1]
+    typed = set(rows)
+
+    def indent_of(row: int) -> str:
+        return lines[row][: len(lines[row]) - len(lines[row].lstrip())]
+
+    start = lines[:first] + [indent_of(first)] + lines[last + 1 :]
+    plan = [
+        LineToType(
+            row,
+            indent_of(row),
+            lines[row][len(indent_of(row)) :],
+            row in typed,
+            indent_of(row + 1) if row < last else None,
+        )
+        for row in range(first, last + 1)
+    ]
+    return "\n".join(start), plan
+
+
 # -- accepting -------------------------------------------------------------------------
 
 
@@ -333,65 +375,107 @@ async def _suggest(client: LanguageClient, uri: str, row: int, column: int) -> s
     return text
 
 
+async def _type_line(
+    client: LanguageClient,
+    file: HeldOutFile,
+    uri: str,
+    version: int,
+    row: int,
+    indent: int,
+    body: str,
+    replay: Replay,
+) -> int:
+    """Type `body` at column `indent` of `row`, a request before every keystroke, taking
+    what the suggestions get right; returns the document's version after it."""
+    before = await _stats(client)
+    typed = 0
+    while typed < len(body):
+        column = indent + typed
+        started = time.perf_counter()
+        suggestion = await _suggest(client, uri, row, column)
+        latency_ms = (time.perf_counter() - started) * 1000
+        after = await _stats(client)
+        taken, full = accepted_chars(suggestion, body[typed:])
+        replay.keystrokes.append(
+            Keystroke(
+                language=file.language,
+                path=file.path,
+                row=row,
+                column=column,
+                latency_ms=latency_ms,
+                suggestion=suggestion,
+                confidence=after["lastConfidence"],
+                model_confidence=after["lastModelConfidence"],
+                accepted=taken,
+                full=full,
+                model_runs=after["modelRuns"] - before["modelRuns"],
+                cached=after["cacheHits"] > before["cacheHits"],
+                gated=after["gated"] > before["gated"],
+            )
+        )
+        before = after
+        if taken:
+            # What the editor packages send when Tab (or a partial accept) takes it.
+            accepted = {"uri": uri, "chars": taken, "partial": not full}
+            client.protocol.notify("fim/accepted", accepted)
+        insert = body[typed : typed + max(taken, 1)]
+        version += 1
+        client.text_document_did_change(_change(uri, version, row, column, column, insert))
+        typed += len(insert)
+    return version
+
+
 async def replay_file(
-    client: LanguageClient, file: HeldOutFile, rows: list[int], replay: Replay
+    client: LanguageClient,
+    file: HeldOutFile,
+    rows: list[int],
+    replay: Replay,
+    write_through: bool = False,
 ) -> None:
+    """Type `rows` of `file` again: each emptied in the whole file, or with
+    `write_through` (consecutive rows) as new code (`write_through_plan`)."""
     # A URI under the replay's own scheme: the server reads nothing from disk anyway.
     uri = f"file:///replay/{file.path}"
-    lines = file.text.split("\n")
+    text, plan = write_through_plan(file, rows) if write_through else (file.text, [])
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(
                 uri=uri,
                 language_id=LANGUAGE_IDS.get(file.language, file.language),
                 version=1,
-                text=file.text,
+                text=text,
             )
         )
     )
     version = 1
-    before = await _stats(client)
-    for row in rows:
-        line = lines[row]
-        indent = len(line) - len(line.lstrip())
-        body = line[indent:]
-        version += 1
-        client.text_document_did_change(_change(uri, version, row, indent, len(line), ""))
-        typed = 0
-        while typed < len(body):
-            column = indent + typed
-            started = time.perf_counter()
-            suggestion = await _suggest(client, uri, row, column)
-            latency_ms = (time.perf_counter() - started) * 1000
-            after = await _stats(client)
-            taken, full = accepted_chars(suggestion, body[typed:])
-            replay.keystrokes.append(
-                Keystroke(
-                    language=file.language,
-                    path=file.path,
-                    row=row,
-                    column=column,
-                    latency_ms=latency_ms,
-                    suggestion=suggestion,
-                    confidence=after["lastConfidence"],
-                    model_confidence=after["lastModelConfidence"],
-                    accepted=taken,
-                    full=full,
-                    model_runs=after["modelRuns"] - before["modelRuns"],
-                    cached=after["cacheHits"] > before["cacheHits"],
-                    gated=after["gated"] > before["gated"],
+    if write_through:
+        for line in plan:
+            indent = len(line.indent)
+            if line.typed:
+                version = await _type_line(
+                    client, file, uri, version, line.row, indent, line.body, replay
                 )
-            )
-            before = after
-            if taken:
-                # What the editor packages send when Tab (or a partial accept) takes it.
-                client.protocol.notify(
-                    "fim/accepted", {"uri": uri, "chars": taken, "partial": not full}
+            elif line.body:
+                version += 1
+                client.text_document_did_change(
+                    _change(uri, version, line.row, indent, indent, line.body)
                 )
-            insert = body[typed : typed + max(taken, 1)]
+            if line.next_indent is not None:  # Enter, and the editor's auto-indent
+                end = indent + len(line.body)
+                version += 1
+                client.text_document_did_change(
+                    _change(uri, version, line.row, end, end, "\n" + line.next_indent)
+                )
+    else:
+        lines = file.text.split("\n")
+        for row in rows:
+            line = lines[row]
+            indent = len(line) - len(line.lstrip())
             version += 1
-            client.text_document_did_change(_change(uri, version, row, column, column, insert))
-            typed += len(insert)
+            client.text_document_did_change(_change(uri, version, row, indent, len(line), ""))
+            version = await _type_line(
+                client, file, uri, version, row, indent, line[indent:], replay
+            )
     client.text_document_did_close(
         types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
     )
@@ -435,7 +519,7 @@ async def run_replay(
             replay.typed_chars[group] = replay.typed_chars.get(group, 0) + sum(
                 len(lines[r].strip()) for r in file_rows
             )
-            await replay_file(client, file, file_rows, replay)
+            await replay_file(client, file, file_rows, replay, args.write_through)
             print(f"  {file.language:<11} {file.path}", file=sys.stderr)
         replay.server_stats = await _stats(client)
     finally:
@@ -668,7 +752,8 @@ async def main_async(args: argparse.Namespace) -> None:
             files += found
     if not files:
         raise SystemExit("no held-out files found for any language")
-    rows = {f.path: chosen_rows(f, args.lines, args.seed, args.consecutive) for f in files}
+    consecutive = args.consecutive or args.write_through
+    rows = {f.path: chosen_rows(f, args.lines, args.seed, consecutive) for f in files}
     args.out.mkdir(parents=True, exist_ok=True)
     for gate in args.gates:
         print(
@@ -727,6 +812,12 @@ def main() -> None:
         "--consecutive",
         action="store_true",
         help="type a run of consecutive lines of each file instead of lines anywhere in it",
+    )
+    parser.add_argument(
+        "--write-through",
+        action="store_true",
+        help="write a run of consecutive lines as new code: the run is gone at the start, "
+        "and each line break is typed (implies --consecutive)",
     )
     parser.add_argument(
         "--gates",

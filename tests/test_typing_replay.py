@@ -166,3 +166,33 @@ def test_without_a_gate_meeting_both_targets_the_best_acceptance_keeping_charact
     gate, why = replay.choose_gate(curve)
     # From 0.21 to 0.5: 2 of 7 accepted (28.6%) and 5% of the characters; below, 2 of 9.
     assert gate == 0.21 and "best acceptance rate" in why
+
+
+def test_a_write_through_run_starts_without_its_lines_and_writing_them_gives_the_file() -> None:
+    text = (
+        "def total(items):\n"
+        "    result = 0\n"
+        "    for item in items:\n"
+        "\n"
+        "        # the price with tax\n"
+        "        result += item.price * 1.2\n"
+        "    return result\n"
+        "print(total([]))\n"
+    )
+    file = replay.HeldOutFile("outside/x.py", "python", text)
+    rows = [1, 2, 5]  # typable; the blank and the comment line between are pasted
+    start, plan = replay.write_through_plan(file, rows)
+    assert start == "def total(items):\n    \n    return result\nprint(total([]))\n"
+    assert [line.row for line in plan] == [1, 2, 3, 4, 5]
+    assert [line.typed for line in plan] == [True, True, False, False, True]
+    # Writing the plan line by line, as the replay's edits do, restores the file; the
+    # code after the run stays below the cursor throughout.
+    lines = start.split("\n")
+    for line in plan:
+        row = lines[line.row]
+        assert row == line.indent
+        assert "\n".join(lines[line.row + 1 :]) == "    return result\nprint(total([]))\n"
+        lines[line.row] = row + line.body
+        if line.next_indent is not None:
+            lines.insert(line.row + 1, line.next_indent)
+    assert "\n".join(lines) == text
