@@ -128,6 +128,8 @@ class Engine:
             base = ContextSettings.sized_for(trained)
         else:
             base = ContextSettings()
+        if backend is not None and backend.middle_lines != base.middle_lines:
+            base = replace(base, middle_lines=backend.middle_lines)
         if user is not None:
             base = replace(
                 base, single_line_tokens=user.line_tokens, multi_line_tokens=user.block_tokens

@@ -76,6 +76,7 @@ def infill_request(
         count=count,
         extra=ctx.extra,
         extra_chunks=ctx.extra_chunks,
+        middle=ctx.middle,
         done=lambda text: completion_done(text, ctx),
     )
 

@@ -35,6 +35,49 @@ def trim_suffix(suffix: str, budget: int, count_tokens) -> str:
     return build_window(suffix, 0, count_tokens, prefix_tokens=0, suffix_tokens=budget).suffix
 
 
+def test_writing_new_lines_only_appends_to_the_middle_until_the_next_anchor_row() -> None:
+    """With `middle_lines`, a server's prompt cache keeps all but the newest tokens while
+    the user writes new lines: the text before the middle and the suffix stay the same."""
+    above = "".join(f"def f{i}(x):\n    y = x\n    return y + {i}\n\n" for i in range(10))
+    below = "".join(f"\ndef g{i}(y):\n    return y * {i}\n" for i in range(12))
+    new_lines = ["def h(z):", "    w = z + 1", "    v = w * 2", "    return v", "", "x = 1"]
+    seen: list[tuple[str, str, int]] = []
+    for n in range(len(new_lines)):
+        written = "\n".join(new_lines[:n] + [new_lines[n][: len(new_lines[n]) // 2]])
+        text = above + written + below
+        offset = len(above) + len(written)
+        window = build_window(
+            text, offset, count_words, prefix_tokens=80, suffix_tokens=12, middle_lines=8
+        )
+        assert window.prefix == text[offset - len(window.prefix) : offset]
+        assert window.prefix.endswith(written) and window.middle == len(written)
+        seen.append((window.prefix[: -window.middle], window.suffix, text.count("\n", 0, offset)))
+    rows = [row for _, _, row in seen]
+    assert rows == list(range(40, 46))  # 40 is a multiple of 8: the anchor row
+    assert len({before for before, _, _ in seen}) == 1  # the window before the middle
+    assert not seen[0][0].startswith("def f0")  # (a window cut above: the budget binds)
+    assert len({suffix for _, suffix, _ in seen}) == 1
+    # Past the next multiple of 8 the anchor moves: that row starts the middle again.
+    text = above + "\n".join(new_lines) + "\n" * 3 + "y = 2" + below
+    offset = text.index("y = 2") + 3
+    assert text.count("\n", 0, offset) == 48
+    window = build_window(
+        text, offset, count_words, prefix_tokens=80, suffix_tokens=12, middle_lines=8
+    )
+    assert window.middle == len("y =")
+    assert window.prefix[: -window.middle] not in {before for before, _, _ in seen}
+
+
+def test_a_long_middle_written_so_far_falls_back_to_the_cursor_line() -> None:
+    text = "a b\n" * 8 + " ".join(["w"] * 30) + "\nlast li"
+    window = build_window(
+        text, len(text), count_words, prefix_tokens=20, suffix_tokens=4, middle_lines=16
+    )
+    assert window.middle == len("last li")
+    default = build_window(text, len(text), count_words, prefix_tokens=20, suffix_tokens=4)
+    assert default.middle == 0
+
+
 def test_prefix_keeps_last_whole_lines_within_budget() -> None:
     kept = trim_prefix(PREFIX, budget=7, count_tokens=count_words)
     assert kept == "e f\ng h\npartial line here"

@@ -222,6 +222,33 @@ def test_llama_cpp_with_qwen_tokens_puts_the_typed_line_after_the_fim_middle(
     assert len(server.tokenized) == 1
 
 
+def test_llama_cpp_puts_the_lines_written_since_the_anchor_row_after_the_fim_middle(
+    server: WireServer,
+) -> None:
+    server.key = None
+    server.fim_tokens = True
+    server.default = Plan(pieces=[" b"])
+    b = backend("llama.cpp", server.url)
+    written = "    total = a\n    return total +"
+    try:
+        fill(b, prefix="def add(a, b):\n" + written, suffix="\n", middle=len(written))
+    finally:
+        b.close()
+    (seen,) = server.wait_finished(1)
+    ids = QWEN_IDS
+    # The middle written so far (InfillRequest.middle) follows the FIM middle token; the
+    # anchor row's indentation stays in the prefix, and the word being typed is held back.
+    assert seen.body["prompt"][-6:] == [
+        ids["<|fim_prefix|>"],
+        "def add(a, b):\n    ",
+        ids["<|fim_suffix|>"],
+        "\n",
+        ids["<|fim_middle|>"],
+        "total = a\n    return total",
+    ]
+    assert seen.body["grammar"] == 'root ::= " +" .*'
+
+
 def test_llama_cpp_sends_text_that_spells_a_special_token_as_plain_text(
     server: WireServer,
 ) -> None:

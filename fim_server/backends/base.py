@@ -84,6 +84,9 @@ class InfillRequest:
     # input_extra).
     extra: str = ""
     extra_chunks: tuple[tuple[str, str], ...] = ()
+    # Characters at the end of `prefix` that are the middle written so far (the backend's
+    # `middle_lines`): a server with a place after the FIM middle token puts them there.
+    middle: int = 0
     # Called with the text streamed so far; True: post-processing will cut it whatever
     # comes next, so a streaming backend may stop reading. None: a single-line middle is
     # done at its first line break, any other when the model ends it.
@@ -108,6 +111,11 @@ class Backend(Protocol):
     # little cost) unless the user's `candidates` setting says.
     batches: bool = False
     candidates: int = 1
+    # For a server that keeps a prompt cache (llama.cpp): the lines since the last row
+    # that is a multiple of this are sent after the FIM middle token as the middle
+    # written so far, so that new lines only append to the prompt (context/window.py).
+    # 0: the window is measured from the cursor's line.
+    middle_lines: int = 0
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in the model's input (an estimate where unknown)."""

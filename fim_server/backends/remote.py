@@ -660,6 +660,10 @@ class OpenAIBackend(RemoteBackend):
 class LlamaCppBackend(RemoteBackend):
     kind = "llama.cpp"
     path = "/infill"
+    # Up to 7 lines above the cursor's go in `prompt` with the cursor's line: a new line
+    # then evaluates its own few tokens instead of the whole suffix again (the server's
+    # cache keeps only a run of tokens matching from the prompt's start).
+    middle_lines = 8
     unsupported_hint = (
         " (/infill needs a model with fill-in-the-middle tokens; for another model use the "
         "openai backend on the same server)"
@@ -672,9 +676,10 @@ class LlamaCppBackend(RemoteBackend):
         self._fim: FimTokens | None = None
 
     def request_body(self, prompt: InfillRequest) -> dict[str, Any]:
-        # The cursor's line up to the cursor goes in `prompt` (as llama.vim sends it): the
-        # whole lines before it stay one stable run of tokens while the user types.
-        cut = prompt.prefix.rfind("\n") + 1
+        # The middle written so far goes in `prompt`, after the FIM middle token (llama.vim
+        # sends the cursor's line there): the lines before it and the suffix stay one
+        # stable run of tokens while the user types and writes new lines.
+        cut = len(prompt.prefix) - prompt.middle if prompt.middle else prompt.prefix.rfind("\n") + 1
         body: dict[str, Any] = {
             "input_prefix": prompt.prefix[:cut],
             "prompt": prompt.prefix[cut:],

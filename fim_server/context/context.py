@@ -52,6 +52,9 @@ class ContextSettings:
     literal_tokens: int = defaults.LITERAL_TOKENS
     # At most this many of the prefix's tokens go to chunks of other files.
     cross_file_tokens: int = 112
+    # The backend's `middle_lines` (window.py): the lines since the last row that is a
+    # multiple of it are the middle written so far; 0: none are.
+    middle_lines: int = 0
 
     @classmethod
     def sized_for(cls, context_tokens: int, **kw: int) -> ContextSettings:
@@ -102,6 +105,9 @@ class CompletionContext:
     extra_chunks: tuple[tuple[str, str], ...] = ()
     indent_unit: str = "    "  # one level of indentation as this file writes it
     literal: Literal = Literal.NONE
+    # Characters at the end of `prefix` that are the middle written so far (window.py's
+    # `middle_lines`), for a server that takes them after the FIM middle token.
+    middle: int = 0
     document: DocumentSyntax | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -174,6 +180,7 @@ def build_context(
     line_end = text.find("\n", offset)
     line_suffix = text[offset : len(text) if line_end < 0 else line_end].rstrip("\r")
     prefix = suffix = extra = ""
+    middle = 0
     chunks: tuple[tuple[str, str], ...] = ()
     if decision.mode is not Mode.NONE:  # otherwise nothing is asked: skip the token work
         budget = settings.prefix_tokens
@@ -196,8 +203,9 @@ def build_context(
             tree=tree,
             source=source,
             spec=spec,
+            middle_lines=settings.middle_lines,
         )
-        prefix, suffix = window.prefix, window.suffix
+        prefix, suffix, middle = window.prefix, window.suffix, window.middle
     return CompletionContext(
         prefix=prefix,
         suffix=suffix,
@@ -212,6 +220,7 @@ def build_context(
         extra_chunks=chunks,
         indent_unit=detect_indent_unit(prefix + suffix),
         literal=decision.literal,
+        middle=middle,
         document=(
             DocumentSyntax(source, tree.copy(), len(text[:offset].encode("utf-8")))
             if source is not None and tree is not None and decision.mode is not Mode.NONE

@@ -9,6 +9,11 @@ suffix, cut at syntactic boundaries, with the headers of the enclosing scopes ke
 - The first lines of the enclosing scopes (`class Cart:`, `def total(self) -> float:`,
   `impl Cart {`) are put back in front of the window when the cut falls below them, so
   the model always knows which function and class it is writing in.
+- With `middle_lines` (a backend whose server keeps a prompt cache, llama.cpp), the lines
+  from the last row that is a multiple of it down to the cursor are the middle written so
+  far: they go after the model's FIM middle token, and the window before them is sized
+  from that row, outside the budget. Writing new lines then only appends to the prompt,
+  whose start and suffix stay the same, until the cursor passes the next multiple.
 """
 
 from __future__ import annotations
@@ -129,6 +134,14 @@ class Window:
     prefix: str  # kept scope headers, then the text before the cursor
     suffix: str
     tokens: int  # estimated tokens of prefix + suffix
+    # Characters at the end of `prefix` that are the middle written so far (the lines
+    # from the layout's anchor row to the cursor); 0 without `middle_lines`.
+    middle: int = 0
+
+
+# The middle written so far takes at most this share of the budget: past it (long lines)
+# the cursor's own line is the middle, as without `middle_lines`.
+_MIDDLE_SHARE = 4
 
 
 def _line_bounds(source: bytes, byte: int) -> tuple[int, int]:
@@ -233,8 +246,10 @@ def build_window(
     tree: tree_sitter.Tree | None = None,
     source: bytes | None = None,
     spec: LanguageSpec | None = None,
+    middle_lines: int = 0,
 ) -> Window:
-    """The window around `offset` within `prefix_tokens + suffix_tokens` tokens.
+    """The window around `offset` within `prefix_tokens + suffix_tokens` tokens (and,
+    with `middle_lines`, the middle written so far besides).
 
     Without a tree (plain text) only the whole-line rule applies.
     """
@@ -242,6 +257,16 @@ def build_window(
     budget = prefix_tokens + suffix_tokens
     line_start = line_start_at(text, offset)
     cursor_row = text.count("\n", 0, offset)
+    # Where the window before the cursor is measured from: the cursor's line, or the
+    # anchor row of the middle written so far.
+    anchor, anchor_row = line_start, cursor_row
+    if middle_lines > 0:
+        anchor_row = cursor_row - cursor_row % middle_lines
+        anchor = line_start
+        for _ in range(cursor_row - anchor_row):
+            anchor = line_start_at(text, anchor - 1)
+        if count(text[anchor:line_start]) > budget // _MIDDLE_SHARE:
+            anchor, anchor_row = line_start, cursor_row
     tops = _TopLevel(tree) if tree is not None else None
 
     headers: list[HeaderLine] = []
@@ -268,8 +293,8 @@ def build_window(
 
     def fill_prefix(room: int) -> tuple[int, int, int]:
         """(start offset, first row, tokens of the lines) of the prefix within `room`."""
-        pos, row = line_start, cursor_row
-        used = count(text[line_start:offset])
+        pos, row = anchor, anchor_row
+        used = 0 if middle_lines > 0 else count(text[line_start:offset])
         while pos > 0:
             start = line_start_at(text, pos - 1)
             cost = count(text[start:pos])
@@ -279,7 +304,7 @@ def build_window(
             pos, row = start, row - 1
         if tops is not None and pos > 0:
             span = tops.span(row)
-            if span is not None and span[0] < row and span[1] < cursor_row:
+            if span is not None and span[0] < row and span[1] < anchor_row:
                 # Mid-way into a whole top-level node above the cursor's: drop its tail.
                 while row <= span[1]:
                     end = text.find("\n", pos) + 1
@@ -309,4 +334,7 @@ def build_window(
         suffix_end, suffix_used = fill_suffix(budget - prefix_used)
     kept_headers = tuple(h for h in headers if h.row < first_row)
     prefix = "".join(h.text for h in kept_headers) + text[prefix_start:offset]
-    return Window(prefix, text[offset:suffix_end], prefix_used + suffix_used)
+    middle = offset - anchor if middle_lines > 0 else 0
+    if middle:
+        prefix_used += count(text[anchor:offset])
+    return Window(prefix, text[offset:suffix_end], prefix_used + suffix_used, middle)
