@@ -249,6 +249,29 @@ def test_llama_cpp_puts_the_lines_written_since_the_anchor_row_after_the_fim_mid
     assert seen.body["grammar"] == 'root ::= " +" .*'
 
 
+def test_llama_cpp_holds_back_no_line_break_at_the_start_of_a_line(server: WireServer) -> None:
+    """A cursor at the start of a line after the middle's first: the line break is no word
+    being typed, and a single line that had to start with it would stop before it began."""
+    server.key = None
+    server.fim_tokens = True
+    server.default = Plan(pieces=["    return total"])
+    b = backend("llama.cpp", server.url)
+    written = "    total = a + b\n"
+    try:
+        infill = fill(
+            b,
+            prefix="def add(a, b):\n" + written,
+            suffix="\n",
+            middle=len(written),
+            single_line=True,
+        )
+    finally:
+        b.close()
+    (seen,) = server.wait_finished(1)
+    assert seen.body["prompt"][-1] == "total = a + b\n" and "grammar" not in seen.body
+    assert infill.text == "    return total"
+
+
 def test_llama_cpp_sends_text_that_spells_a_special_token_as_plain_text(
     server: WireServer,
 ) -> None:

@@ -705,8 +705,9 @@ class LlamaCppBackend(RemoteBackend):
         return body
 
     async def prepare(self, body: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
-        """The typed start of the cursor's line (after its indentation) goes after the FIM
-        middle token, where llama.vim means it to go: this llama.cpp's /infill appends it
+        """The middle written so far (`InfillRequest.middle`: the lines since the anchor row,
+        after that row's indentation) goes after the FIM middle token, where llama.vim puts
+        the typed start of the cursor's line: this llama.cpp's /infill appends it
         to the prefix instead, before the suffix, so every keystroke made the server read
         the whole suffix again (results/real-model/layout/: the median keystroke that ran
         the model 9.3 / 8.5 s against 3.9 / 0.7 s, 0.5B on two loaded cores). Laid out
@@ -729,7 +730,9 @@ class LlamaCppBackend(RemoteBackend):
         body["input_prefix"] += line[:indent]
         typed = line[indent:]
         pieces = QWEN_PRETOKENIZER.pre_tokenize_str(typed)
-        held = pieces[-1][1][0] if pieces else len(typed)
+        # A last piece that ends a line is no word being typed, and a single line's answer
+        # would stop at its line break before it began.
+        held = pieces[-1][1][0] if pieces and "\n" not in pieces[-1][0] else len(typed)
         typed, lead = typed[:held], typed[held:]
         parts: list[str | int] = [fim.repo, "project\n"]
         for chunk in body.pop("input_extra"):
