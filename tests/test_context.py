@@ -68,6 +68,28 @@ def test_writing_new_lines_only_appends_to_the_middle_until_the_next_anchor_row(
     assert window.prefix[: -window.middle] not in {before for before, _, _ in seen}
 
 
+def test_the_suffix_stays_the_same_while_the_line_being_typed_breaks_the_parse() -> None:
+    """An unclosed bracket or a half-typed import makes the parser read the code below it
+    differently at each keystroke; the suffix (and so the model server's cached prompt)
+    must not follow it."""
+    short = "\n\nclass Second:\n    def m(self):\n        return [1, 2, 3]\n"
+    long = "\n\nclass Third:\n    def m(self):\n" + "        x = y + z\n" * 20
+    below = short + long
+    line = "from ..tokens import (Token, compute)"
+    suffixes = set()
+    for k in range(len(line) + 1):
+        text = "import os\n\n" + line[:k] + "\n" + below
+        offset = len("import os\n\n") + k
+        ctx = build_context(
+            text, offset, count_words, ContextSettings(prefix_tokens=20, suffix_tokens=16)
+        )
+        suffixes.add(ctx.suffix)
+    assert len(suffixes) == 1
+    (suffix,) = suffixes
+    # It ends between the classes, not inside one.
+    assert suffix.rstrip("\n").endswith("return [1, 2, 3]") and "Third" not in suffix
+
+
 def test_a_long_middle_written_so_far_falls_back_to_the_cursor_line() -> None:
     text = "a b\n" * 8 + " ".join(["w"] * 30) + "\nlast li"
     window = build_window(

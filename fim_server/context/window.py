@@ -236,6 +236,50 @@ def _extend_suffix(text: str, offset: int, budget: int, count: CountTokens) -> t
     return pos, used, rows
 
 
+def _starts_top_level_block(line: str) -> bool:
+    """A line at column 0 that is code, not only closers (`}`, `});`): where a top-level
+    definition or statement starts."""
+    return bool(line.strip()) and not line[0].isspace() and line.strip(_CLOSERS) != ""
+
+
+_CLOSERS = "})];, \t\r"
+
+
+def _cut_top_level_block(text: str, offset: int, end: int) -> int:
+    """Where the suffix ending at `end` should end instead so as not to stop inside a
+    top-level block after the cursor's line: the start of that block (its first line at
+    column 0, with the decorator lines right above it), or `end` itself. From the text's
+    indentation, not its parse: the code being typed breaks the parse of what follows it
+    (an unclosed bracket swallows the rest of the file) differently at each keystroke, and
+    a suffix that changed with it would make the model's server read it all again."""
+    following = _NON_BLANK_LINE.search(text, end)
+    if following is None or _starts_top_level_block(
+        text[following.start() : text.find("\n", following.start()) + 1 or len(text)]
+    ):
+        return end  # the window ends between top-level blocks
+    after_cursor_line = text.find("\n", offset) + 1 or len(text)
+    cut = end
+    pos = end
+    while pos > after_cursor_line:
+        start = line_start_at(text, pos - 1)
+        line = text[start:pos]
+        if _starts_top_level_block(line):
+            cut = start
+            break
+        pos = start
+    else:
+        return end  # the block is the cursor's own
+    while cut > after_cursor_line:  # decorators belong to the definition below them
+        start = line_start_at(text, cut - 1)
+        if not text.startswith("@", start):
+            break
+        cut = start
+    return cut
+
+
+_NON_BLANK_LINE = re.compile(r"^[^\S\n]*\S", re.M)
+
+
 def build_window(
     text: str,
     offset: int,
@@ -315,15 +359,13 @@ def build_window(
     def fill_suffix(room: int) -> tuple[int, int]:
         end, used, rows = _extend_suffix(text, offset, room, count)
         if tops is not None and rows > 0:
-            last_row = cursor_row + rows
-            span = tops.span(last_row)
-            if span is not None and span[0] > cursor_row and span[1] > last_row:
-                # The window would end inside a top-level node after the cursor's: leave
-                # the whole node out.
-                while last_row >= span[0]:
-                    start = line_start_at(text, end - 1)
-                    used -= count(text[start:end])
-                    end, last_row = start, last_row - 1
+            cut = _cut_top_level_block(text, offset, end)
+            while end > cut:
+                # The window would end inside a top-level block after the cursor's: leave
+                # the whole block out.
+                start = line_start_at(text, end - 1)
+                used -= count(text[start:end])
+                end = start
         return end, used
 
     suffix_end, suffix_used = fill_suffix(suffix_tokens)
