@@ -306,6 +306,19 @@ async def run_typing(
         (server.cpu_ms() - cpu_before) / max(len(replay.keystrokes), 1), 1
     )
     out["files"] = replay.files
+    # Each keystroke, for reading the tail: where, how long, whether the model ran.
+    out["events"] = [
+        {
+            "path": k.path,
+            "row": k.row,
+            "column": k.column,
+            "ms": round(k.latency_ms, 1),
+            "model_runs": k.model_runs,
+            "cached": k.cached,
+            "suggestion": k.suggestion,
+        }
+        for k in replay.keystrokes
+    ]
     return out
 
 
