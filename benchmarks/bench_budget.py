@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from results_file import write_results
 
 from fim_server.backends import BackendSpec, llama_server
 from fim_server.config.settings import UserSettings
@@ -87,13 +88,13 @@ def main() -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
-        args.out.with_name(args.out.name + ".json").write_text(json.dumps(summary, indent=1))
-        args.out.with_name(args.out.name + ".md").write_text(
-            f"`benchmarks/bench_budget.py --model {args.model} --budgets {args.budgets} "
-            f"--limit {args.limit} {' '.join('--server-arg=' + a for a in args.server_arg)}`"
-            "\n\nThe latency column is not comparable between budgets: they alternate on one "
+        write_results(
+            args.out,
+            summary,
+            table,
+            "The latency column is not comparable between budgets: they alternate on one "
             "server, whose prompt cache serves a task's later budgets from its earlier ones, "
-            "and the machine was loaded by other work.\n\n" + table
+            "and the machine was loaded by other work.",
         )
     return 0
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from results_file import write_results
 
 from fim_server.backends import BackendSpec
 from fim_server.config.settings import UserSettings
@@ -107,13 +108,8 @@ def main() -> int:
     markdown = "\n".join(table) + "\n"
     print(markdown)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         meta = {"model": args.model, "values": values, "summary": summary, "answers": answers}
-        args.out.with_name(args.out.name + ".json").write_text(json.dumps(meta, indent=1))
-        command = " ".join(["benchmarks/bench_middle.py", *sys.argv[1:]])
-        args.out.with_name(args.out.name + ".md").write_text(
-            f"`{command}`, {time.strftime('%Y-%m-%d')}, 2-core machine.\n\n" + markdown
-        )
+        write_results(args.out, meta, markdown)
     return 0
 
 

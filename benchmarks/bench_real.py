@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+from results_file import write_results
 
 from fim_server.backends import BackendSpec, gguf
 from fim_server.backends.llama_server import CTX_SIZE, ManagedServer, cpu_threads, find_binary
@@ -221,13 +221,8 @@ def main() -> int:
     markdown = "\n".join(table) + "\n"
     print(markdown)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         meta = {"limit": args.limit, "configs": [c.name for c in configs], "results": rows}
-        args.out.with_name(args.out.name + ".json").write_text(json.dumps(meta, indent=1))
-        args.out.with_name(args.out.name + ".md").write_text(
-            f"`benchmarks/bench_real.py --limit {args.limit}`, "
-            f"{time.strftime('%Y-%m-%d')}, 2-core machine.\n\n" + markdown
-        )
+        write_results(args.out, meta, markdown)
     return 0
 
 

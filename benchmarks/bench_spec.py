@@ -15,12 +15,12 @@ median), prompt tokens/s, and how many answers equal the plain server's.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 import httpx
+from results_file import write_results
 
 from fim_server.backends import gguf
 from fim_server.backends.llama_server import CTX_SIZE, ManagedServer, cpu_threads, find_binary
@@ -98,8 +98,7 @@ def main() -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
-        args.out.with_name(args.out.name + ".json").write_text(json.dumps(rows, indent=1))
-        args.out.with_name(args.out.name + ".md").write_text(table)
+        write_results(args.out, rows, table)
     return 0
 
 
