@@ -236,6 +236,11 @@ def _extend_suffix(text: str, offset: int, budget: int, count: CountTokens) -> t
     return pos, used, rows
 
 
+def _line_from(text: str, start: int) -> str:
+    """The line starting at `start`, with its line break."""
+    return text[start : text.find("\n", start) + 1 or len(text)]
+
+
 def _starts_top_level_block(line: str) -> bool:
     """A line at column 0 that is code, not only closers (`}`, `});`): where a top-level
     definition or statement starts."""
@@ -253,22 +258,14 @@ def _cut_top_level_block(text: str, offset: int, end: int) -> int:
     (an unclosed bracket swallows the rest of the file) differently at each keystroke, and
     a suffix that changed with it would make the model's server read it all again."""
     following = _NON_BLANK_LINE.search(text, end)
-    if following is None or _starts_top_level_block(
-        text[following.start() : text.find("\n", following.start()) + 1 or len(text)]
-    ):
+    if following is None or _starts_top_level_block(_line_from(text, following.start())):
         return end  # the window ends between top-level blocks
     after_cursor_line = text.find("\n", offset) + 1 or len(text)
-    cut = end
-    pos = end
-    while pos > after_cursor_line:
-        start = line_start_at(text, pos - 1)
-        line = text[start:pos]
-        if _starts_top_level_block(line):
-            cut = start
-            break
-        pos = start
-    else:
-        return end  # the block is the cursor's own
+    cut = line_start_at(text, end - 1)  # the window's last line, then up
+    while not _starts_top_level_block(_line_from(text, cut)):
+        if cut <= after_cursor_line:
+            return end  # the block is the cursor's own
+        cut = line_start_at(text, cut - 1)
     while cut > after_cursor_line:  # decorators belong to the definition below them
         start = line_start_at(text, cut - 1)
         if not text.startswith("@", start):
@@ -304,13 +301,14 @@ def build_window(
     # Where the window before the cursor is measured from: the cursor's line, or the
     # anchor row of the middle written so far.
     anchor, anchor_row = line_start, cursor_row
+    lines_above_tokens = 0  # of the middle's whole lines above the cursor's
     if middle_lines > 0:
         anchor_row = cursor_row - cursor_row % middle_lines
-        anchor = line_start
         for _ in range(cursor_row - anchor_row):
             anchor = line_start_at(text, anchor - 1)
-        if count(text[anchor:line_start]) > budget // _MIDDLE_SHARE:
-            anchor, anchor_row = line_start, cursor_row
+        lines_above_tokens = count(text[anchor:line_start])
+        if lines_above_tokens > budget // _MIDDLE_SHARE:
+            anchor, anchor_row, lines_above_tokens = line_start, cursor_row, 0
     tops = _TopLevel(tree) if tree is not None else None
 
     headers: list[HeaderLine] = []
@@ -378,5 +376,7 @@ def build_window(
     prefix = "".join(h.text for h in kept_headers) + text[prefix_start:offset]
     middle = offset - anchor if middle_lines > 0 else 0
     if middle:
-        prefix_used += count(text[anchor:offset])
+        # Whole lines and the cursor's line apart: the counter remembers lines, and the
+        # middle as one text would be a new entry at every keystroke.
+        prefix_used += lines_above_tokens + count(text[line_start:offset])
     return Window(prefix, text[offset:suffix_end], prefix_used + suffix_used, middle)
