@@ -193,6 +193,9 @@ def test_rest_of_line(marked: str) -> None:
     [
         "total = a +|\n",
         "x = 1\n|\n",  # a new line at the top level
+        "def f(x):\n    y = 1\n|\n",  # column 0 at the end of the file: a new top-level line
+        "def f(x):\n    y = 1\n|\ndef g():\n    pass\n",  # column 0 before top-level code
+        "x = [\n    1,\n|\n    2,\n]\n",  # inside brackets, not a body
         "x = 1  # comm|\n",
         "",
     ],
@@ -221,6 +224,10 @@ def test_single_line(marked: str) -> None:
         ("class A:\n    def m(self):\n        '''Doc.'''\n        |\n", 8),
         ("def f(x):\n    y = 1\n    |\n", 4),  # a new line after a statement
         ("def f(x):\n    |\n    return x\n", 4),  # a new first line of a non-empty body
+        # Column 0 with indented code below: the lines go into that body (not at column 0,
+        # which would end it), as many as the model writes.
+        ("def f(x):\n    y = 1\n|\n    return y\n", 1),
+        ("def f(x):\n    if y:\n        y = 1\n|\n\n  # note\n        return y\n", 1),
         ("x = foo(|)\n", 1),  # brackets ending the line: the statement may go on below
     ],
 )

@@ -15,7 +15,8 @@ def body_exists_below(text: str, ctx: CompletionContext) -> bool:
     """Whether `text` (a block asked for on a blank line) opens a block on its first line
     while the code right below the cursor's line is indented deeper than that line: the
     body is already there (`for j in ...:` / `|` / `        largest = ...`), so the answer
-    is the header."""
+    is the header. Unless the text ends with a header that code owns: then the text is
+    several lines in front of that body (`elif a:` / its body / `elif b:`)."""
     spec = language_spec(ctx)
     first = text.split("\n", 1)[0]
     if ctx.line_prefix.strip() or "\n" not in text or "\n" not in ctx.suffix:
@@ -23,7 +24,12 @@ def body_exists_below(text: str, ctx: CompletionContext) -> bool:
     if not opens_block(first, spec):
         return False
     below = next((line for line in ctx.suffix.split("\n")[1:] if line.strip()), None)
-    return below is not None and indent_of(below) > first_line_indent(ctx.line_prefix, first)
+    if below is None or indent_of(below) <= first_line_indent(ctx.line_prefix, first):
+        return False
+    # Lines that end with a header of their own whose body is that code (`elif a:` / body
+    # / `elif b:` above `    body of b`): the code below is the last header's.
+    last = text.rstrip().rsplit("\n", 1)[-1]
+    return not (opens_block(last, spec) and indent_of(below) > indent_of(last))
 
 
 def _cut(text: str, ctx: CompletionContext) -> str:

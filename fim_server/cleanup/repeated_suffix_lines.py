@@ -8,6 +8,10 @@ from ..context import CompletionContext
 from .rule import Rule
 from .text import CLOSER_TOKEN, language_spec, squeeze
 
+# Lines in a row that repeat the suffix's next lines and end the completion there, even
+# when the model writes on after them.
+REPEATED_RUN = 2
+
 
 def _only_closes(line: str, closer_words: tuple[str, ...]) -> bool:
     """Whether a line only closes (`}`, `});`, `end`): such a line repeats the suffix's
@@ -24,8 +28,9 @@ def drop_repeated_suffix_lines(
     Compared line by line, ignoring whitespace and blank lines, against the lines after the
     cursor's own: the completion is cut before its first line equal to the next non-blank
     line, when every non-blank line from there on matches the following lines in order
-    and one of them does more than close (`}`, `end`: `closer_words`; the block-exit rule
-    judges those). The first line is compared as the whole line it completes
+    or the next REPEATED_RUN of them do (the model wrote on past the suffix's code), and
+    one of the matching lines does more than close (`}`, `end`: `closer_words`; the
+    block-exit rule judges those). The first line is compared as the whole line it completes
     (`line_prefix` + it), so a completion that only repeats the next lines becomes empty.
     """
     after_cursor_line = suffix.split("\n", 1)[1] if "\n" in suffix else ""
@@ -38,7 +43,14 @@ def drop_repeated_suffix_lines(
         if squeeze(line) != wanted[0]:
             continue
         tail = [squeeze(t) for t in whole[i:] if t.strip()]
-        if tail == wanted[: len(tail)] and not all(_only_closes(t, closer_words) for t in tail):
+        run = 0  # lines from here on equal to the suffix's, in order
+        while run < min(len(tail), len(wanted)) and tail[run] == wanted[run]:
+            run += 1
+        # All of the rest repeats the suffix, or two lines of it do and the model wrote on
+        # past them (a small model writes the rest of the function, suffix and all).
+        if (run == len(tail) or run >= REPEATED_RUN) and not all(
+            _only_closes(t, closer_words) for t in tail[:run]
+        ):
             return "\n".join(lines[:i])
     return text
 

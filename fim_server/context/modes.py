@@ -272,6 +272,20 @@ def _python_body_at(source: bytes, token: tree_sitter.Node, column: int) -> tree
     return None
 
 
+def _next_code_indent(source: bytes, cursor: int) -> int | None:
+    """Indentation width of the first line below the cursor's that holds code (not blank,
+    not only a comment); None at the end of the file."""
+    start = source.find(b"\n", cursor)
+    while start >= 0:
+        end = source.find(b"\n", start + 1)
+        line = source[start + 1 : len(source) if end < 0 else end]
+        code = line.lstrip(b" \t")
+        if code.strip() and not code.startswith(b"#"):
+            return len(line) - len(code)
+        start = end
+    return None
+
+
 def _python_scope_at(source: bytes, token: tree_sitter.Node, column: int) -> str | None:
     """The kind of definition (`class_definition`, `function_definition`) whose body a line
     indented `column` belongs to, from the code at the end of the line."""
@@ -397,6 +411,11 @@ def _general_block(
         if spec.indented_blocks:
             if line_indent > 0 and _python_body_at(source, token, line_indent) is not None:
                 return ModeDecision(Mode.MULTI_LINE, line_indent, "new statement line in a body")
+            if line_indent == 0 and (_next_code_indent(source, cursor) or 0) > 0:
+                # Code at column 0 would end the body the next line belongs to: what goes
+                # here is indented, and may be several lines (any line at column 0 ends it).
+                reason = "blank line at column 0 above indented code"
+                return ModeDecision(Mode.MULTI_LINE, 1, reason)
             return None
         if where.kind == "body" and where.opener is not None:
             indent = _body_indent(_node_indent(source, where.opener), line_prefix)
