@@ -232,7 +232,7 @@ class Engine:
                 await document.parse_without_blocking()
                 if call.superseded:
                     return self._superseded(None)
-            prepared = self._prepare(text, offset, language, uri, path)
+            prepared = self._prepare(text, offset, language, uri, path, invoked)
             if isinstance(prepared, Completion):
                 return self._pipeline.answer(
                     prepared,
@@ -287,7 +287,7 @@ class Engine:
         waits for the backend load first; no debounce, nothing superseded."""
         self.start_loading().result()
         started = time.perf_counter()
-        prepared = self._prepare(text, offset, language, uri, path)
+        prepared = self._prepare(text, offset, language, uri, path, invoked=True)
         if not isinstance(prepared, Completion):
             prepared = self._submit(prepared, threading.Event(), started).result()
         return self._pipeline.answer(
@@ -319,7 +319,13 @@ class Engine:
         return Completion("", ctx.mode if ctx else None, "superseded by a newer request")
 
     def _prepare(
-        self, text: str, offset: int, language: str | None, uri: str | None, path: str | None
+        self,
+        text: str,
+        offset: int,
+        language: str | None,
+        uri: str | None,
+        path: str | None,
+        invoked: bool = False,
     ) -> Completion | ModelRequest:
         """An immediate answer, or the context to run the model on (pipeline.py)."""
         with self._stats_lock:
@@ -340,6 +346,7 @@ class Engine:
             user=user,
             settings=self._context_settings(),
             candidates=candidates_for(self.backend, user),
+            invoked=invoked,
         )
 
     def _submit(

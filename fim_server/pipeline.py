@@ -51,6 +51,7 @@ class ModelRequest:
     ctx: CompletionContext
     key: tuple[object, ...]
     candidates: int  # completions to ask the backend for
+    block_ms: int = 0  # a block's time limit (InfillRequest.block_ms); 0: none
 
 
 def candidates_for(backend: Backend | None, user: UserSettings) -> int:
@@ -62,7 +63,12 @@ def candidates_for(backend: Backend | None, user: UserSettings) -> int:
 
 
 def infill_request(
-    ctx: CompletionContext, *, should_cancel: Callable[[], bool], seed: int, count: int
+    ctx: CompletionContext,
+    *,
+    should_cancel: Callable[[], bool],
+    seed: int,
+    count: int,
+    block_ms: int = 0,
 ) -> InfillRequest:
     """What the backend is asked for the context `ctx`: the code around the cursor, other
     files' chunks, and when post-processing would cut a streamed answer anyway."""
@@ -78,6 +84,7 @@ def infill_request(
         extra_chunks=ctx.extra_chunks,
         middle=ctx.middle,
         done=lambda text: completion_done(text, ctx),
+        block_ms=block_ms,
     )
 
 
@@ -168,8 +175,12 @@ class Pipeline:
         user: UserSettings,
         settings: ContextSettings,
         candidates: int,
+        invoked: bool = False,
     ) -> Completion | ModelRequest:
-        """An immediate answer, or the context to run the model on."""
+        """An immediate answer, or the context to run the model on; `invoked`: the user
+        asked for it and waits, so the model may write on past an automatic request's
+        time limit (the answer is cached for both: the speculative completion after an
+        acceptance is invoked, and the keystroke that reaches it is not)."""
         if not 0 <= offset <= len(text):
             raise ValueError(f"offset {offset} is outside the document (length {len(text)})")
         if not user.enable:
@@ -214,7 +225,7 @@ class Pipeline:
         )  # fmt: skip
         if (hit := self.cache.get(key)) is not None:
             return hit
-        return ModelRequest(text, ctx, key, candidates)
+        return ModelRequest(text, ctx, key, candidates, 0 if invoked else user.block_ms)
 
     def language(
         self, language: str | None, uri: str | None, path: str | None
@@ -241,7 +252,11 @@ class Pipeline:
             started = time.perf_counter()
             infills = backend.infill(
                 infill_request(
-                    ctx, should_cancel=cancel.is_set, seed=seed, count=request.candidates
+                    ctx,
+                    should_cancel=cancel.is_set,
+                    seed=seed,
+                    count=request.candidates,
+                    block_ms=request.block_ms,
                 )
             )
             model_ms = (time.perf_counter() - started) * 1000

@@ -29,6 +29,7 @@ class ScriptedModel(Backend):
     steps: int = 1
     step_s: float = 0.0
     calls: list[tuple[str, str, int, bool]] = field(default_factory=list)
+    block_ms: list[int] = field(default_factory=list)
     started: threading.Event = field(default_factory=threading.Event)
 
     def count_tokens(self, text: str) -> int:
@@ -37,6 +38,7 @@ class ScriptedModel(Backend):
     def infill(self, request: InfillRequest) -> list[Infill]:
         r = request
         self.calls.append((r.model_prefix, r.suffix, r.max_tokens, r.single_line))
+        self.block_ms.append(r.block_ms)
         self.started.set()
         for _ in range(self.steps):
             if r.should_cancel():
@@ -198,6 +200,18 @@ async def test_an_explicit_request_does_not_wait_for_the_debounce() -> None:
     started = time.monotonic()
     result = await asyncio.wait_for(engine.complete(*at_cursor("x = a +|\n"), invoked=True), 5)
     assert result.text == "b" and time.monotonic() - started < 5
+    engine.close()
+
+
+async def test_only_automatic_blocks_get_the_writing_time_limit() -> None:
+    """The `blockMs` limit keeps blocks short while the user types; a request the user made
+    (an Invoked trigger, the command line, evaluation) runs to its token budget."""
+    model = ScriptedModel("pass")
+    engine = make_engine(model, block_ms=700)
+    await engine.complete(*at_cursor("def f():\n    |\n"))
+    await engine.complete(*at_cursor("def g():\n    |\n"), invoked=True)
+    engine.complete_blocking(*at_cursor("def h():\n    |\n"))
+    assert model.block_ms == [700, 0, 0]
     engine.close()
 
 

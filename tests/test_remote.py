@@ -249,6 +249,24 @@ def test_llama_cpp_puts_the_lines_written_since_the_anchor_row_after_the_fim_mid
     assert seen.body["grammar"] == 'root ::= " +" .*'
 
 
+def test_llama_cpp_limits_the_writing_time_of_automatic_blocks_only(server: WireServer) -> None:
+    """An automatic block is cut at a line break after its `block_ms` (a CPU writes a long
+    block for seconds while the user types); one the user asked for and waits for is not,
+    and a single line stops at its line break either way."""
+    server.key = None
+    b = backend("llama.cpp", server.url)
+    try:
+        fill(b, block_ms=700)
+        fill(b)
+        fill(b, single_line=True, block_ms=700)
+    finally:
+        b.close()
+    automatic, invoked, line = (s.body for s in server.wait_finished(3))
+    assert automatic["t_max_predict_ms"] == 700
+    assert "t_max_predict_ms" not in invoked and "stop" not in invoked
+    assert line["stop"] == ["\n"] and "t_max_predict_ms" not in line
+
+
 def test_llama_cpp_holds_back_no_line_break_at_the_start_of_a_line(server: WireServer) -> None:
     """A cursor at the start of a line after the middle's first: the line break is no word
     being typed, and a single line that had to start with it would stop before it began."""

@@ -71,6 +71,11 @@
   "Token budget of a multi-line completion; nil keeps the server's default."
   :type '(choice (const nil) integer))
 
+(defcustom fim-block-ms nil
+  "An automatic block stops at its first line break after this many milliseconds (0: no
+limit); nil keeps the server's default."
+  :type '(choice (const nil) integer))
+
 (defcustom fim-cross-file nil
   "Whether the server may use other files as context; nil keeps its default.
 Use `:json-false' to turn it off explicitly."
@@ -138,7 +143,8 @@ is shown nearly always), so this is off by default: `fim-accept-word' and
 
 (defconst fim--settings
   '((:contextTokens . fim-context-tokens) (:lineTokens . fim-line-tokens)
-    (:blockTokens . fim-block-tokens) (:crossFile . fim-cross-file)
+    (:blockTokens . fim-block-tokens) (:blockMs . fim-block-ms)
+    (:crossFile . fim-cross-file)
     (:minConfidence . fim-min-confidence) (:candidates . fim-candidates)
     (:backend . fim-backend) (:endpoint . fim-endpoint)
     (:remoteModel . fim-remote-model) (:apiKeyEnv . fim-api-key-env)

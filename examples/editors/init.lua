@@ -8,6 +8,7 @@ require('fim').setup({
   -- candidates = 3, -- suggestions per request (default: 1 on CPU, 3 on CUDA)
   -- line_tokens = 48, -- length budgets of a one-line and a block completion
   -- block_tokens = 64,
+  -- block_ms = 700, -- an automatic block stops at its first line break after this long
   -- A model server instead of the embedded model (docs/remote.md):
   -- backend = 'llama.cpp', -- or 'openai' (vLLM, SGLang), 'mercury'
   -- endpoint = 'http://127.0.0.1:8080',

@@ -91,6 +91,11 @@ class InfillRequest:
     # comes next, so a streaming backend may stop reading. None: a single-line middle is
     # done at its first line break, any other when the model ends it.
     done: Callable[[str], bool] | None = None
+    # A block stops at its first line break after this long (milliseconds) where the
+    # server can (llama.cpp's t_max_predict_ms); 0: only the token budget limits it. The
+    # engine sets it for automatic requests (the `blockMs` setting), not for one the user
+    # asked for and waits for (an explicit trigger, the command line, evaluation).
+    block_ms: int = 0
 
     @property
     def model_prefix(self) -> str:

@@ -80,8 +80,6 @@ CONFIG_BACKOFF_CAP_S = 30.0
 # Characters per token, for sizing the context where the server's tokenizer is unknown
 # (about four for code in BPE vocabularies).
 CHARS_PER_TOKEN = 4
-# llama.cpp: a multi-line answer stops at its first line break after this long.
-MAX_PREDICT_MS = 1500
 # At most this much of an error body goes into a message.
 ERROR_BODY_CHARS = 200
 
@@ -698,10 +696,11 @@ class LlamaCppBackend(RemoteBackend):
         }
         if prompt.single_line:
             body["stop"] = ["\n"]
-        else:
-            # A block stops at the first line break once this long has passed (llama.vim's
-            # limit): on a CPU a runaway block costs seconds.
-            body["t_max_predict_ms"] = MAX_PREDICT_MS
+        elif prompt.block_ms > 0:
+            # An automatic block stops at the first line break once this long has passed
+            # (llama.vim's limit): on a CPU a runaway block costs seconds while the user
+            # types. One the user asked for runs to its end or its token budget.
+            body["t_max_predict_ms"] = prompt.block_ms
         return body
 
     async def prepare(self, body: dict[str, Any]) -> tuple[str, dict[str, Any], str]:

@@ -22,6 +22,7 @@ _KEYS: dict[str, tuple[str, type, bool, int | None]] = {
     "contextTokens": ("context_tokens", int, True, 16),
     "lineTokens": ("line_tokens", int, False, 1),
     "blockTokens": ("block_tokens", int, False, 1),
+    "blockMs": ("block_ms", int, False, 0),
     "crossFile": ("cross_file", bool, False, None),
     "minConfidence": ("min_confidence", float, True, 0),
     "candidates": ("candidates", int, True, 1),
@@ -49,6 +50,7 @@ _MAXIMUM: dict[str, int] = {
     "contextTokens": 32_768,
     "lineTokens": 256,
     "blockTokens": 1_024,
+    "blockMs": 60_000,
     "minConfidence": 1,
     "candidates": 8,
     "timeoutMs": 600_000,
@@ -73,6 +75,9 @@ class UserSettings:
     context_tokens: int | None = None
     line_tokens: int = defaults.LINE_TOKENS  # budget of rest-of-line and single-line completions
     block_tokens: int = defaults.BLOCK_TOKENS  # budget of block (multi-line) completions
+    # An automatic block stops at its first line break after this long (backends that can:
+    # llama.cpp); 0: no limit. Explicit requests have none.
+    block_ms: int = defaults.BLOCK_MS
     cross_file: bool = True  # chunks of other open documents in front of the prefix
     # Completions the confidence gate (cleanup/gate.py) scores below this are not shown; 0 shows
     # every completion. None: the loaded backend's own default (gate.default_min_confidence).

@@ -34,8 +34,9 @@ export function serverSettings(config: vscode.WorkspaceConfiguration): Record<st
     debounceMs: config.get<number>('debounceMs', 75),
   };
   for (const key of [
-    'contextTokens', 'lineTokens', 'blockTokens', 'crossFile', 'minConfidence', 'candidates',
-    'backend', 'endpoint', 'remoteModel', 'apiKeyEnv', 'timeoutMs', 'headers', 'fimTemplate',
+    'contextTokens', 'lineTokens', 'blockTokens', 'blockMs', 'crossFile', 'minConfidence',
+    'candidates', 'backend', 'endpoint', 'remoteModel', 'apiKeyEnv', 'timeoutMs', 'headers',
+    'fimTemplate',
   ]) {
     const value = config.get(key);
     if (value !== null && value !== undefined) {

@@ -27,6 +27,7 @@ M.defaults = {
   context_tokens = nil,
   line_tokens = nil,
   block_tokens = nil,
+  block_ms = nil,
   cross_file = nil,
   -- The confidence gate: suggestions scored below this are hidden; nil: the server's default.
   min_confidence = nil,
@@ -99,6 +100,7 @@ local SETTINGS = {
   { 'contextTokens', 'context_tokens' },
   { 'lineTokens', 'line_tokens' },
   { 'blockTokens', 'block_tokens' },
+  { 'blockMs', 'block_ms' },
   { 'crossFile', 'cross_file' },
   { 'minConfidence', 'min_confidence' },
   { 'candidates', 'candidates' },
