@@ -210,7 +210,7 @@ async def run_cold(client: LanguageClient, pool: list, n: int, server: ServerPro
             )
         )
     return {
-        # The budgets are the server's defaults: this benchmark sends no settings.
+        # The budgets are the server's defaults (--setting may change others, not these).
         "single": summarise_cold(
             [r for r in runs if r.mode in SINGLE_MODES], cpu["single"], defaults.LINE_TOKENS
         ),
@@ -272,7 +272,7 @@ async def run_typing(
     if not files:
         return {"keystrokes": 0}
     before = await stats(client)
-    # The server's own gate: this benchmark sends no settings.
+    # The server's own gate, read back: --setting minConfidence=... shows here too.
     replay = typing_replay.Replay(gate=before["minConfidence"], server=command)
     cpu_before = server.cpu_ms()
     typed = 0
@@ -322,6 +322,17 @@ async def run_typing(
     return out
 
 
+def setting(text: str) -> tuple[str, Any]:
+    """`blockMs=800` -> ("blockMs", 800): a setting for --setting, its value as JSON."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=JSON, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key}: {value!r} is not JSON") from None
+
+
 async def lsp_phases(args: argparse.Namespace, files: list, rows: dict) -> dict:
     command = shlex.split(args.server_cmd)
     client = LanguageClient("fim-bench-embedded", "0.1")
@@ -335,7 +346,8 @@ async def lsp_phases(args: argparse.Namespace, files: list, rows: dict) -> dict:
                 text_document=types.TextDocumentClientCapabilities(
                     inline_completion=types.InlineCompletionClientCapabilities()
                 )
-            )
+            ),
+            initialization_options={"fim": dict(args.setting)} if args.setting else None,
         )
     )
     client.initialized(types.InitializedParams())
@@ -581,6 +593,14 @@ def main() -> None:
         help="only the figures over LSP (any backend: --server-cmd '... --model NAME')",
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the model")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        type=setting,
+        metavar="KEY=JSON",
+        help="a setting sent in initializationOptions, e.g. blockMs=800 (repeatable; "
+        "without it the server's defaults)",
+    )
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
     args = parser.parse_args()
     quick = args.quick

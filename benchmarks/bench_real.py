@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import statistics
 import sys
 import time
@@ -159,7 +160,11 @@ def main() -> int:
         "raw:qwen2.5-coder-1.5b,fim:qwen2.5-coder-1.5b",
     )
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
+    parser.add_argument(
+        "--answers", type=Path, help="also write every answer: a JSON line per task and config"
+    )
     args = parser.parse_args()
+    answers = args.answers.open("w") if args.answers else None
     suites = args.suite or [
         "humaneval-single",
         "humaneval-multi",
@@ -189,6 +194,11 @@ def main() -> int:
                                 None, normalise(text), normalise(task.reference)
                             ).ratio()
                         )
+                        if answers is not None:
+                            record = {"suite": suite, "task": task.task_id, "config": config.name,
+                                      "text": text, "reference": task.reference}  # fmt: skip
+                            answers.write(json.dumps(record) + "\n")
+                            answers.flush()
                         if task.executable:
                             checks.append((tally, pool.submit(check, task, text, limits)))
                     print(
@@ -204,6 +214,8 @@ def main() -> int:
         finally:
             for config in configs:
                 config.close()
+            if answers is not None:
+                answers.close()
     rows = {f"{s} | {c}": t.summary() for (s, c), t in tallies.items()}
     table = ["| suite | configuration | exact | pass@1 | edit sim | empty | p50 ms | p95 ms |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip

@@ -36,21 +36,31 @@ GENERATED = 8  # tokens per request: a typical single-line answer is 3-10
 class GenerationThreadsServer(ManagedServer):
     """The managed server's command with `--threads` (generation) set, the rest as is."""
 
-    def __init__(self, model: str, generation: int) -> None:
+    def __init__(self, model: str, generation: int, poll: int | None = None) -> None:
         binary = find_binary()
         assert binary is not None, "llama-server not found"
         path, _ = gguf.model_file(model)
         super().__init__(binary, path, threads=cpu_threads(), ctx_size=CTX_SIZE)
         self.generation = generation
+        self.poll = poll
 
     def command(self) -> list[str]:
         args = super().command()
         args[args.index("--threads") + 1] = str(self.generation)
+        if self.poll is not None:
+            args += ["--poll", str(self.poll)]
         return args
 
 
-def server(model: str, threads: int) -> ManagedServer:
-    started = GenerationThreadsServer(model, threads)
+def variant(name: str) -> tuple[int, int | None]:
+    """`2` (two generation threads, llama.cpp's default polling) or `2p0` (and --poll 0:
+    waiting threads sleep instead of spinning)."""
+    threads, _, poll = name.partition("p")
+    return int(threads), int(poll) if poll else None
+
+
+def server(model: str, name: str) -> ManagedServer:
+    started = GenerationThreadsServer(model, *variant(name))
     started.start()
     return started
 
@@ -98,12 +108,16 @@ def keystrokes(client: httpx.Client, url: str, n: int) -> list[dict[str, float]]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
-    parser.add_argument("--threads", default="1,2", help="comma-separated --threads values")
+    parser.add_argument(
+        "--threads",
+        default="1,2",
+        help="comma-separated --threads values; 2p0 is two threads with --poll 0",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=8, help="per server, round and load")
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
     args = parser.parse_args()
-    counts = [int(t) for t in args.threads.split(",")]
+    counts = args.threads.split(",")
     servers = {t: server(args.model, t) for t in counts}
     client = httpx.Client(timeout=120, trust_env=False)
     results: dict[str, list[dict[str, float]]] = {}
