@@ -250,13 +250,55 @@ class LineToType:
     next_indent: str | None  # None: the run's last line
 
 
+# Nodes whose children are statements (each grammar's names): a run of new code may end
+# between two of them, or before one (a compound statement's body).
+STATEMENT_CONTAINERS = frozenset(
+    {
+        "module", "block", "program", "statement_block", "class_body", "source_file",
+        "declaration_list", "field_declaration_list", "compound_statement",
+        "translation_unit", "constructor_body", "interface_body", "enum_body",
+    }
+)  # fmt: skip
+
+
+def _last_row(node: tree_sitter.Node) -> int:
+    row, column = node.end_point
+    return row - 1 if column == 0 and row > node.start_point[0] else row
+
+
+def between_statements(tree: tree_sitter.Tree, row: int) -> bool:
+    """Whether the line break after `row` falls between statements (or before a body):
+    the code below it then reads as code of its own, as it does when a user writes new
+    lines above it. Not inside one statement (`if (` / `a` | `and b` / `):`)."""
+    node = tree.root_node
+    while True:
+        inside = [c for c in node.children if c.start_point[0] <= row < _last_row(c)]
+        if not inside:
+            break
+        node = inside[0]
+    if node.parent is None or node.type in STATEMENT_CONTAINERS:
+        return True
+    after = next(
+        (c for c in node.children if c.start_point[0] > row and "comment" not in c.type), None
+    )
+    return after is not None and after.type in STATEMENT_CONTAINERS
+
+
 def write_through_plan(file: HeldOutFile, rows: list[int]) -> tuple[str, list[LineToType]]:
     """The document a write-through run starts from (the rows `rows[0]` to `rows[-1]`
     gone but for the first one's indentation) and the lines to write, in order. Writing
-    them all gives `file.text` back."""
+    them all gives `file.text` back. A run that would start or end inside a statement
+    is widened to the statement's first and last rows (the rows it gains that are
+    typable are typed): the code below the cursor is then whole statements."""
     lines = file.text.split("\n")
     first, last = rows[0], rows[-1]
     typed = set(rows)
+    tree = parse(LANGUAGES[file.language], file.text.encode("utf-8"))
+    while first > 0 and not between_statements(tree, first - 1):
+        first -= 1
+    while last < len(lines) - 1 and not between_statements(tree, last):
+        last += 1
+    typed |= set(typable_lines(file.text, file.language)) & set(range(first, last + 1))
 
     def indent_of(row: int) -> str:
         return lines[row][: len(lines[row]) - len(lines[row].lstrip())]

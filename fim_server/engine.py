@@ -254,6 +254,10 @@ class Engine:
             except InfillCancelled:
                 if call.superseded:
                     return self._superseded(prepared.ctx)
+                if speculative:
+                    # Nobody waits for it (the session closed, or switched its backend):
+                    # an exception would only be logged as never retrieved.
+                    return Completion("", prepared.ctx.mode, "computed ahead; cancelled")
                 raise
             self._debounce.model_ran(result.model_ms)
             return self._pipeline.answer(

@@ -238,6 +238,21 @@ async def test_accepting_a_completion_computes_the_next_one_ahead() -> None:
     engine.close()
 
 
+async def test_a_completion_computed_ahead_ends_quietly_when_the_session_closes() -> None:
+    model = ScriptedModel("total += x")
+    engine = make_engine(model)
+    uri = "file:///sum.py"
+    shown = await engine.complete(*at_cursor("def f(xs):\n    for x in xs:\n        |\n"), uri=uri)
+    model.steps, model.step_s = 400, 0.005
+    model.started.clear()
+    ahead = engine.accepted(uri, len(shown.text), partial=False)
+    assert ahead is not None
+    await asyncio.to_thread(model.started.wait, 5)
+    engine.close()  # the editor went away while the model ran ahead
+    cancelled = await asyncio.wait_for(ahead, 5)
+    assert cancelled.text == ""
+
+
 async def test_cancelling_the_caller_stops_the_model() -> None:
     model = ScriptedModel("b", steps=400, step_s=0.005)
     engine = make_engine(model)

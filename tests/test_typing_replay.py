@@ -196,3 +196,26 @@ def test_a_write_through_run_starts_without_its_lines_and_writing_them_gives_the
         if line.next_indent is not None:
             lines.insert(line.row + 1, line.next_indent)
     assert "\n".join(lines) == text
+
+
+def test_a_write_through_run_ending_inside_a_statement_is_widened_to_its_end() -> None:
+    # Rows 1-2 end inside the `if (...)` condition: the code below the cursor would start
+    # with `and b`, which no user writing new lines ever has below them (and which turns
+    # every correct completion into a syntax change there).
+    text = (
+        "def f(a, b):\n"
+        "    total = a + b\n"
+        "    if (\n"
+        "        a > 0\n"
+        "        and b > 0\n"
+        "    ):\n"
+        "        return total\n"
+        "    return 0\n"
+    )
+    file = replay.HeldOutFile("outside/x.py", "python", text)
+    start, plan = replay.write_through_plan(file, [1, 2])
+    assert [line.row for line in plan] == [1, 2, 3, 4, 5]
+    assert start == "def f(a, b):\n    \n        return total\n    return 0\n"
+    # A run that already ends between statements stays as it is.
+    start, plan = replay.write_through_plan(file, [1])
+    assert [line.row for line in plan] == [1]

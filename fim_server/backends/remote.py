@@ -597,6 +597,23 @@ def _timings_ms(timings: Any) -> float | None:
     return total
 
 
+def _log_llama_timings(timings: dict[str, Any]) -> None:
+    """llama.cpp's account of one request, at debug level: where its time went (a prompt
+    read again from the start, against one the cache covered; tokens written)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "llama.cpp: prompt %s tokens read in %s ms (%s from the cache), "
+            "%s tokens written in %s ms",
+            timings.get("prompt_n"), _rounded(timings.get("prompt_ms")),
+            timings.get("cache_n", "?"), timings.get("predicted_n"),
+            _rounded(timings.get("predicted_ms")),
+        )  # fmt: skip
+
+
+def _rounded(value: Any) -> Any:
+    return round(value) if isinstance(value, int | float) else value
+
+
 def _fill(template: str, prefix: str, suffix: str) -> str:
     # Substituted once each, in one pass: code may itself contain `{suffix}`.
     return re.sub(
@@ -791,6 +808,8 @@ class LlamaCppBackend(RemoteBackend):
             if isinstance(logprob, int | float):
                 self._probs.append(math.exp(logprob))
         tokens = event.get("tokens_predicted")
+        if event.get("stop") is True and isinstance(timings := event.get("timings"), dict):
+            _log_llama_timings(timings)
         return (
             content,
             event.get("stop") is True,

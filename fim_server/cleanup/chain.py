@@ -106,6 +106,10 @@ def clean_edit(raw: str, ctx: CompletionContext, trace: CleanupTrace | None = No
         return Edit("")
     written = strip_special_tokens(raw)  # as the model wrote it: the statement end cuts drop
     check = SyntaxCheck(ctx) if ctx.language is not None else None
+    # The model wrote one line, even where a block was asked for (the time limit stops a
+    # slow model at its first line break): a block opener ending it is a line whose body
+    # comes next, as on a single line.
+    one_line = not written.strip().partition("\n")[2].strip()
     # The check that turned down the longest candidate is the one that cut (or dropped) it.
     rejected_by = ""
     for candidate in _candidates(text, ctx):
@@ -119,8 +123,9 @@ def clean_edit(raw: str, ctx: CompletionContext, trace: CleanupTrace | None = No
             rejected_by = rejected_by or REPEATS_NEXT_LINES
             continue
         # A block opener is fine at the end of a single line continuing typed code (`for x
-        # in xs:`: the body comes next), not at the end of a block meant to be written.
-        single = "\n" not in edit.text and bool(ctx.line_prefix.strip())
+        # in xs:`: the body comes next) or of the one line the model wrote, not at the end
+        # of a block the model went on to write.
+        single = "\n" not in edit.text and (bool(ctx.line_prefix.strip()) or one_line)
         if check is None or not check.damages(edit, empty_blocks=not single):
             ended = keep_statement_end(edit, written, ctx)
             if ended != edit and (check is None or not check.damages(ended, empty_blocks=True)):
