@@ -143,11 +143,11 @@ def _in_comment_or_string(tree: tree_sitter.Tree, row: int, column: int) -> bool
     return False
 
 
-def typable_lines(text: str, language: str) -> list[int]:
+def typable_lines(text: str, language: str, tree: tree_sitter.Tree | None = None) -> list[int]:
     """Rows worth typing: code (not comments, docstrings and other strings: licence
     headers would swamp the figures), ASCII (so columns are LSP positions), not too short
-    nor too long."""
-    tree = parse(LANGUAGES[language], text.encode("utf-8"))
+    nor too long. `tree`: the text's parse, where the caller has it."""
+    tree = tree or parse(LANGUAGES[language], text.encode("utf-8"))
     rows = []
     for row, line in enumerate(text.split("\n")):
         body = line.strip()
@@ -270,12 +270,11 @@ def between_statements(tree: tree_sitter.Tree, row: int) -> bool:
     """Whether the line break after `row` falls between statements (or before a body):
     the code below it then reads as code of its own, as it does when a user writes new
     lines above it. Not inside one statement (`if (` / `a` | `and b` / `):`)."""
-    node = tree.root_node
-    while True:
-        inside = [c for c in node.children if c.start_point[0] <= row < _last_row(c)]
-        if not inside:
-            break
-        node = inside[0]
+    node = tree.root_node  # down to the deepest node the line break falls inside
+    while inside := next(
+        (c for c in node.children if c.start_point[0] <= row < _last_row(c)), None
+    ):
+        node = inside
     if node.parent is None or node.type in STATEMENT_CONTAINERS:
         return True
     after = next(
@@ -298,7 +297,7 @@ def write_through_plan(file: HeldOutFile, rows: list[int]) -> tuple[str, list[Li
         first -= 1
     while last < len(lines) - 1 and not between_statements(tree, last):
         last += 1
-    typed |= set(typable_lines(file.text, file.language)) & set(range(first, last + 1))
+    typed |= set(typable_lines(file.text, file.language, tree)) & set(range(first, last + 1))
 
     def indent_of(row: int) -> str:
         return lines[row][: len(lines[row]) - len(lines[row].lstrip())]
